@@ -1,0 +1,395 @@
+"""The live market engine: bars per symbol and timeframe, pair statistics per selection.
+
+Stateful but I/O-free. One writer (the ingest path, serialised by :attr:`lock`) calls
+:meth:`MarketEngine.on_trade` for every trade and :meth:`MarketEngine.on_clock` on a
+timer; readers (Dash callbacks, API) call :meth:`bars` and :meth:`pair`, which return
+read-only views and frozen snapshots.
+
+Per symbol and timeframe (1 s, 1 m, 5 m by default) a :class:`~analytics.bars.BarBuilder`
+closes bars on the first tick past the bucket or on the clock, and closed bars go into a
+:class:`~analytics.series.ColumnBuffer` bounded to one day.
+
+Pairs are tracked on demand: the first request for ``(a, b, tf, window, regression,
+prices)`` builds the day's series in one vectorised pass (:func:`analytics.pair.pair_series`
+over :func:`analytics.align.align_pair`), warms an :class:`~analytics.live.IncrementalPair`
+with the tail of that history, and from then on every closed bar updates the pair in
+O(1) (O(w) for the robust regressions). Nothing recomputes the day on a refresh.
+
+**When an aligned point is final.** A pair point at bucket ``ts`` uses both legs' closes at
+``ts`` (carried forward when a leg had no trade). It is emitted by a
+:class:`~analytics.align.PairAligner` once each leg has closed a bar at or after ``ts``
+or the clock has passed ``ts + tf``; builders get the clock first, so a tick of the
+slower leg for bucket ``ts`` can never arrive after its point was published. This gives
+exactly :func:`~analytics.align.align_pair` on the same closed bars.
+
+**Live (tick-level) z-score.** ``PairSnapshot.live_zscore(price_a, price_b)`` applies the
+last closed bar's alpha, beta and spread-window mean/std to the latest traded prices:
+O(1), computed at read time by the 500 ms callbacks.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from analytics.align import PairAligner, align_pair
+from analytics.bars import BAR_FIELDS, Bar, BarBuilder, Bars, resample_bars
+from analytics.errors import InsufficientData
+from analytics.live import IncrementalPair
+from analytics.pair import PRICE_MODES, REGRESSIONS, pair_series
+from analytics.series import ColumnBuffer
+
+DAY_MS = 86_400_000
+DEFAULT_TIMEFRAMES_MS = (1_000, 60_000, 300_000)
+MAX_TRACKED_PAIRS = 48
+PAIR_FIELDS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
+_BAR_DTYPES = {f: (np.int64 if f in ("ts", "trades", "first_id", "last_id") else np.float64) for f in BAR_FIELDS}
+_PAIR_DTYPES = {f: (np.int64 if f == "ts" else np.float64) for f in PAIR_FIELDS}
+
+
+@dataclass(frozen=True, slots=True)
+class PairKey:
+    a: str
+    b: str
+    tf_ms: int
+    window: int
+    regression: str
+    prices: str
+
+
+@dataclass(frozen=True, slots=True)
+class PairColumns:
+    """Read-only column views of a pair's series (the last day)."""
+
+    ts: np.ndarray
+    price_a: np.ndarray
+    price_b: np.ndarray
+    alpha: np.ndarray
+    beta: np.ndarray
+    spread: np.ndarray
+    zscore: np.ndarray
+    corr: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ts)
+
+
+@dataclass(frozen=True, slots=True)
+class PairSnapshot:
+    """Immutable state of one tracked pair, swapped whole on every update.
+
+    ``bar_seq`` counts aligned points processed: pages redraw bar charts when it changes.
+    ``spread_mean``/``spread_std`` are the statistics of the spread window ending at the
+    last point (NaN until defined): the live z-score uses them.
+    """
+
+    key: PairKey
+    series: PairColumns
+    bar_seq: int
+    alpha: float
+    beta: float
+    spread_mean: float
+    spread_std: float
+    needs: dict = field(default_factory=dict)
+
+    def frame(self) -> pd.DataFrame:
+        s = self.series
+        return pd.DataFrame({f: getattr(s, f) for f in PAIR_FIELDS})
+
+    def live_zscore(self, price_a: float | None, price_b: float | None) -> float | None:
+        """z of the latest traded prices against the last closed window (O(1))."""
+        if price_a is None or price_b is None:
+            return None
+        sd = self.spread_std
+        if not np.isfinite(sd) or sd <= 0 or not np.isfinite(self.beta):
+            return None
+        if self.key.prices == "log":
+            if price_a <= 0 or price_b <= 0:
+                return None
+            price_a, price_b = float(np.log(price_a)), float(np.log(price_b))
+        spread = price_a - self.alpha - self.beta * price_b
+        return (spread - self.spread_mean) / sd
+
+
+class PairTracker:
+    """One pair selection: a :class:`PairAligner` feeding an :class:`IncrementalPair`."""
+
+    def __init__(self, key: PairKey, max_rows: int) -> None:
+        self.key = key
+        self.aligner = PairAligner(key.tf_ms)
+        self.inc = IncrementalPair(key.window, regression=key.regression, prices=key.prices)
+        self.buffer = ColumnBuffer(_PAIR_DTYPES, max_rows)
+        self._seen_ts: dict[str, int] = {"a": -(2**62), "b": -(2**62)}
+        self._last_ts: int | None = None  # last aligned point in the series
+        self.last_used = time.monotonic()
+        self.snapshot: PairSnapshot | None = None
+
+    def seen_ts(self, leg: str) -> int:
+        """Start of the last bar of ``leg`` this tracker has taken in."""
+        return self._seen_ts[leg]
+
+    # -- building from history ------------------------------------------------------
+    def load_history(self, bars_a: Bars, bars_b: Bars, clock_ms: int | None) -> None:
+        """Vectorised series up to the last bucket both legs have closed, then prime.
+
+        Points up to ``L = min(last bar of a, last bar of b)`` are final whatever comes
+        next, so they are computed in one batch pass; the aligner is then given each
+        leg's last bar at or before ``L`` (the close it carries) and every later bar,
+        and the points it emits after ``L`` continue the series incrementally.
+        """
+        k = self.key
+        cut = None
+        if len(bars_a) and len(bars_b):
+            cut = int(min(bars_a.ts[-1], bars_b.ts[-1]))
+            aligned = align_pair(
+                _head(bars_a, cut + 1), _head(bars_b, cut + 1), max_bars=self.buffer.max_rows
+            )
+            if len(aligned):
+                series = pair_series(
+                    aligned.ts, aligned.a, aligned.b,
+                    window=k.window, regression=k.regression, prices=k.prices,
+                )
+                self.buffer.extend({f: getattr(series, f) for f in PAIR_FIELDS})
+                self._last_ts = int(aligned.ts[-1])
+                # Warm the incremental twin on the tail that determines its state
+                # (the Kalman filter depends on its whole history).
+                n = len(aligned)
+                warm = n if k.regression == "kalman" else min(n, 2 * k.window + 1)
+                for i in range(n - warm, n):
+                    self.inc.update(int(aligned.ts[i]), float(aligned.a[i]), float(aligned.b[i]))
+        for leg, bars in (("a", bars_a), ("b", bars_b)):
+            first = 0
+            if cut is not None:
+                first = max(int(np.searchsorted(bars.ts, cut, side="right")) - 1, 0)
+            for i in range(first, len(bars)):
+                self.on_bar(leg, bars.bar(i), publish=False)
+        if clock_ms is not None:
+            self._consume(self.aligner.on_clock(clock_ms))
+        self._publish()
+
+    # -- live -----------------------------------------------------------------------
+    def on_bar(self, leg: str, bar: Bar, *, publish: bool = True) -> None:
+        if bar.ts <= self._seen_ts[leg]:
+            return
+        self._seen_ts[leg] = bar.ts
+        if self._consume(self.aligner.on_bar(leg, bar)) and publish:
+            self._publish()
+
+    def on_clock(self, now_ms: int) -> None:
+        if self._consume(self.aligner.on_clock(now_ms)):
+            self._publish()
+
+    def _consume(self, points) -> bool:
+        emitted = False
+        for ts, ca, cb in points:
+            if self._last_ts is not None and ts <= self._last_ts:
+                continue  # already in the batch-built history
+            pt = self.inc.update(ts, ca, cb)
+            if pt is None:
+                row = (ts, ca, cb, np.nan, np.nan, np.nan, np.nan, np.nan)
+            else:
+                row = (ts, ca, cb, pt.alpha, pt.beta, pt.spread, pt.zscore, pt.corr)
+            self.buffer.append(row)
+            self._last_ts = ts
+            emitted = True
+        return emitted
+
+    def _publish(self) -> None:
+        v = self.buffer.view()
+        mean, std = self.inc.spread_stats()
+        last = self.buffer.last()
+        self.snapshot = PairSnapshot(
+            key=self.key,
+            series=PairColumns(**{f: v[f] for f in PAIR_FIELDS}),
+            bar_seq=self.buffer.appended,
+            alpha=float(last["alpha"]) if last else np.nan,
+            beta=float(last["beta"]) if last else np.nan,
+            spread_mean=float(mean),
+            spread_std=float(std),
+            needs=self.inc.needs(),
+        )
+
+
+def _head(bars: Bars, frontier: int) -> Bars:
+    """Bars with ``ts < frontier``."""
+    n = int(np.searchsorted(bars.ts, frontier, side="left"))
+    if n == len(bars):
+        return bars
+    cols = bars.columns()
+    return Bars.from_columns({f: cols[f][:n] for f in BAR_FIELDS}, tf_ms=bars.tf_ms)
+
+
+class MarketEngine:
+    """Bars for every symbol and timeframe, and on-demand incremental pair tracking."""
+
+    def __init__(
+        self,
+        symbols: list[str],
+        *,
+        timeframes_ms: tuple[int, ...] = DEFAULT_TIMEFRAMES_MS,
+        max_pairs: int = MAX_TRACKED_PAIRS,
+    ) -> None:
+        if 1_000 not in timeframes_ms:
+            raise ValueError("timeframes_ms must include 1000 (the stored 1 s bars)")
+        self.timeframes_ms = tuple(sorted(timeframes_ms))
+        self.max_pairs = max_pairs
+        #: Serialises writers (feed thread, clock thread, pair registration).
+        self.lock = threading.RLock()
+        self._builders: dict[str, dict[int, BarBuilder]] = {}
+        self._series: dict[str, dict[int, ColumnBuffer]] = {}
+        self._pairs: dict[PairKey, PairTracker] = {}
+        self._by_leg: dict[tuple[str, int], list[PairTracker]] = {}
+        self.bar_closes = 0
+        self._clock_ms: int | None = None
+        for s in symbols:
+            self.add_symbol(s)
+
+    # ------------------------------------------------------------------ symbols
+    @property
+    def symbols(self) -> list[str]:
+        return list(self._builders)
+
+    def add_symbol(self, symbol: str) -> None:
+        with self.lock:
+            if symbol in self._builders:
+                return
+            self._builders[symbol] = {tf: BarBuilder(tf) for tf in self.timeframes_ms}
+            self._series[symbol] = {
+                tf: ColumnBuffer(_BAR_DTYPES, DAY_MS // tf) for tf in self.timeframes_ms
+            }
+
+    def replay_start_ms(self, last_ms: int) -> int:
+        """Start of the still-open bucket of the largest timeframe containing ``last_ms``."""
+        tf = self.timeframes_ms[-1]
+        return last_ms - last_ms % tf
+
+    def load_bars(self, symbol: str, bars_1s: Bars) -> None:
+        """Restore history from stored 1 s bars (all coarse buckets must be complete)."""
+        self.add_symbol(symbol)
+        with self.lock:
+            for tf, buf in self._series[symbol].items():
+                bars = bars_1s if tf == 1_000 else resample_bars(bars_1s, tf_ms=tf)
+                buf.extend(bars.columns())
+
+    # ------------------------------------------------------------------ writers
+    def on_trade(
+        self, symbol: str, time_ms: int, trade_id: int, price: float, qty: float, m: bool
+    ) -> Bar | None:
+        """Feed one trade; return the 1 s bar it closed (for the store), if any."""
+        builders = self._builders.get(symbol)
+        if builders is None:
+            self.add_symbol(symbol)
+            builders = self._builders[symbol]
+        closed_1s = None
+        with self.lock:
+            for tf, builder in builders.items():
+                closed = builder.on_tick(time_ms, trade_id, price, qty, m)
+                if closed is not None:
+                    self._closed(symbol, tf, closed)
+                    if tf == 1_000:
+                        closed_1s = closed
+        return closed_1s
+
+    def on_clock(self, now_ms: int) -> list[tuple[str, Bar]]:
+        """Close every bar whose time is up; return the closed 1 s bars."""
+        out = []
+        with self.lock:
+            for symbol, builders in self._builders.items():
+                for tf, builder in builders.items():
+                    closed = builder.on_clock(now_ms)
+                    if closed is not None:
+                        self._closed(symbol, tf, closed)
+                        if tf == 1_000:
+                            out.append((symbol, closed))
+            self._clock_ms = now_ms
+            for tr in self._pairs.values():
+                tr.on_clock(now_ms)
+        return out
+
+    def _closed(self, symbol: str, tf: int, bar: Bar) -> None:
+        self._series[symbol][tf].append(bar.as_row())
+        self.bar_closes += 1
+        for tr in self._by_leg.get((symbol, tf), ()):
+            tr.on_bar("a" if tr.key.a == symbol else "b", bar)
+
+    # ------------------------------------------------------------------ readers
+    def bars(self, symbol: str, tf_ms: int) -> Bars:
+        """Closed bars of the last day (read-only views; any multiple of 1 s)."""
+        series = self._series.get(symbol)
+        if series is None:
+            raise KeyError(symbol)
+        if tf_ms in series:
+            return Bars.from_columns(series[tf_ms].view(), tf_ms=tf_ms)
+        base = max(t for t in series if tf_ms % t == 0)
+        fine = Bars.from_columns(series[base].view(), tf_ms=base)
+        # Only complete coarse buckets: drop the last one if it may still grow.
+        floor = self._builders[symbol][base].floor
+        floor = -(2**62) if floor is None else floor
+        coarse = resample_bars(fine, tf_ms=tf_ms)
+        if len(coarse) and coarse.ts[-1] + tf_ms > floor:
+            coarse = coarse.tail(len(coarse) - 1) if len(coarse) > 1 else Bars.empty(tf_ms)
+        return coarse
+
+    def open_bar(self, symbol: str, tf_ms: int) -> Bar | None:
+        builder = self._builders.get(symbol, {}).get(tf_ms)
+        return None if builder is None else builder.current
+
+    def pair(
+        self, a: str, b: str, tf_ms: int, window: int, regression: str = "ols", prices: str = "raw"
+    ) -> PairSnapshot:
+        """Snapshot of a pair selection; the first call builds and starts tracking it."""
+        if regression not in REGRESSIONS:
+            raise ValueError(f"regression must be one of {REGRESSIONS}, got {regression!r}")
+        if prices not in PRICE_MODES:
+            raise ValueError(f"prices must be one of {PRICE_MODES}, got {prices!r}")
+        for s in (a, b):
+            if s not in self._series:
+                raise KeyError(s)
+        if a == b:
+            raise ValueError("a pair needs two different symbols")
+        key = PairKey(a, b, int(tf_ms), int(window), regression, prices)
+        tracker = self._pairs.get(key)
+        if tracker is not None:
+            tracker.last_used = time.monotonic()
+            return tracker.snapshot
+        if tf_ms not in self.timeframes_ms:
+            raise InsufficientData(
+                f"live pair tracking at {tf_ms} ms (tracked timeframes: "
+                f"{', '.join(str(t) for t in self.timeframes_ms)} ms)", 1, 0
+            )
+        # The day's batch build runs outside the lock (the feed must not wait for it);
+        # bars that close meanwhile are caught up under the lock before registering.
+        with self.lock:
+            bars_a, bars_b = self.bars(a, tf_ms), self.bars(b, tf_ms)
+        tracker = PairTracker(key, DAY_MS // tf_ms)
+        tracker.load_history(bars_a, bars_b, None)
+        with self.lock:
+            existing = self._pairs.get(key)
+            if existing is not None:
+                return existing.snapshot
+            for leg, sym in (("a", a), ("b", b)):
+                fresh = self.bars(sym, tf_ms).since(tracker.seen_ts(leg) + 1)
+                for i in range(len(fresh)):
+                    tracker.on_bar(leg, fresh.bar(i))
+            if self._clock_ms is not None:
+                tracker.on_clock(self._clock_ms)
+            self._register(tracker)
+        return tracker.snapshot
+
+    def _register(self, tracker: PairTracker) -> None:
+        key = tracker.key
+        self._pairs[key] = tracker
+        for sym in (key.a, key.b):
+            self._by_leg.setdefault((sym, key.tf_ms), []).append(tracker)
+        while len(self._pairs) > self.max_pairs:
+            oldest = min(self._pairs.values(), key=lambda t: t.last_used)
+            del self._pairs[oldest.key]
+            for sym in (oldest.key.a, oldest.key.b):
+                self._by_leg[(sym, oldest.key.tf_ms)].remove(oldest)
+
+    def tracked_pairs(self) -> list[PairKey]:
+        return list(self._pairs)

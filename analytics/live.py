@@ -1,0 +1,213 @@
+"""Incremental pair statistics for the live engine: one aligned bar at a time, O(1).
+
+:class:`IncrementalPair` is the bar-by-bar twin of :func:`analytics.pair.pair_series`
+(same definitions, see :mod:`analytics.pair`): feeding bars ``0 .. t`` yields the row
+``t`` of ``pair_series`` on those bars, to floating-point noise (tested at every bar for
+every regression). State is bounded: ring buffers of ``w`` bars and a few floats.
+
+* OLS: :class:`analytics.rolling.RollingOLS` (running centred sums, exact recompute
+  every ``w`` bars).
+* Huber / Theil-Sen: the last ``w`` model prices in deques; the same
+  :func:`analytics.hedge.robust_window_fit` as the batch, on bar close only, every
+  ``refit_step`` bars (the same schedule as :func:`analytics.hedge.rolling_robust`).
+* Kalman: :class:`analytics.kalman.KalmanHedge` (the batch uses the same step).
+* z-score: :class:`analytics.rolling.RollingMoments` over the spreads; correlation:
+  :class:`analytics.rolling.RollingCorr` over raw log returns.
+
+Tick-level z (:meth:`IncrementalPair.live_zscore`)::
+
+    z_now = ((A_now - alpha_t - beta_t * B_now) - mean_t) / std_t
+
+with ``alpha_t, beta_t`` the hedge of the **last closed bar** ``t`` and
+``mean_t, std_t`` the mean and sample std of ``spread_{t-w+1..t}``: nothing is refitted
+per tick (robust fits only on bar close), so it costs a few float operations. It is a
+*preview*: when the bar closes, ``z_{t+1}`` also moves the window and the fit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from analytics.hedge import RobustParams, robust_window_fit
+from analytics.kalman import KalmanHedge, KalmanParams
+from analytics.pair import check_options, requirements
+from analytics.rolling import (
+    BetaAlpha,
+    MeanStd,
+    RollingCorr,
+    RollingMoments,
+    RollingOLS,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["IncrementalPair", "PairPoint"]
+
+
+@dataclass(frozen=True, slots=True)
+class PairPoint:
+    """Pair statistics of one closed bar (NaN where undefined); ``n`` = bars seen."""
+
+    ts: object
+    price_a: float
+    price_b: float
+    alpha: float
+    beta: float
+    spread: float
+    zscore: float
+    corr: float
+    n: int
+
+
+class _RobustRolling:
+    """Trailing robust refits on bar close, every ``step`` bars, last fit held."""
+
+    __slots__ = ("_w", "_method", "_params", "_step", "_a", "_b", "_n", "_value")
+
+    def __init__(
+        self, window: int, method: str, params: RobustParams, step: int
+    ) -> None:
+        self._w, self._method, self._params, self._step = window, method, params, step
+        self._a: deque[float] = deque(maxlen=window)
+        self._b: deque[float] = deque(maxlen=window)
+        self._n = 0
+        self._value: BetaAlpha | None = None
+
+    def update(self, a: float, b: float) -> BetaAlpha | None:
+        self._a.append(a)
+        self._b.append(b)
+        self._n += 1
+        t, w = self._n - 1, self._w
+        if t >= w - 1 and (t - (w - 1)) % self._step == 0:
+            beta, alpha, _, _ = robust_window_fit(
+                np.fromiter(self._a, dtype=np.float64, count=w),
+                np.fromiter(self._b, dtype=np.float64, count=w),
+                self._method,
+                self._params,
+            )
+            self._value = BetaAlpha(beta, alpha)
+        return self._value
+
+
+class IncrementalPair:
+    """Live pair statistics, updated once per closed aligned bar.
+
+    Parameters
+    ----------
+    window : int
+        ``w >= 3`` bars (hedge window, z-score window, correlation returns).
+    regression : {"ols", "huber", "theilsen", "kalman"}
+    prices : {"raw", "log"}
+        Model price scale; the correlation always uses raw log returns.
+    kalman : KalmanParams
+    robust : RobustParams
+    refit_step : int
+        Robust regressions refit every ``refit_step`` closed bars.
+
+    ``update(ts, a, b)`` takes the closed bar's raw prices and returns a
+    :class:`PairPoint` once the hedge is defined (None during the first ``w - 1`` bars,
+    1 for Kalman). ``live_zscore(a_now, b_now)`` is the O(1) tick-level preview.
+    """
+
+    def __init__(
+        self,
+        window: int,
+        regression: str = "ols",
+        prices: str = "raw",
+        kalman: KalmanParams = KalmanParams(),
+        robust: RobustParams = RobustParams(),
+        refit_step: int = 1,
+    ) -> None:
+        w = check_options(window, regression, prices, kalman, robust, refit_step)
+        self.window, self.regression, self.prices = w, regression, prices
+        self._req = requirements(w, regression)
+        self._log = prices == "log"
+        if regression == "ols":
+            self._hedge: RollingOLS | KalmanHedge | _RobustRolling = RollingOLS(w)
+        elif regression == "kalman":
+            self._hedge = KalmanHedge(kalman, prices=prices)
+        else:
+            self._hedge = _RobustRolling(w, regression, robust, refit_step)
+        self._moments = RollingMoments(w)
+        self._corr = RollingCorr(w)
+        self._n = 0
+        self._last_ts: object = None
+        self._prev_la = self._prev_lb = math.nan  # log raw prices of the previous bar
+        self._alpha = self._beta = math.nan
+        self._zstats: MeanStd | None = None
+        self._last: PairPoint | None = None
+
+    @property
+    def count(self) -> int:
+        """Bars seen."""
+        return self._n
+
+    @property
+    def last(self) -> PairPoint | None:
+        """The last :class:`PairPoint` returned (None while warming up)."""
+        return self._last
+
+    def spread_stats(self) -> MeanStd:
+        """Mean and sample std of the spreads of the last ``w`` closed bars.
+
+        The window statistics :meth:`live_zscore` uses; NaN while not yet defined.
+        """
+        st = self._zstats
+        return MeanStd(math.nan, math.nan) if st is None else st
+
+    def needs(self) -> dict[str, int]:
+        """Bars each analytic still needs (0 = defined): beta, spread, zscore, corr."""
+        keys = ("beta", "spread", "zscore", "corr")
+        return {k: max(self._req[k] - self._n, 0) for k in keys}
+
+    def update(self, ts: object, a: float, b: float) -> PairPoint | None:
+        """Consume one closed aligned bar (raw prices): O(1), robust: one refit."""
+        a, b = float(a), float(b)
+        if not (math.isfinite(a) and math.isfinite(b) and a > 0.0 and b > 0.0):
+            raise ValueError(
+                f"a and b must be finite positive prices, got a={a!r}, b={b!r}"
+            )
+        last_ts = self._last_ts
+        if last_ts is not None and not ts > last_ts:  # type: ignore[operator]
+            raise ValueError(f"ts must increase: {ts!r} after {last_ts!r}")
+        self._last_ts = ts
+        la, lb = math.log(a), math.log(b)
+        pa, pb = (la, lb) if self._log else (a, b)
+
+        corr = math.nan
+        if self._n > 0:
+            c = self._corr.update(la - self._prev_la, lb - self._prev_lb)
+            corr = math.nan if c is None else c
+        self._prev_la, self._prev_lb = la, lb
+        self._n += 1
+
+        fit = self._hedge.update(pa, pb)
+        if fit is None:
+            return None
+        beta, alpha = fit
+        spr = pa - alpha - beta * pb
+        stats = self._moments.update(spr)
+        z = math.nan
+        if stats is not None and stats.std > 0.0:
+            z = (spr - stats.mean) / stats.std
+        self._alpha, self._beta, self._zstats = alpha, beta, stats
+        self._last = PairPoint(ts, a, b, alpha, beta, spr, z, corr, self._n)
+        return self._last
+
+    def live_zscore(self, a_now: float, b_now: float) -> float | None:
+        """Tick-level z from the last closed bar's hedge and spread-window stats.
+
+        ``((A_now - alpha_t - beta_t * B_now) - mean_t) / std_t`` (module docstring);
+        None while the bar z-score is undefined (warm-up, NaN hedge or zero std).
+        """
+        st = self._zstats
+        if st is None or not st.std > 0.0 or self._beta != self._beta:
+            return None
+        if self._log:
+            a_now, b_now = math.log(a_now), math.log(b_now)
+        return (a_now - self._alpha - self._beta * b_now - st.mean) / st.std

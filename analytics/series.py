@@ -1,0 +1,108 @@
+"""Append-only column buffers bounded to a number of rows, safe to read while appending.
+
+The live engine appends one row per closed bar (or aligned pair point) and readers in
+other threads take *views* of the first ``n`` rows. That is safe without a lock because
+
+* a row is fully written before ``n`` is advanced, and ``(arrays, start, n)`` is
+  published as ONE tuple swapped by a single reference assignment, so a reader never
+  combines the arrays of before a compaction with the bounds of after it, and
+* rows below ``n`` are never written again: when the buffer is full it is compacted
+  into **new** arrays (the last ``max_rows`` rows) and the reference swapped, so a
+  view taken earlier keeps pointing at the old, unchanged arrays.
+
+Capacity is ``2 * max_rows``: a compaction copies ``max_rows`` rows once every
+``max_rows`` appends, i.e. amortised O(1) per append.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+
+class ColumnBuffer:
+    """Named numpy columns holding at most the last ``max_rows`` appended rows."""
+
+    __slots__ = ("names", "dtypes", "max_rows", "_cols", "_start", "_n", "appended", "_state")
+
+    def __init__(self, columns: Mapping[str, np.dtype | type], max_rows: int) -> None:
+        if max_rows < 1:
+            raise ValueError(f"max_rows must be >= 1, got {max_rows}")
+        self.names: tuple[str, ...] = tuple(columns)
+        self.dtypes = {k: np.dtype(v) for k, v in columns.items()}
+        self.max_rows = int(max_rows)
+        cap = 2 * self.max_rows
+        self._cols = {k: np.empty(cap, dtype=self.dtypes[k]) for k in self.names}
+        self._start = 0
+        self._n = 0  # rows written into the current arrays (from index 0)
+        self.appended = 0  # total rows ever appended
+        self._state = (self._cols, 0, 0)  # what readers see
+
+    def __len__(self) -> int:
+        return self._n - self._start
+
+    def append(self, row: Sequence) -> None:
+        """Append one row, values in :attr:`names` order."""
+        cols = self._cols
+        if self._n == len(next(iter(cols.values()))):
+            self._compact()
+            cols = self._cols
+        i = self._n
+        for name, value in zip(self.names, row):
+            cols[name][i] = value
+        self._n = i + 1
+        self.appended += 1
+        if self._n - self._start > self.max_rows:
+            self._start += 1
+        self._state = (cols, self._start, self._n)
+
+    def extend(self, columns: Mapping[str, np.ndarray]) -> None:
+        """Append many rows at once (e.g. a batch-computed history)."""
+        n = len(columns[self.names[0]])
+        if n == 0:
+            return
+        keep = min(n, self.max_rows)
+        old = len(self)
+        total = min(old + keep, self.max_rows)
+        cap = max(2 * self.max_rows, total)
+        new = {}
+        for name in self.names:
+            arr = np.empty(cap, dtype=self.dtypes[name])
+            head = total - keep
+            if head:
+                cur = self._cols[name][self._n - head : self._n]
+                arr[:head] = cur
+            arr[head:total] = np.asarray(columns[name])[n - keep :]
+            new[name] = arr
+        self._cols, self._start, self._n = new, 0, total
+        self.appended += n
+        self._state = (new, 0, total)
+
+    def _compact(self) -> None:
+        keep = self._n - self._start
+        cap = 2 * self.max_rows
+        new = {}
+        for name in self.names:
+            arr = np.empty(cap, dtype=self.dtypes[name])
+            arr[:keep] = self._cols[name][self._start : self._n]
+            new[name] = arr
+        self._cols, self._start, self._n = new, 0, keep
+
+    def view(self) -> dict[str, np.ndarray]:
+        """Read-only views of the held rows (consistent: one read of the bounds)."""
+        cols, start, n = self._state
+        out = {}
+        for name in self.names:
+            v = cols[name][start:n]
+            v.flags.writeable = False
+            out[name] = v
+        return out
+
+    def last(self) -> dict[str, object] | None:
+        if len(self) == 0:
+            return None
+        cols, start, n = self._state
+        if n == start:
+            return None
+        return {name: cols[name][n - 1].item() for name in self.names}

@@ -1,0 +1,134 @@
+"""HTTP API on the Dash (Flask) server, for researchers and for the pages' downloads.
+
+=====================  =====================================================================
+``GET /api/health``    feed, per-symbol and store status (JSON)
+``GET /api/bars``      ``symbol, timeframe=1s, format=json|csv``: closed bars of the last day
+``GET /api/pair``      ``a, b, timeframe=1s, window=60, regression=ols|huber|theilsen|kalman,
+                       prices=raw|log, format=json|csv``: ts, price_a, price_b, alpha, beta,
+                       spread, zscore, corr
+``GET /api/adf``       ``a, b, timeframe=1s, window=60, regression, prices``: ADF of the spread,
+                       Engle-Granger cointegration p-value, half-life (JSON)
+=====================  =====================================================================
+
+Times are ISO-8601 UTC with milliseconds (``2024-08-08T23:54:15.000Z``). A bad parameter
+is a 400 ``{"error": "...", "param": "..."}``; too little data yet is a 409 with
+``needed``/``have``. The routes only validate and format: the numbers come from
+:mod:`dashapp.queries`, which the pages call too.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import flask
+import numpy as np
+import orjson
+import pandas as pd
+
+from analytics.errors import InsufficientData
+from dashapp import params, queries
+from dashapp.params import BadParam
+from dashapp.services import get_services
+
+log = logging.getLogger(__name__)
+bp = flask.Blueprint("api", __name__, url_prefix="/api")
+
+
+def iso_ms(ts_ms: np.ndarray) -> np.ndarray:
+    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` strings."""
+    dt = np.asarray(ts_ms, dtype="int64").astype("datetime64[ms]")
+    return np.char.add(np.datetime_as_string(dt, unit="ms"), "Z")
+
+
+def _json(payload, status: int = 200) -> flask.Response:
+    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
+    return flask.Response(body, status=status, mimetype="application/json")
+
+
+def table_response(frame: pd.DataFrame, fmt: str, filename: str) -> flask.Response:
+    """A frame with an int ``ts`` (epoch ms) column as JSON records or CSV."""
+    out = frame.copy()
+    out["ts"] = iso_ms(out["ts"].to_numpy())
+    if fmt == "csv":
+        buf = io.StringIO()
+        out.to_csv(buf, index=False, float_format="%.10g", na_rep="")
+        resp = flask.Response(buf.getvalue(), mimetype="text/csv")
+        resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
+        return resp
+    # orjson writes NaN/inf as null, which is what "not defined yet" means here.
+    names = list(out.columns)
+    columns = [out[c].to_numpy().tolist() for c in names]
+    return _json([dict(zip(names, row)) for row in zip(*columns)])
+
+
+@bp.errorhandler(BadParam)
+def _bad_param(exc: BadParam):
+    return _json({"error": str(exc), "param": exc.param}, 400)
+
+
+@bp.errorhandler(InsufficientData)
+def _insufficient(exc: InsufficientData):
+    return _json({"error": str(exc), "needed": exc.needed, "have": exc.have}, 409)
+
+
+@bp.route("/health")
+def health():
+    return _json(get_services().health())
+
+
+def _known() -> set[str]:
+    return set(get_services().ingestor.rings)
+
+
+@bp.route("/bars")
+def bars():
+    a = flask.request.args
+    symbol = params.symbol(a, "symbol", _known())
+    tf = params.timeframe(a)
+    fmt = params.fmt(a)
+    frame = queries.bars_frame(symbol, tf)
+    return table_response(frame, fmt, queries.file_stem("bars", [symbol], tf, frame))
+
+
+def _pair_args(a) -> dict:
+    known = _known()
+    sym_a = params.symbol(a, "a", known)
+    sym_b = params.symbol(a, "b", known)
+    if sym_a == sym_b:
+        raise BadParam("b", "must differ from a")
+    return dict(
+        a=sym_a,
+        b=sym_b,
+        tf_ms=params.timeframe(a),
+        window=params.window(a),
+        regression=params.regression(a),
+        prices=params.prices(a),
+    )
+
+
+@bp.route("/pair")
+def pair():
+    a = flask.request.args
+    args = _pair_args(a)
+    fmt = params.fmt(a)
+    frame = queries.pair_frame(**args)
+    return table_response(
+        frame, fmt, queries.file_stem("pair", [args["a"], args["b"]], args["tf_ms"], frame)
+    )
+
+
+@bp.route("/adf")
+def adf():
+    args = _pair_args(flask.request.args)
+    return _json(queries.adf_report(**args))
+
+
+def register(server: flask.Flask) -> None:
+    server.register_blueprint(bp)
+
+    @server.errorhandler(404)
+    def _not_found(exc):  # JSON 404 under /api, Dash handles the rest
+        if flask.request.path.startswith("/api/"):
+            return _json({"error": f"no such endpoint: {flask.request.path}"}, 404)
+        return exc

@@ -1,0 +1,86 @@
+"""Validation of request parameters, shared by the HTTP API and the pages.
+
+Every bad value raises :class:`BadParam` naming the parameter, so the API answers
+400 with ``{"error": ..., "param": ...}`` and never a 500.
+"""
+
+from __future__ import annotations
+
+import re
+
+from analytics.pair import PRICE_MODES, REGRESSIONS
+from analytics.timeframes import parse_timeframe
+
+SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+MAX_WINDOW = 86_400
+FORMATS = ("json", "csv")
+MAX_TF_MS = 86_400_000
+
+
+class BadParam(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        super().__init__(f"{param}: {message}")
+
+
+def _required(args, name: str) -> str:
+    value = args.get(name)
+    if value is None or str(value).strip() == "":
+        raise BadParam(name, "is required")
+    return str(value).strip()
+
+
+def symbol(args, name: str, known: set[str] | list[str]) -> str:
+    value = _required(args, name).upper()
+    if not SYMBOL_RE.match(value):
+        raise BadParam(name, f"{value[:40]!r} is not a symbol (2-20 letters/digits)")
+    if value not in known:
+        raise BadParam(name, f"{value} is not ingested; known: {', '.join(sorted(known))}")
+    return value
+
+
+def timeframe(args, name: str = "timeframe", default: str = "1s") -> int:
+    raw = str(args.get(name) or default).strip()
+    try:
+        tf = parse_timeframe(raw)
+    except ValueError as exc:
+        raise BadParam(name, str(exc)) from None
+    if tf > MAX_TF_MS:
+        raise BadParam(name, "at most 1d")
+    return tf
+
+
+def integer(args, name: str, default: int, lo: int, hi: int) -> int:
+    raw = args.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = int(str(raw).strip())
+    except ValueError:
+        raise BadParam(name, f"{str(raw)[:40]!r} is not an integer") from None
+    if not lo <= value <= hi:
+        raise BadParam(name, f"must be between {lo} and {hi}, got {value}")
+    return value
+
+
+def choice(args, name: str, options: tuple[str, ...], default: str) -> str:
+    value = str(args.get(name) or default).strip().lower()
+    if value not in options:
+        raise BadParam(name, f"{value[:40]!r} is not one of {', '.join(options)}")
+    return value
+
+
+def window(args, name: str = "window", default: int = 60) -> int:
+    return integer(args, name, default, 3, MAX_WINDOW)
+
+
+def regression(args) -> str:
+    return choice(args, "regression", REGRESSIONS, "ols")
+
+
+def prices(args) -> str:
+    return choice(args, "prices", PRICE_MODES, "raw")
+
+
+def fmt(args) -> str:
+    return choice(args, "format", FORMATS, "json")

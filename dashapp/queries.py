@@ -1,0 +1,81 @@
+"""Service functions behind the API, the pages and the downloads (one source of numbers).
+
+They read the live engine (closed bars, pair series maintained incrementally) and call
+analytics; they never touch the socket or SQLite directly.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from analytics.stationarity import adf_test, coint_test, half_life
+from analytics.timeframes import format_timeframe
+from dashapp.services import get_services
+
+PAIR_COLUMNS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
+BAR_COLUMNS = (
+    "ts", "open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap", "buy_volume",
+)
+
+
+def bars_frame(symbol: str, tf_ms: int) -> pd.DataFrame:
+    """Closed bars of the last day, with an int ``ts`` (bucket start, epoch ms) column."""
+    bars = get_services().engine.bars(symbol, tf_ms)
+    cols = bars.columns()
+    data = {c: cols[c] for c in BAR_COLUMNS if c != "vwap"}
+    data["vwap"] = bars.vwap
+    return pd.DataFrame({c: data[c] for c in BAR_COLUMNS})
+
+
+def pair_frame(a: str, b: str, tf_ms: int, window: int, regression: str, prices: str) -> pd.DataFrame:
+    snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
+    return snap.frame()
+
+
+def adf_report(a: str, b: str, tf_ms: int, window: int, regression: str, prices: str) -> dict:
+    """ADF of the spread, Engle-Granger cointegration and half-life over the last day.
+
+    The ADF runs on the pair's trailing spread series (each point with its own trailing
+    beta, exactly as charted); the Engle-Granger test runs on the aligned prices
+    (raw or log as chosen) and is the one to trust for cointegration, because an ADF on
+    residuals of a fitted regression is biased towards rejecting the unit root.
+    """
+    snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
+    series = snap.series
+    spread = series.spread[np.isfinite(series.spread)]
+    adf = adf_test(spread)
+    pa, pb = series.price_a, series.price_b
+    if prices == "log":
+        pa, pb = np.log(pa), np.log(pb)
+    coint = coint_test(pa, pb)
+    hl = half_life(spread)
+    return {
+        "a": a,
+        "b": b,
+        "timeframe": format_timeframe(tf_ms),
+        "window": window,
+        "regression": regression,
+        "prices": prices,
+        "stat": adf.stat,
+        "pvalue": adf.pvalue,
+        "usedlag": adf.usedlag,
+        "nobs": adf.nobs,
+        "critical_values": adf.critical_values,
+        "coint_stat": coint.stat,
+        "coint_pvalue": coint.pvalue,
+        "halflife": hl.bars if np.isfinite(hl.bars) else None,
+        "halflife_seconds": hl.bars * tf_ms / 1000 if np.isfinite(hl.bars) else None,
+    }
+
+
+def file_stem(kind: str, symbols: list[str], tf_ms: int, frame: pd.DataFrame) -> str:
+    """``pair_BTCUSDT-ETHUSDT_1s_20240808T235415Z-20240809T000505Z``."""
+    rng = "empty"
+    if len(frame):
+        ts = frame["ts"].to_numpy()
+        fmt = "%Y%m%dT%H%M%SZ"
+        start = pd.Timestamp(int(ts[0]), unit="ms").strftime(fmt)
+        end = pd.Timestamp(int(ts[-1]), unit="ms").strftime(fmt)
+        rng = f"{start}-{end}"
+    return f"{kind}_{'-'.join(symbols)}_{format_timeframe(tf_ms)}_{rng}"

@@ -1,0 +1,48 @@
+"""Pure builders for feed-status widgets (badge, card) from the health JSON."""
+
+from __future__ import annotations
+
+import time
+
+import dash_bootstrap_components as dbc
+from dash import html
+
+
+def _fmt_int(n: int | None) -> str:
+    return "–" if n is None else f"{n:,}"
+
+
+def feed_badge(feed: dict) -> dbc.Badge:
+    if feed.get("connected"):
+        text = f"LIVE · {feed['msgs_per_s']:,.0f} msg/s"
+        if feed.get("lag_ms") is not None:
+            text += f" · lag {feed['lag_ms']:,} ms"
+        return dbc.Badge(text, color="success", className="p-2")
+    err = feed.get("error") or "connecting"
+    return dbc.Badge(f"DISCONNECTED · retrying · {err}"[:120], color="danger", className="p-2")
+
+
+def feed_card(feed: dict) -> dbc.Card:
+    age = None
+    if feed.get("last_message_ms"):
+        age = max(0, int(time.time() * 1000) - feed["last_message_ms"])
+    rows = [
+        ("Status", "connected" if feed.get("connected") else "disconnected, retrying"),
+        ("URL", feed.get("url") or "–"),
+        ("Messages", _fmt_int(feed.get("messages"))),
+        ("Msgs/s", f"{feed.get('msgs_per_s', 0):,.1f}"),
+        ("Bad frames", _fmt_int(feed.get("bad_frames"))),
+        ("Reconnects", _fmt_int(feed.get("reconnects"))),
+        ("Missing ids (gaps)", _fmt_int(feed.get("gaps"))),
+        ("Last message", "–" if age is None else f"{age:,} ms ago"),
+        ("Lag (now − T)", "–" if feed.get("lag_ms") is None else f"{feed['lag_ms']:,} ms"),
+        ("Error", feed.get("error") or "none"),
+    ]
+    body = html.Table(
+        [html.Tr([html.Th(k, className="pe-3 text-muted fw-normal"), html.Td(v)]) for k, v in rows],
+        className="small",
+    )
+    color = "success" if feed.get("connected") else "danger"
+    return dbc.Card(
+        [dbc.CardHeader("Feed"), dbc.CardBody(body)], color=color, outline=True
+    )

@@ -1,0 +1,49 @@
+"""``python -m ingest --db X --symbols BTCUSDT,ETHUSDT``: ingest without the dashboard.
+
+Takes the same flags as ``app.py`` (minus host/port); a dashboard can follow the same
+DB from another process with ``python app.py --no-ingest --db X``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+
+log = logging.getLogger("ingest")
+
+
+def main(argv: list[str] | None = None) -> int:
+    from app import configure_logging, parse_config
+    from ingest.runtime import Runtime
+
+    cfg = parse_config(argv)
+    if not cfg.ingest:
+        print("python -m ingest: --no-ingest makes no sense here", file=sys.stderr)
+        return 2
+    configure_logging(cfg.log_level)
+    runtime = Runtime(cfg)
+    done = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: done.set())
+    runtime.start()
+    print(f"ingest: {runtime.feed_url} -> {cfg.db}", flush=True)
+    try:
+        while not done.wait(10):
+            h = runtime.health()
+            log.info(
+                "ingest: %s msgs, %.0f msg/s, %d stored, %d pending, gaps %d, reconnects %d",
+                h["feed"]["messages"], h["feed"]["msgs_per_s"], h["store"]["rows"],
+                h["store"]["pending"], h["feed"]["gaps"], h["feed"]["reconnects"],
+            )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        runtime.stop()
+        print(json.dumps(runtime.health()["store"]), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,332 @@
+"""Binance market-data wire format: stream URLs and frame parsing (pure, no I/O).
+
+Binance pushes one JSON text frame per event. On ``/ws/...`` connections the frame
+is the bare event object; on ``/stream?streams=...`` connections it is wrapped as
+``{"stream": "<name>", "data": {...event...}}``. Control replies (to SUBSCRIBE and
+friends) and errors share the socket with market data, so :func:`parse_frame`
+classifies every frame instead of assuming it is a trade.
+
+Prices and quantities arrive as JSON *strings* (exact decimals); ids and times are
+JSON integers; ``m`` is a JSON boolean. Anything else is a malformed frame and
+raises :class:`~ingest.models.BadFrame`, which the feed counts and skips.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+
+import orjson
+
+from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
+
+log = logging.getLogger(__name__)
+
+# Futures market data moved under /market with Binance's 2026 "Base URL split";
+# the old root paths were switched off on 2026-04-23 (see BINANCE_PROTOCOL.md).
+DEFAULT_WS_BASE = {
+    "spot": "wss://stream.binance.com:9443",
+    "futures": "wss://fstream.binance.com/market",
+}
+
+STREAM_KINDS = ("trade", "aggTrade")
+MAX_STREAMS_PER_CONNECTION = 1024
+MAX_SYMBOL_LEN = 20
+
+_SYMBOL_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+# Event types Binance pushes on market-data sockets that carry no trade. We ignore
+# them (return None) instead of flagging them as bad: a client subscribed to more
+# than trades must not count every book update as an error.
+NON_TRADE_EVENTS = frozenset(
+    {
+        "bookTicker",
+        "depthUpdate",
+        "kline",
+        "continuous_kline",
+        "markPriceUpdate",
+        "24hrTicker",
+        "24hrMiniTicker",
+        "1hTicker",
+        "4hTicker",
+        "1dTicker",
+        "forceOrder",
+        "compositeIndex",
+        "contractInfo",
+        "assetIndexUpdate",
+        "indexPriceUpdate",
+        "avgPrice",
+        "listenKeyExpired",
+    }
+)
+
+_FLOAT_INF = math.inf
+
+
+# ---------------------------------------------------------------------------
+# URLs
+
+
+def _check_symbol(symbol: object) -> str:
+    """Return the upper-case symbol or raise ValueError saying what is wrong."""
+    if not isinstance(symbol, str):
+        raise ValueError(f"symbol must be a str, got {type(symbol).__name__}")
+    sym = symbol.strip().upper()
+    if not 1 <= len(sym) <= MAX_SYMBOL_LEN or not _SYMBOL_CHARS.issuperset(sym):
+        raise ValueError(
+            f"invalid symbol {symbol!r}: expected 1..{MAX_SYMBOL_LEN} characters "
+            "A-Z/0-9 such as 'BTCUSDT'"
+        )
+    return sym
+
+
+def stream_names(symbols: Iterable[str], stream: str = "aggTrade") -> list[str]:
+    """Binance stream names for ``symbols``, e.g. ``["btcusdt@aggTrade", ...]``.
+
+    Stream names use the lower-case symbol; the kind keeps Binance's camel case.
+    Duplicates are dropped (order kept) because Binance would subscribe once anyway.
+    """
+    if stream not in STREAM_KINDS:
+        raise ValueError(f"invalid stream {stream!r}: expected one of {STREAM_KINDS}")
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    names: list[str] = []
+    seen: set[str] = set()
+    for symbol in symbols:
+        name = f"{_check_symbol(symbol).lower()}@{stream}"
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    if not names:
+        raise ValueError("no symbols given: need at least one")
+    if len(names) > MAX_STREAMS_PER_CONNECTION:
+        raise ValueError(
+            f"{len(names)} streams requested; Binance allows at most "
+            f"{MAX_STREAMS_PER_CONNECTION} per connection"
+        )
+    return names
+
+
+def stream_url(
+    symbols: Iterable[str],
+    *,
+    market: str = "futures",
+    stream: str = "aggTrade",
+    base_url: str | None = None,
+    combined: bool = True,
+) -> str:
+    """WebSocket URL for the trade streams of ``symbols``.
+
+    ``combined=True`` gives ``<base>/stream?streams=a/b`` (every frame wrapped in
+    ``{"stream", "data"}``, which tells us which symbol a frame belongs to even
+    before parsing); ``combined=False`` gives ``<base>/ws/a/b`` (bare events).
+    ``base_url`` replaces the market's default host, e.g. ``ws://127.0.0.1:8765``
+    for the local replay server.
+
+    >>> stream_url(["BTCUSDT", "ETHUSDT"], market="spot", stream="trade")
+    'wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade'
+    """
+    if market not in DEFAULT_WS_BASE:
+        raise ValueError(
+            f"invalid market {market!r}: expected one of {sorted(DEFAULT_WS_BASE)}"
+        )
+    names = stream_names(symbols, stream)
+    if base_url is None:
+        base = DEFAULT_WS_BASE[market]
+    else:
+        if not isinstance(base_url, str) or not base_url.startswith(
+            ("ws://", "wss://")
+        ):
+            raise ValueError(
+                f"invalid base_url {base_url!r}: must start with ws:// or wss://"
+            )
+        base = base_url.rstrip("/")
+    joined = "/".join(names)
+    if combined:
+        return f"{base}/stream?streams={joined}"
+    return f"{base}/ws/{joined}"
+
+
+# ---------------------------------------------------------------------------
+# Frames
+
+
+def _bad(key: str, what: str, value: object) -> BadFrame:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return BadFrame(f"{key}: {what}, got {text}")
+
+
+def _get_int(ev: dict, key: str) -> int:
+    try:
+        value = ev[key]
+    except KeyError:
+        raise BadFrame(f"{key}: missing") from None
+    # type() is not isinstance(): bool is a subclass of int and must be rejected.
+    if type(value) is not int:
+        raise _bad(key, "expected an integer", value)
+    if value < 0:
+        raise _bad(key, "expected a non-negative integer", value)
+    return value
+
+
+def _get_decimal(ev: dict, key: str) -> float:
+    try:
+        value = ev[key]
+    except KeyError:
+        raise BadFrame(f"{key}: missing") from None
+    if type(value) is not str:
+        raise _bad(key, "expected a decimal string", value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(key, "not a decimal number", value) from None
+    return number
+
+
+def parse_event(
+    ev: dict, *, time_unit_us: bool = False
+) -> Trade | ServerShutdown | ControlReply | None:
+    """Classify one *decoded* event object (bare, i.e. already unwrapped).
+
+    Split out of :func:`parse_frame` so that loaders which decode whole files
+    (``ingest.tapes``) validate events with exactly the same rules.
+
+    Spot ``trade`` (2024 schema)::
+
+        {"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,
+         "p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}
+
+    Spot ``trade`` before 2024-06-18 also carried order ids ``b`` (buyer) and ``a``
+    (seller). That ``a`` is NOT an aggregate id, so the id of a ``trade`` is always
+    ``t``::
+
+        {"e":"trade","E":1680652800000,"s":"BTCUSDT","t":3071245454,
+         "p":"28165.47000000","q":"0.00056000","b":20720542158,"a":20720542592,
+         "T":1680652799999,"m":true,"M":true}
+
+    USD-M futures ``trade`` (undocumented stream; no ``M``, order type ``X``)::
+
+        {"e":"trade","E":1723161256560,"T":1723161256560,"s":"ETHUSDT",
+         "t":4308068523,"p":"2681.62","q":"1.000","X":"MARKET","m":true}
+
+    ``aggTrade`` (spot has ``M``; futures adds ``nq`` and ``st``); the id is ``a``.
+    Keys as documented for USD-M; the values here are illustrative::
+
+        {"e":"aggTrade","E":1723161256323,"a":2271383457,"s":"BTCUSDT",
+         "p":"61800.30","q":"0.006","nq":"0.006","f":5266583935,"l":5266583935,
+         "T":1723161256322,"m":false,"st":1}
+    """
+    e = ev.get("e")
+    if e == "trade":
+        id_key = "t"
+    elif e == "aggTrade":
+        id_key = "a"
+    elif e is None:
+        return _parse_no_event_type(ev)
+    elif type(e) is not str:
+        raise _bad("e", "expected a string event type", e)
+    elif e in NON_TRADE_EVENTS:
+        return None
+    elif e == "serverShutdown":
+        when = _get_int(ev, "E")
+        return ServerShutdown(when // 1000 if time_unit_us else when)
+    else:
+        # An event type Binance added after this was written: not a trade either.
+        return None
+
+    symbol = ev.get("s")
+    if type(symbol) is not str or not symbol:
+        raise _bad("s", "expected a non-empty symbol string", symbol)
+    trade_id = _get_int(ev, id_key)
+    time_ms = _get_int(ev, "T")
+    event_ms = _get_int(ev, "E")
+    price = _get_decimal(ev, "p")
+    qty = _get_decimal(ev, "q")
+    # Chained comparisons are False for NaN, so these also reject non-finite values.
+    if not 0.0 < price < _FLOAT_INF:
+        raise _bad("p", "expected a finite price > 0", ev["p"])
+    if not 0.0 <= qty < _FLOAT_INF:
+        raise _bad("q", "expected a finite quantity >= 0", ev["q"])
+    maker = ev.get("m")
+    if type(maker) is not bool:
+        raise _bad("m", "expected a boolean", maker)
+    if time_unit_us:
+        time_ms //= 1000
+        event_ms //= 1000
+    return Trade(symbol, trade_id, time_ms, price, qty, maker, event_ms)
+
+
+def _parse_no_event_type(ev: dict) -> ControlReply | None:
+    """Frames without ``e``: control replies, errors, spot bookTicker, snapshots.
+
+    {"result": null, "id": 1}          reply to SUBSCRIBE / UNSUBSCRIBE
+    {"result": ["btcusdt@trade"], "id": 3}
+    {"code": 2, "msg": "Invalid request: ...", "id": 4}
+    {"u":35346671867,"s":"ETHUSDT","b":"2682.50","B":"2.54","a":"2682.51","A":"50.9"}
+    """
+    if "result" in ev:
+        req_id = ev.get("id")
+        if req_id is not None and type(req_id) not in (int, str):
+            raise _bad("id", "expected an integer, string or null request id", req_id)
+        return ControlReply(req_id, ev["result"])
+    if "code" in ev:
+        code = ev["code"]
+        msg = ev.get("msg")
+        if type(code) is not int:
+            raise _bad("code", "expected an integer error code", code)
+        if msg is not None and type(msg) is not str:
+            raise _bad("msg", "expected an error message string", msg)
+        req_id = ev.get("id")
+        if req_id is not None and type(req_id) not in (int, str):
+            req_id = None
+        return ControlReply(req_id, None, error_code=code, error_msg=msg)
+    if "u" in ev and "b" in ev and "a" in ev:
+        return None  # spot bookTicker carries no "e"
+    if "lastUpdateId" in ev:
+        return None  # REST depth snapshot (appears in raw captures)
+    raise BadFrame(f"unrecognised object without 'e' (keys {sorted(ev)[:8]})")
+
+
+def parse_frame(
+    raw: bytes | str, time_unit_us: bool = False
+) -> Trade | ServerShutdown | ControlReply | None:
+    """Parse one WebSocket text frame from a Binance market-data connection.
+
+    Returns a :class:`Trade` for ``trade``/``aggTrade`` events, a
+    :class:`ServerShutdown` for ``serverShutdown``, a :class:`ControlReply` for
+    replies and errors, and ``None`` for other market events (bookTicker,
+    depthUpdate, kline, ...). Raises :class:`BadFrame` for anything malformed.
+
+    Combined stream (what the app subscribes to)::
+
+        {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,
+         "s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000",
+         "T":1723161255342,"m":true,"M":true}}
+
+    Restart notice (bare, or wrapped with ``"stream":"!serverShutdown"``)::
+
+        {"e":"serverShutdown","E":1723161255343}
+
+    ``time_unit_us=True`` is for connections opened with ``timeUnit=MICROSECOND``:
+    ``T`` and ``E`` are then microseconds and are floored to milliseconds.
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadFrame(f"invalid JSON: {exc}") from None
+    except TypeError:
+        kind = type(raw).__name__
+        raise BadFrame(f"frame must be str or bytes, got {kind}") from None
+    if type(obj) is not dict:
+        raise BadFrame(f"expected a JSON object, got {type(obj).__name__}")
+    data = obj.get("data")
+    if data is not None:
+        if type(data) is not dict:
+            raise _bad("data", "expected an event object", data)
+        return parse_event(data, time_unit_us=time_unit_us)
+    if "stream" in obj:
+        raise BadFrame("data: missing in a combined-stream frame")
+    return parse_event(obj, time_unit_us=time_unit_us)

@@ -1,0 +1,53 @@
+"""Value types that cross module boundaries on the ingest path.
+
+Every trade is identified by ``(symbol, trade_id)`` and timestamped by Binance's
+trade (match) time ``T``, never by the push time ``E`` nor by our receive clock:
+``E`` is when Binance *sent* the event and can lag ``T`` by tens of milliseconds
+under load, so bucketing by ``E`` moves trades into the wrong bar.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """One trade (``@trade``) or aggregate trade (``@aggTrade``) event.
+
+    ``trade_id`` is ``t`` for ``trade`` events and ``a`` for ``aggTrade`` events;
+    within one symbol and one stream kind it increases by exactly one per event,
+    which is what gap detection relies on.
+    """
+
+    symbol: str  # upper case, e.g. "BTCUSDT"
+    trade_id: int
+    time_ms: int  # T: trade time, ms since epoch (UTC)
+    price: float
+    qty: float  # base-asset quantity
+    buyer_is_maker: bool  # m: True means the taker SOLD
+    event_ms: int  # E: push time, ms; kept for lag statistics only
+
+
+@dataclass(frozen=True, slots=True)
+class ServerShutdown:
+    """Binance announces a planned restart; the client should reconnect at once."""
+
+    event_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class ControlReply:
+    """Answer to a SUBSCRIBE / UNSUBSCRIBE / LIST_SUBSCRIPTIONS request, or an error."""
+
+    id: int | str | None
+    result: object = None
+    error_code: int | None = None
+    error_msg: str | None = None
+
+
+class BadFrame(ValueError):
+    """A frame that is not valid JSON or not a well-formed event we understand.
+
+    The feed counts and logs these and carries on; one bad frame never kills it.
+    """

@@ -1,0 +1,166 @@
+"""Build and run the ingest side of the app (shared by ``app.py`` and ``python -m ingest``).
+
+A :class:`Runtime` owns, in start order: the SQLite store (writer thread), the market
+engine, the :class:`~ingest.pipeline.Ingestor` (rings, restore, bar clock), and one
+source of trades:
+
+* live: a :class:`~ingest.feed.TradeFeed` on Binance's URL (or ``--feed-url``);
+* replay: the built-in :class:`~ingest.replay.ReplayServer` on a free loopback port,
+  and a ``TradeFeed`` pointed at it, so the real client code runs offline;
+* follow (``--no-ingest``): a :class:`~ingest.pipeline.DbFollower` over a DB that
+  another process writes.
+
+Swapping the source never touches analytics or pages: they read the ingestor's rings
+and the engine's snapshots only.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from analytics.engine import MarketEngine
+from ingest.binance import stream_url
+from ingest.feed import TradeFeed
+from ingest.pipeline import DbFollower, Ingestor
+from ingest.store import TickStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ResolvedSource:
+    symbols: tuple[str, ...]
+    market: str
+    stream: str
+    url: str | None
+
+
+class Runtime:
+    """Everything that ingests, stores and computes, minus the web server."""
+
+    def __init__(self, cfg) -> None:
+        self.cfg = cfg
+        self.replay = None
+        self.feed: TradeFeed | None = None
+        self.follower: DbFollower | None = None
+        symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
+        if cfg.ingest and cfg.replay is not None:
+            from ingest.replay import ReplayServer
+            from ingest.tapes import default_sample_files, load_tape
+
+            files = list(cfg.replay) or default_sample_files()
+            tape = load_tape(files)
+            if not cfg.symbols_given:
+                symbols = tuple(tape.symbols)
+            if not cfg.market_given:
+                market = "spot"
+            if not cfg.stream_given:
+                stream = "trade" if "trade" in tape.kinds else "aggTrade"
+            self.replay = ReplayServer(
+                tape,
+                port=0,
+                speed=cfg.replay_speed,
+                loop=cfg.replay_loop,
+                profile=market,
+            )
+        self.symbols = tuple(symbols)
+        self.market, self.stream = market, stream
+        readonly = not cfg.ingest
+        if readonly and not Path(cfg.db).exists():
+            raise SystemExit(f"--no-ingest: database {cfg.db} does not exist")
+        self.store = TickStore(cfg.db, readonly=readonly)
+        self.engine = MarketEngine(list(self.symbols))
+        self.ingestor = Ingestor(
+            list(self.symbols),
+            self.store,
+            self.engine,
+            ring_capacity=cfg.ring_capacity,
+            write=not readonly,
+        )
+        self.feed_url: str | None = None
+        self.started_ms = int(time.time() * 1000)
+
+    def start(self) -> None:
+        if not self.store.readonly:
+            self.store.start()
+        self.ingestor.restore()
+        self.ingestor.start_clock()
+        if not self.cfg.ingest:
+            self.follower = DbFollower(self.ingestor)
+            self.follower.start()
+            return
+        base = self.cfg.feed_url
+        if self.replay is not None:
+            self.replay.start()
+            base = self.replay.ws_base + ("/market" if self.market == "futures" else "")
+            log.info("replay: serving %s on %s", ",".join(self.symbols), self.replay.ws_base)
+        self.feed_url = stream_url(
+            self.symbols, market=self.market, stream=self.stream, base_url=base
+        )
+        self.feed = TradeFeed(
+            self.feed_url,
+            self.ingestor.on_trade,
+            on_gap=self.ingestor.on_gap,
+            last_ids=self.store.last_trade_ids(),
+            watchdog_s=self.cfg.watchdog_s,
+        )
+        self.feed.start()
+
+    def stop(self) -> None:
+        if self.feed is not None:
+            self.feed.stop()
+        if self.follower is not None:
+            self.follower.stop()
+        self.ingestor.stop()
+        if self.replay is not None:
+            self.replay.stop()
+        self.store.close()
+
+    # ------------------------------------------------------------------ health
+    def health(self) -> dict:
+        """The JSON of ``GET /api/health`` (see README, "Health")."""
+        if self.feed is not None:
+            feed = self.feed.status().as_dict()
+        else:
+            feed = {
+                "url": None,
+                "connected": False,
+                "messages": 0,
+                "msgs_per_s": 0.0,
+                "bad_frames": 0,
+                "reconnects": 0,
+                "gaps": 0,
+                "gap_ranges": [],
+                "last_message_ms": None,
+                "lag_ms": None,
+                "error": "no feed (--no-ingest): following " + self.cfg.db
+                if self.follower is not None
+                else "not started",
+            }
+        symbols = {}
+        for sym, ring in self.ingestor.rings.items():
+            last = ring.last()
+            symbols[sym] = {
+                "last_price": None if last is None else last.price,
+                "last_trade_id": None if last is None else last.trade_id,
+                "last_trade_ms": None if last is None else last.time_ms,
+                "ticks": self.ingestor.ticks_held(sym),
+                "msgs_per_s": self.ingestor.rate(sym),
+            }
+        store = {
+            "path": str(self.store.path),
+            "rows": self.ingestor.total_ticks(),
+            "pending": self.store.pending,
+            "last_error": self.store.last_error,
+            "readonly": self.store.readonly,
+        }
+        return {
+            "feed": feed,
+            "symbols": symbols,
+            "store": store,
+            "replay": None if self.replay is None else self.replay.status(),
+            "started_ms": self.started_ms,
+        }

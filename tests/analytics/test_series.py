@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from analytics.series import ColumnBuffer
+
+
+def test_bounded_append_and_extend_keep_last_rows():
+    buf = ColumnBuffer({"ts": np.int64, "x": np.float64}, max_rows=7)
+    model = []
+    for i in range(40):
+        buf.append((i, i / 3))
+        model.append((i, i / 3))
+        v = buf.view()
+        assert v["ts"].tolist() == [r[0] for r in model[-7:]]
+    buf.extend({"ts": np.arange(100, 104), "x": np.ones(4)})
+    assert buf.view()["ts"].tolist() == [37, 38, 39, 100, 101, 102, 103]
+    buf.extend({"ts": np.arange(200, 220), "x": np.ones(20)})
+    assert buf.view()["ts"].tolist() == list(range(213, 220))
+    assert buf.appended == 40 + 4 + 20
+    assert buf.last()["ts"] == 219
+
+
+def test_views_are_read_only_and_stable_across_compaction():
+    buf = ColumnBuffer({"ts": np.int64}, max_rows=5)
+    for i in range(5):
+        buf.append((i,))
+    old = buf.view()["ts"]
+    for i in range(5, 50):
+        buf.append((i,))
+    assert old.tolist() == [0, 1, 2, 3, 4]
+    assert not old.flags.writeable
+
+
+def test_concurrent_reader_sees_consecutive_rows():
+    buf = ColumnBuffer({"ts": np.int64}, max_rows=100)
+    stop = threading.Event()
+    bad = []
+
+    def read():
+        while not stop.is_set():
+            ts = buf.view()["ts"]
+            if len(ts) > 1 and not np.all(np.diff(ts) == 1):
+                bad.append(ts.copy())
+
+    t = threading.Thread(target=read)
+    t.start()
+    for i in range(200_000):
+        buf.append((i,))
+    stop.set()
+    t.join()
+    assert not bad
