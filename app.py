@@ -40,6 +40,7 @@ class AppConfig:
     replay: tuple[str, ...] | None = None  # None: live; () : bundled sample
     replay_speed: float = 1.0
     replay_loop: bool = True
+    replay_rebase: bool = True
     ingest: bool = True
     log_level: str = "INFO"
     ring_capacity: int = 2**21
@@ -100,6 +101,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="play the recording once instead of looping it (looped passes shift times and ids)",
     )
     p.add_argument(
+        "--replay-keep-times", action="store_true",
+        help="keep the recording's original trade times (default: shift them so the "
+        "recording starts now; trade ids are never changed)",
+    )
+    p.add_argument(
         "--no-ingest", action="store_true",
         help="no feed: show an existing DB (follows it live if another process writes it)",
     )
@@ -152,6 +158,7 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         replay=None if ns.replay is None else tuple(ns.replay),
         replay_speed=ns.replay_speed,
         replay_loop=not ns.replay_once,
+        replay_rebase=not ns.replay_keep_times,
         ingest=not ns.no_ingest,
         log_level=ns.log_level,
         ring_capacity=ns.ring_capacity,

@@ -46,6 +46,11 @@ from analytics.series import ColumnBuffer
 DAY_MS = 86_400_000
 DEFAULT_TIMEFRAMES_MS = (1_000, 60_000, 300_000)
 MAX_TRACKED_PAIRS = 48
+#: Robust regressions (Huber, Theil-Sen) cost 1.5-22 ms per window fit, so a tracked
+#: pair refits them every ``refit_step`` bars, chosen so that building the day's series
+#: takes at most this many fits (a day of 1 s bars: a refit every 288 bars). Between
+#: refits the last fit is held: still trailing, never look-ahead.
+ROBUST_MAX_FITS = 300
 PAIR_FIELDS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
 _BAR_DTYPES = {f: (np.int64 if f in ("ts", "trades", "first_id", "last_id") else np.float64) for f in BAR_FIELDS}
 _PAIR_DTYPES = {f: (np.int64 if f == "ts" else np.float64) for f in PAIR_FIELDS}
@@ -90,6 +95,7 @@ class PairSnapshot:
     key: PairKey
     series: PairColumns
     bar_seq: int
+    refit_step: int
     alpha: float
     beta: float
     spread_mean: float
@@ -121,12 +127,19 @@ class PairTracker:
     def __init__(self, key: PairKey, max_rows: int) -> None:
         self.key = key
         self.aligner = PairAligner(key.tf_ms)
-        self.inc = IncrementalPair(key.window, regression=key.regression, prices=key.prices)
+        self.refit_step = 1
+        self.inc = self._new_incremental()
         self.buffer = ColumnBuffer(_PAIR_DTYPES, max_rows)
         self._seen_ts: dict[str, int] = {"a": -(2**62), "b": -(2**62)}
         self._last_ts: int | None = None  # last aligned point in the series
         self.last_used = time.monotonic()
         self.snapshot: PairSnapshot | None = None
+
+    def _new_incremental(self) -> IncrementalPair:
+        k = self.key
+        return IncrementalPair(
+            k.window, regression=k.regression, prices=k.prices, refit_step=self.refit_step
+        )
 
     def seen_ts(self, leg: str) -> int:
         """Start of the last bar of ``leg`` this tracker has taken in."""
@@ -148,18 +161,25 @@ class PairTracker:
             aligned = align_pair(
                 _head(bars_a, cut + 1), _head(bars_b, cut + 1), max_bars=self.buffer.max_rows
             )
-            if len(aligned):
+            n = len(aligned)
+            if n:
+                if k.regression in ("huber", "theilsen"):
+                    self.refit_step = max(1, -(-(n - k.window + 1) // ROBUST_MAX_FITS))
+                    self.inc = self._new_incremental()
                 series = pair_series(
                     aligned.ts, aligned.a, aligned.b,
                     window=k.window, regression=k.regression, prices=k.prices,
+                    refit_step=self.refit_step,
                 )
                 self.buffer.extend({f: getattr(series, f) for f in PAIR_FIELDS})
                 self._last_ts = int(aligned.ts[-1])
-                # Warm the incremental twin on the tail that determines its state
-                # (the Kalman filter depends on its whole history).
-                n = len(aligned)
-                warm = n if k.regression == "kalman" else min(n, 2 * k.window + 1)
-                for i in range(n - warm, n):
+                # Warm the incremental twin on the tail that determines its state: the
+                # last 2w+1 bars (the Kalman filter: its whole history), started on a
+                # multiple of refit_step so robust refits fall on the batch's bars.
+                start = 0
+                if k.regression != "kalman" and n > 2 * k.window + 1:
+                    start = (n - 2 * k.window - 1) // self.refit_step * self.refit_step
+                for i in range(start, n):
                     self.inc.update(int(aligned.ts[i]), float(aligned.a[i]), float(aligned.b[i]))
         for leg, bars in (("a", bars_a), ("b", bars_b)):
             first = 0
@@ -206,6 +226,7 @@ class PairTracker:
             key=self.key,
             series=PairColumns(**{f: v[f] for f in PAIR_FIELDS}),
             bar_seq=self.buffer.appended,
+            refit_step=self.refit_step,
             alpha=float(last["alpha"]) if last else np.nan,
             beta=float(last["beta"]) if last else np.nan,
             spread_mean=float(mean),

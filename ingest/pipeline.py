@@ -76,6 +76,7 @@ class Ingestor:
         self._clock = threading.Thread(target=self._run_clock, name="bar-clock", daemon=True)
         self.bar_close_delay_ms = bar_close_delay_ms
         self.unknown_symbol_trades = 0
+        self.restored: RestoreReport | None = None
         # Distinct trades per symbol: what the store held at restore plus every trade
         # accepted since (the feed drops duplicates before they get here).
         self._counts: dict[str, int] = dict.fromkeys(self.symbols, 0)
@@ -216,6 +217,7 @@ class Ingestor:
         report = RestoreReport(
             len(self.symbols), n_bars, n_replayed, n_ring, time.perf_counter() - started
         )
+        self.restored = report
         log.info(
             "restore: %d symbols, %d 1s bars, %d trades replayed, %d ring ticks in %.2fs",
             report.symbols, report.bars, report.trades_replayed, report.ring_ticks, report.seconds,

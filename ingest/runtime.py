@@ -49,10 +49,12 @@ class Runtime:
         symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
             from ingest.replay import ReplayServer
-            from ingest.tapes import default_sample_files, load_tape
+            from ingest.tapes import default_sample_files, load_tape, shift_times
 
             files = list(cfg.replay) or default_sample_files()
             tape = load_tape(files)
+            if cfg.replay_rebase:
+                tape = shift_times(tape, int(time.time() * 1000) - tape.first_time_ms)
             if not cfg.symbols_given:
                 symbols = tuple(tape.symbols)
             if not cfg.market_given:
@@ -148,6 +150,7 @@ class Runtime:
                 "last_trade_id": None if last is None else last.trade_id,
                 "last_trade_ms": None if last is None else last.time_ms,
                 "ticks": self.ingestor.ticks_held(sym),
+                "ring": len(ring),
                 "msgs_per_s": self.ingestor.rate(sym),
             }
         store = {
@@ -163,4 +166,10 @@ class Runtime:
             "store": store,
             "replay": None if self.replay is None else self.replay.status(),
             "started_ms": self.started_ms,
+            "restore": None if self.ingestor.restored is None else {
+                "bars": self.ingestor.restored.bars,
+                "trades_replayed": self.ingestor.restored.trades_replayed,
+                "ring_ticks": self.ingestor.restored.ring_ticks,
+                "seconds": round(self.ingestor.restored.seconds, 3),
+            },
         }

@@ -532,3 +532,24 @@ def aggregate_trades(events: Iterable[TapeEvent]) -> list[TapeEvent]:
     Futures-style (input without ``M``) has no ``M``, like the real stream.
     """
     return [ev for _, ev in aggregate_trades_indexed(events)]
+
+
+def shift_times(tape: Tape, offset_ms: int) -> Tape:
+    """The same tape with every ``T`` and ``E`` moved by ``offset_ms`` (ids unchanged).
+
+    Binance's protocol notes allow a replay to shift times uniformly by one offset.
+    ``app.py --replay`` uses it to start a recording *now*, so lag, UTC axes and the
+    clock that closes bars behave as they do live; the trades and ids are untouched.
+    """
+    offset_ms = int(offset_ms)
+    events = []
+    for ev in tape.events:
+        data = dict(ev.data)
+        data["T"] = data["T"] + offset_ms
+        if "E" in data:
+            data["E"] = data["E"] + offset_ms
+        events.append(
+            TapeEvent(ev.recv_ns, ev.symbol, ev.kind, ev.time_ms + offset_ms, ev.trade_id, data)
+        )
+    return Tape(events, source_files=tape.source_files, skipped=tape.skipped,
+                duplicates=tape.duplicates)

@@ -42,13 +42,13 @@ def feed(engine, rows, *, clock_every=50, register=None, register_at=None):
     return snaps
 
 
-def batch_expected(sample_ticks, tf, window, regression, prices, upto_ts):
+def batch_expected(sample_ticks, tf, window, regression, prices, upto_ts, refit_step=1):
     ba = bars_from_ticks(**sample_ticks[A], tf_ms=tf)
     bb = bars_from_ticks(**sample_ticks[B], tf_ms=tf)
     al = align_pair(ba.since(0), bb.since(0))
     keep = al.ts <= upto_ts
     return pair_series(al.ts[keep], al.a[keep], al.b[keep], window=window,
-                       regression=regression, prices=prices)
+                       regression=regression, prices=prices, refit_step=refit_step)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +70,7 @@ def test_engine_bars_equal_batch(sample_ticks, rows):
             np.testing.assert_allclose(live.volume, batch.volume, rtol=1e-12)
 
 
-@pytest.mark.parametrize("regression", ["ols", "kalman"])
+@pytest.mark.parametrize("regression", ["ols", "kalman", "huber", "theilsen"])
 @pytest.mark.parametrize("register_at", [0, 15_000, None])
 def test_tracked_pair_equals_batch(sample_ticks, rows, regression, register_at):
     eng = MarketEngine([A, B])
@@ -83,7 +83,8 @@ def test_tracked_pair_equals_batch(sample_ticks, rows, regression, register_at):
     eng.on_clock(rows[-1][0] + 60_000)
     snap = eng.pair(*sel)
     got = snap.series
-    exp = batch_expected(sample_ticks, 1_000, 30, regression, sel[5], int(got.ts[-1]))
+    exp = batch_expected(sample_ticks, 1_000, 30, regression, sel[5], int(got.ts[-1]),
+                         refit_step=snap.refit_step)
     np.testing.assert_array_equal(got.ts, exp.ts)
     np.testing.assert_array_equal(got.price_a, exp.price_a)
     for f in ("alpha", "beta", "spread", "zscore", "corr"):
@@ -103,6 +104,20 @@ def test_live_zscore_uses_last_closed_window(sample_ticks, rows):
     assert z == pytest.approx(float(s.zscore[-1]), rel=1e-9, abs=1e-9)
     # It moves with the price of A, in the direction of the spread.
     assert snap.live_zscore(float(s.price_a[-1]) + 10, float(s.price_b[-1])) > z
+
+
+def test_robust_refits_are_bounded(sample_ticks, rows, monkeypatch):
+    import analytics.engine as engine_mod
+
+    monkeypatch.setattr(engine_mod, "ROBUST_MAX_FITS", 50)
+    eng = MarketEngine([A, B])
+    feed(eng, rows)
+    snap = eng.pair(A, B, 1_000, 30, "huber", "raw")
+    n = len(snap.series)
+    assert snap.refit_step == -(-(n - 30 + 1) // 50) > 1
+    exp = batch_expected(sample_ticks, 1_000, 30, "huber", "raw", int(snap.series.ts[-1]),
+                         refit_step=snap.refit_step)
+    np.testing.assert_allclose(snap.series.beta, exp.beta, rtol=1e-9, equal_nan=True)
 
 
 def test_engine_rejects_bad_selection():
