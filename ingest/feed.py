@@ -26,6 +26,7 @@ The feed thread is the only writer of :class:`FeedStats`; readers call
 
 from __future__ import annotations
 
+import collections
 import logging
 import random
 import threading
@@ -275,12 +276,14 @@ class TradeFeed(threading.Thread):
 
     def _watch(self) -> None:
         """Watchdog + msgs/s meter, every 0.5 s."""
-        prev_n, prev_t = self.stats.messages, time.monotonic()
+        # msgs/s over the last ~2 s (4 samples of 0.5 s): steady enough to read,
+        # fresh enough to show a stall within a second.
+        samples = collections.deque([(time.monotonic(), self.stats.messages)], maxlen=5)
         while not self._stop_event.wait(0.5):
             now = time.monotonic()
-            n = self.stats.messages
-            self.stats.msgs_per_s = (n - prev_n) / (now - prev_t)
-            prev_n, prev_t = n, now
+            samples.append((now, self.stats.messages))
+            t0, n0 = samples[0]
+            self.stats.msgs_per_s = (samples[-1][1] - n0) / (now - t0)
             last = self.stats.last_message_mono or self._connected_mono
             if self._connected and last is not None and now - last > self.watchdog_s:
                 self.stats.error = f"silent for {now - last:.0f}s (watchdog)"

@@ -32,13 +32,18 @@ def layout(**_query) -> html.Div:
     )
 
 
+def format_price(price: float) -> str:
+    """Two decimals for prices >= 1 (USDT quotes), significant digits below."""
+    return f"{price:,.2f}" if price >= 1 else f"{price:.6g}"
+
+
 def symbol_table(symbols: dict) -> dbc.Table:
     header = html.Thead(
         html.Tr([html.Th(h) for h in ("Symbol", "Last", "Last trade id", "Trades", "Trades/s")])
     )
     rows = []
     for sym, s in sorted(symbols.items()):
-        last = "–" if s["last_price"] is None else f"{s['last_price']:,.8g}"
+        last = "–" if s["last_price"] is None else format_price(s["last_price"])
         rows.append(
             html.Tr(
                 [
