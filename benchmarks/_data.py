@@ -10,7 +10,8 @@ Model (one day at 1 s resolution, then ticks inside each second):
   Ornstein-Uhlenbeck residual (half-life 30 min, stationary sd 20 bp): the symbols are
   **cointegrated** random walks (BTC: beta 0.8 on the ETH factor, so ~1.1 bp a second);
 * trade counts per second: Poisson with an intraday rate of 10-40 trades/s (slow
-  sinusoid times a persistent AR(1) activity factor, clipped to [10, 40]);
+  sinusoid times a persistent AR(1) activity factor, clipped to [10, 40]); optionally a
+  flat rate (40/s) after ``live_from`` for the live replay;
 * trade times: uniform integer ms inside the second, sorted (ties allowed, as when one
   taker order fills several makers in the same ms); trade ids consecutive;
 * price: the mid interpolated (in log) between the second's end points; the trade is at
@@ -76,7 +77,10 @@ class Ticks:
 class Market:
     """Latent 1 s log prices of several cointegrated symbols (generated up front)."""
 
-    def __init__(self, seconds: int, n_symbols: int = 2, seed: int = SEED) -> None:
+    def __init__(self, seconds: int, n_symbols: int = 2, seed: int = SEED, *,
+                 live_from: int | None = None, live_rate: float = 40.0) -> None:
+        """``seconds`` of market; from second ``live_from`` on, every symbol trades at a
+        flat ``live_rate`` trades/s (Poisson), the load the live benchmark replays."""
         self.seconds = int(seconds)
         self.specs = SPECS[:n_symbols]
         self.rng = np.random.default_rng(seed)
@@ -97,7 +101,10 @@ class Market:
             act = _ar1(rng.normal(0.0, 0.35 * math.sqrt(1 - 0.995**2), self.seconds),
                        0.995, 0.0)
             base = 24.0 * np.exp(0.3 * np.sin(2 * np.pi * s / 86_400 + 1.3 * k) + act)
-            self.rate[spec.symbol] = np.clip(base, 10.0, 40.0)
+            rate = np.clip(base, 10.0, 40.0)
+            if live_from is not None:
+                rate[live_from:] = live_rate
+            self.rate[spec.symbol] = rate
 
     def ticks(self, symbol: str) -> Ticks:
         """All ticks of ``symbol`` over the generated seconds (deterministic)."""

@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.ingest [--seconds 60] [--latency-seconds 30] [--quick]``
 
-Three scenarios, each against the replay server running in its OWN process
+Scenarios, each against the replay server running in its OWN process
 (``python -m ingest.replay``), with the ingest side in this process wired exactly as
 the app wires it (:class:`ingest.runtime.Runtime`: TickStore on a temp DB, MarketEngine,
 Ingestor with its bar clock, TradeFeed):
@@ -29,15 +29,25 @@ to ``_handle_message`` (the moment websocket-client hands the frame to ``on_mess
 and each ring's ``append`` is wrapped (instance attribute) to stamp its return; the
 difference goes into preallocated numpy arrays through memoryviews (~0.3 us a message).
 
-That figure cannot see time a frame spends in the kernel socket buffer while another
-thread holds the GIL (the handler has not started yet). So a second, supplementary
-figure, **sched->ring**, is reported: the replay's schedule for every event is
-reconstructed from the tape exactly as its player computes it (capped recorded gaps /
-speed, +1/speed per loop pass); ring time minus scheduled send time, minus the
-smallest such value seen in the run, is the delay beyond the fastest message. It
-includes socket queueing, GIL waits before the handler and replay-server lateness.
+That figure cannot see time a frame waits in the kernel socket buffer while another
+thread holds the GIL (the handler has not started yet). So during both latency runs
+a **floor client** (a bare websocket-client in ANOTHER process, no parsing, no
+pipeline) subscribes to the same replay, which sends every event to both clients back
+to back. perf_counter_ns is CLOCK_MONOTONIC on Linux, so the two processes' stamps
+compare directly, and per event:
 
-Output: one table row per scenario, then as the LAST stdout line one JSON object
+* ``floor->ring`` = our ring-append time - the floor's receive time: everything this
+  process adds (socket queueing behind a busy feed thread or another thread holding
+  the GIL, websocket-client framing, the handler). Can be slightly negative.
+* ``sched->recv`` (floor) = the floor's receive time - the replay's schedule for the
+  event (reconstructed from the tape as its player computes it: capped recorded gaps
+  / speed, +1/speed per loop pass), minus the smallest such value: the replay
+  server's own lateness (a Python asyncio process framing the tape's bursts) + wire.
+* ``sched->ring`` = the same for our ring time (same baseline): end to end.
+
+GC pauses of this process inside the window are counted via ``gc.callbacks``.
+
+Output: readable tables (one row per scenario), then as the LAST stdout line one JSON object
 with every figure. Nothing is asserted: targets are printed next to the figures.
 """
 
@@ -45,6 +55,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import gc
 import json
 import logging
 import os
@@ -420,11 +431,13 @@ class LatencyProbe:
         return probed_append
 
 
-def _pct_ms(values_ns: np.ndarray) -> dict:
+def _pct_ms(values_ns: np.ndarray, signed: bool = False) -> dict:
     if values_ns.size == 0:
         return {"p50": None, "p90": None, "p99": None, "p99_9": None, "max": None}
     q = np.percentile(values_ns, [50, 90, 99, 99.9]) / 1e6
+    extra = {"min": round(float(values_ns.min()) / 1e6, 3)} if signed else {}
     return {
+        **extra,
         "p50": round(float(q[0]), 3),
         "p90": round(float(q[1]), 3),
         "p99": round(float(q[2]), 3),
@@ -440,16 +453,32 @@ def run_latency(
     db = tmp / f"latency-{name}.db"
     probe = LatencyProbe(int(LATENCY_RATE * (seconds + warmup) * 3) + 200_000)
     replay = ReplayProcess(speed, tmp, name)
-    http = client = None
+    http = client = floor = None
     client_summary: dict | None = None
+    gc_pauses: list[tuple[int, int, int]] = []  # (generation, start ns, duration ns)
+
+    def on_gc(phase: str, info: dict, _start=[0]) -> None:
+        if phase == "start":
+            _start[0] = time.perf_counter_ns()
+        else:
+            gc_pauses.append((info["generation"], _start[0], time.perf_counter_ns() - _start[0]))
+
+    def before_start(runtime) -> None:
+        # The app and its client are up before the feed connects (the replay clock
+        # starts then), so both latency runs play the same stretch of the tape.
+        nonlocal http, client
+        probe.wrap_rings(runtime)
+        if with_dash:
+            http = DashServer(runtime)
+            client = start_dash_client(http.url, tmp)
+
+    gc.callbacks.append(on_gc)
     try:
         with running_runtime(
-            replay.ws_base, db, feed_cls=probe.feed_class(), before_start=probe.wrap_rings
+            replay.ws_base, db, feed_cls=probe.feed_class(), before_start=before_start
         ) as runtime:
-            if with_dash:
-                http = DashServer(runtime)
-                client = start_dash_client(http.url, tmp)
             _wait_connected(runtime)
+            floor = FloorClient(runtime.feed_url, tmp / f"floor-{name}")
             time.sleep(warmup)
             t_start_ns = time.perf_counter_ns()
             m0 = runtime.feed.stats.messages
@@ -459,22 +488,39 @@ def run_latency(
             if client is not None:
                 client_summary = stop_dash_client(client)
                 client = None
+            floor_cols = floor.collect()
+            floor = None
             feed_stats = runtime.feed.status()
             n = probe.n
     finally:
-        if client is not None:
-            _end_process(client)
+        gc.callbacks.remove(on_gc)
+        for proc in (client, floor.proc if floor is not None else None):
+            _end_process(proc)
         if http is not None:
             http.stop()
         replay.stop()
+
     done = probe.done[:n]
+    sym, tid = probe.sym[:n], probe.tid[:n]
     window = (done >= t_start_ns) & (done < t_end_ns)
-    lat = probe.lat[:n][window]
-    sched = pacing.scheduled_ns(probe.sym[:n], probe.tid[:n], speed)
-    excess = done.astype(np.float64) - sched
-    excess -= excess.min()
+    # One clock for both processes (perf_counter_ns is CLOCK_MONOTONIC on Linux) and
+    # one baseline: the floor client's smallest delay after the replay's schedule.
+    f_sym, f_tid, f_done = floor_cols
+    f_excess = f_done - pacing.scheduled_ns(f_sym, f_tid, speed)
+    base = f_excess.min()
+    excess = done - pacing.scheduled_ns(sym, tid, speed) - base
+    f_excess -= base
+    # Per event: ring time in this process - receive time in the floor process.
+    key = sym.astype(np.int64) << 56 | tid
+    f_key = f_sym.astype(np.int64) << 56 | f_tid
+    order = np.argsort(f_key)
+    pos = np.clip(np.searchsorted(f_key[order], key), 0, len(f_key) - 1)
+    matched = f_key[order][pos] == key
+    wire = (done - f_done[order][pos])[window & matched]
+    f_window = (f_done >= t_start_ns) & (f_done < t_end_ns)
     span_s = (t_end_ns - t_start_ns) / 1e9
     per_s = np.bincount(((done[window] - t_start_ns) // 1_000_000_000).astype(np.int64))
+    pauses = [(g, d) for g, s, d in gc_pauses if t_start_ns <= s < t_end_ns]
     out = {
         "scenario": f"latency {name}",
         "seconds": round(span_s, 2),
@@ -482,8 +528,16 @@ def run_latency(
         "frames_per_s": round((m1 - m0) / span_s, 1),
         "max_1s_msgs": int(per_s.max()) if per_s.size else 0,
         "samples": int(window.sum()),
-        "receive_to_ring_ms": _pct_ms(lat),
+        "receive_to_ring_ms": _pct_ms(probe.lat[:n][window]),
         "sched_to_ring_ms": _pct_ms(excess[window]),
+        "floor_sched_to_recv_ms": _pct_ms(f_excess[f_window]),
+        "floor_recv_to_ring_ms": _pct_ms(wire, signed=True),
+        "floor_matched": int((window & matched).sum()),
+        "gc_in_window": {
+            "collections": len(pauses),
+            "gen2": sum(1 for g, _ in pauses if g == 2),
+            "max_ms": round(max((d for _, d in pauses), default=0) / 1e6, 3),
+        },
         "gaps": feed_stats.gaps,
         "duplicates": feed_stats.duplicates,
         "probe_overflow": probe.overflow,
@@ -491,6 +545,87 @@ def run_latency(
     if with_dash:
         out["dash_client"] = client_summary
     return out
+
+
+class FloorClient:
+    """A bare websocket-client in ANOTHER process on the same stream (no parsing, no
+    pipeline, no other threads): when each frame reached a client that does nothing.
+
+    The replay sends every event to both subscribers back to back, so per event the
+    floor's receive time is when the frame was on the wire for us too; ring time minus
+    it is the delay our process adds (socket queueing, GIL waits, handler).
+    """
+
+    def __init__(self, url: str, out: Path) -> None:
+        self.out = out.with_suffix(".npz")
+        self.log = out.with_suffix(".log")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "benchmarks.ingest", "--floor-client", url,
+             "--floor-out", str(self.out)],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=self.log.open("w"), text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()  # "ready" after the first frame
+        if line.strip() != "ready":
+            _end_process(self.proc)
+            raise RuntimeError(f"floor client failed: {line!r} {self.log.read_text()[-2000:]}")
+
+    def collect(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.communicate(timeout=60)
+        if self.proc.returncode != 0:
+            raise RuntimeError(f"floor client exited {self.proc.returncode}: "
+                               f"{self.log.read_text()[-2000:]}")
+        with np.load(self.out) as z:
+            return z["sym"], z["tid"], z["done"]
+
+
+def floor_client_main(url: str, out: str) -> int:
+    import orjson
+    import websocket
+
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    cap = 5_000_000
+    stamps = np.zeros(cap, np.int64)
+    mv = memoryview(stamps)
+    frames: list = []
+    now = time.perf_counter_ns
+    append = frames.append
+    first = threading.Event()
+
+    def on_message(_ws, raw) -> None:
+        i = len(frames)
+        if i < cap:
+            mv[i] = now()
+            append(raw)
+            if i == 0:
+                first.set()
+
+    ws = websocket.WebSocketApp(url, on_message=on_message)
+    thread = threading.Thread(
+        target=lambda: ws.run_forever(skip_utf8_validation=True, ping_interval=0),
+        name="floor-client", daemon=True,
+    )
+    thread.start()
+    if not first.wait(30):
+        print("no frame in 30 s", flush=True)
+        return 1
+    print("ready", flush=True)
+    stop.wait()
+    ws.close()
+    thread.join(5)
+    n = len(frames)
+    data = [orjson.loads(f)["data"] for f in frames[:n]]
+    np.savez(
+        out,
+        sym=np.array([SYMBOLS.index(d["s"]) for d in data], np.int8),
+        tid=np.array([d["t"] for d in data], np.int64),
+        done=stamps[:n],
+    )
+    print("saved", flush=True)
+    return 0
 
 
 # ---------------------------------------------------------------------------------
@@ -647,12 +782,36 @@ def dash_client_main(url: str) -> int:
 # Output
 
 
+def _cpu_seconds() -> tuple[float, float, float]:
+    """(wall, CPU busy on the whole machine, CPU of this process + reaped children)."""
+    with open("/proc/stat") as fh:
+        f = [int(x) for x in fh.readline().split()[1:]]
+    busy = (sum(f) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")  # minus idle, iowait
+    t = os.times()
+    return time.monotonic(), busy, t.user + t.system + t.children_user + t.children_system
+
+
+def _cpu_used_since(start: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(wall s, our CPU s, CPU s used by other processes) since ``start``: a check
+    that nothing else ran on this 2-core machine during the benchmark."""
+    end = _cpu_seconds()
+    own = end[2] - start[2]
+    return end[0] - start[0], own, max(0.0, (end[1] - start[1]) - own)
+
+
 def _fmt(v, nd=1) -> str:
     if v is None:
         return "-"
     if isinstance(v, float):
         return f"{v:,.{nd}f}"
     return f"{v:,}"
+
+
+def _table(head: tuple, rows: list[tuple]) -> None:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
+    print("  " + "  ".join(h.rjust(w) for h, w in zip(head, widths)))
+    for r in rows:
+        print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)))
 
 
 def print_table(tp: ThroughputResult, lat: list[dict], speed: float) -> None:
@@ -665,24 +824,32 @@ def print_table(tp: ThroughputResult, lat: list[dict], speed: float) -> None:
            _fmt(tp.min_1s_msgs_per_s, 0), _fmt(tp.max_1s_msgs_per_s, 0), _fmt(tp.rows_stored),
            _fmt(tp.loss), _fmt(tp.duplicates), _fmt(tp.gaps), _fmt(tp.pending_max),
            _fmt(tp.commits), _fmt(tp.bar_closes))
-    widths = [max(len(h), len(c)) for h, c in zip(head, row)]
-    print("  " + "  ".join(h.rjust(w) for h, w in zip(head, widths)))
-    print("  " + "  ".join(c.rjust(w) for c, w in zip(row, widths)))
+    _table(head, [row])
     print()
-    print(f"Latency at ~{LATENCY_RATE:,} msgs/s (replay --speed {speed:.2f}), ms")
-    head = ("scenario", "msgs/s", "max 1s", "p50", "p90", "p99", "p99.9", "max",
-            "| sched->ring p50", "p99", "max")
-    rows = []
-    for r in lat:
-        a, b = r["receive_to_ring_ms"], r["sched_to_ring_ms"]
-        rows.append((r["scenario"], _fmt(r["msgs_per_s"], 0), _fmt(r["max_1s_msgs"]),
-                     _fmt(a["p50"], 3), _fmt(a["p90"], 3), _fmt(a["p99"], 3),
-                     _fmt(a["p99_9"], 3), _fmt(a["max"], 3),
-                     "| " + _fmt(b["p50"], 3), _fmt(b["p99"], 3), _fmt(b["max"], 3)))
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(head)]
-    print("  " + "  ".join(h.rjust(w) for h, w in zip(head, widths)))
-    for r in rows:
-        print("  " + "  ".join(c.rjust(w) for c, w in zip(r, widths)))
+    print(f"Receive-to-ring latency at ~{LATENCY_RATE:,} msgs/s (replay --speed "
+          f"{speed:.2f}): on_message entry -> TickRing.append returned, ms")
+    _table(
+        ("scenario", "msgs/s", "max 1s", "p50", "p90", "p99", "p99.9", "max"),
+        [(r["scenario"], _fmt(r["msgs_per_s"], 0), _fmt(r["max_1s_msgs"]),
+          *(_fmt(r["receive_to_ring_ms"][k], 3) for k in ("p50", "p90", "p99", "p99_9", "max")))
+         for r in lat],
+    )
+    print()
+    print("Supplementary, same events, ms: floor = bare client in another process on the "
+          "same replay;")
+    print("  sched->recv = floor's delay after the replay schedule (replay + wire); "
+          "floor->ring = our ring time - floor's receive time")
+    _table(
+        ("scenario", "floor sched->recv p50", "p99", "max", "| floor->ring p50", "p99",
+         "p99.9", "max", "| sched->ring p99", "max", "| gc n", "gc max"),
+        [(r["scenario"],
+          *(_fmt(r["floor_sched_to_recv_ms"][k], 3) for k in ("p50", "p99", "max")),
+          "| " + _fmt(r["floor_recv_to_ring_ms"]["p50"], 3),
+          *(_fmt(r["floor_recv_to_ring_ms"][k], 3) for k in ("p99", "p99_9", "max")),
+          "| " + _fmt(r["sched_to_ring_ms"]["p99"], 3), _fmt(r["sched_to_ring_ms"]["max"], 3),
+          "| " + _fmt(r["gc_in_window"]["collections"]), _fmt(r["gc_in_window"]["max_ms"], 3))
+         for r in lat],
+    )
     for r in lat:
         dc = r.get("dash_client")
         if dc:
@@ -696,22 +863,28 @@ def print_table(tp: ThroughputResult, lat: list[dict], speed: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m benchmarks.ingest", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m benchmarks.ingest", description=__doc__.split("\n")[0]
+    )
     p.add_argument("--seconds", type=float, default=60.0, help="throughput window (s)")
     p.add_argument("--latency-seconds", type=float, default=30.0, help="each latency window (s)")
     p.add_argument("--quick", action="store_true", help="smoke run: 10 s / 8 s windows")
     p.add_argument("--dash-client", metavar="URL", help=argparse.SUPPRESS)
+    p.add_argument("--floor-client", metavar="URL", help=argparse.SUPPRESS)
+    p.add_argument("--floor-out", metavar="PATH", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.dash_client:
         return dash_client_main(args.dash_client)
+    if args.floor_client:
+        return floor_client_main(args.floor_client, args.floor_out)
     if args.quick:
         args.seconds, args.latency_seconds = 10.0, 8.0
     tp_warmup = 3.0 if args.quick else 5.0
     lat_warmup = 2.0
-    logging.basicConfig(
-        level=logging.WARNING, stream=sys.stderr,
-        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
-    )
+    from app import configure_logging
+
+    configure_logging("WARNING")  # as app.py (werkzeug/websockets at WARNING too)
+    cpu_start = _cpu_seconds()
     pacing = tape_pacing()
     speed = pacing.speed_for(LATENCY_RATE)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmpdir:
@@ -728,6 +901,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_latency(args.latency_seconds, lat_warmup, tmp, pacing, speed, with_dash)
             )
     print_table(tp, lat, speed)
+    wall, own, foreign = _cpu_used_since(cpu_start)
+    if foreign > 0.05 * wall:
+        print(f"warning: other processes used {foreign:.0f} CPU-seconds during this "
+              f"{wall:.0f} s run; the figures are skewed", flush=True)
     alone, dash = lat
     zero_loss = tp.loss == 0 and tp.duplicates == 0 and tp.gaps == 0 and all(
         s["ids_equal"] and s["db_contiguous"] and s["received_contiguous"]
@@ -758,7 +935,16 @@ def main(argv: list[str] | None = None) -> int:
         "latency_with_dash_ms": {**dash["receive_to_ring_ms"], "msgs_per_s": dash["msgs_per_s"]},
         "sched_to_ring_alone_ms": alone["sched_to_ring_ms"],
         "sched_to_ring_with_dash_ms": dash["sched_to_ring_ms"],
+        "floor_recv_to_ring_alone_ms": alone["floor_recv_to_ring_ms"],
+        "floor_recv_to_ring_with_dash_ms": dash["floor_recv_to_ring_ms"],
         "latency_runs": lat,
+        "env": {
+            "python": sys.version.split()[0],
+            "cpus": os.cpu_count(),
+            "wall_s": round(wall, 1),
+            "own_cpu_s": round(own, 1),
+            "foreign_cpu_s": round(foreign, 1),
+        },
         "targets": {"throughput_msgs_per_s": TARGET_MSGS_PER_S, "p99_ms": TARGET_P99_MS},
         "meets_targets": {
             "throughput": bool(tp.msgs_per_s >= TARGET_MSGS_PER_S

@@ -7,6 +7,8 @@ pages live in ``dashapp/pages`` (``dash.register_page``), serves the offline the
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import dash
@@ -17,8 +19,18 @@ from dashapp.services import set_services
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_app(services) -> dash.Dash:
+def background_manager(cache_dir: str | Path) -> dash.DiskcacheManager:
+    """Background callbacks (ADF, backtests, screens) run in forked processes through
+    diskcache, never on the 500 ms path; results expire after an hour."""
+    import diskcache
+
+    return dash.DiskcacheManager(diskcache.Cache(str(cache_dir)), expire=3600)
+
+
+def create_app(services, *, cache_dir: str | Path | None = None) -> dash.Dash:
     set_services(services)
+    if cache_dir is None:
+        cache_dir = Path(tempfile.gettempdir()) / f"pairs-desk-cache-{os.getpid()}"
     app = dash.Dash(
         __name__,
         use_pages=True,
@@ -27,6 +39,7 @@ def create_app(services) -> dash.Dash:
         title="Pairs desk",
         update_title=None,
         suppress_callback_exceptions=True,
+        background_callback_manager=background_manager(cache_dir),
     )
     app.layout = layout.shell
     api.register(app.server)

@@ -32,6 +32,7 @@ def shell() -> html.Div:
                 className="mb-3 border-bottom border-secondary",
             ),
             dcc.Interval(id=ids.Shell.STATUS_INTERVAL, interval=1000),
+            dcc.Store(id=ids.Shell.ALERT_PREFILL),
             dbc.Container(dash.page_container, fluid=True),
         ]
     )

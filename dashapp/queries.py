@@ -28,9 +28,24 @@ def bars_frame(symbol: str, tf_ms: int) -> pd.DataFrame:
     return pd.DataFrame({c: data[c] for c in BAR_COLUMNS})
 
 
-def pair_frame(a: str, b: str, tf_ms: int, window: int, regression: str, prices: str) -> pd.DataFrame:
+def pair_frame(
+    a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+    dataset: str | None = None,
+) -> pd.DataFrame:
+    """The pair series (columns ``PAIR_COLUMNS``) of live data, or of an uploaded dataset."""
+    if dataset is not None:
+        return dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
     snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
     return snap.frame()
+
+
+def dataset_pair_frame(
+    dataset: str, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+) -> pd.DataFrame:
+    """Pair series of an uploaded OHLC dataset (see the uploads module)."""
+    from dashapp.params import BadParam
+
+    raise BadParam("dataset", f"no such dataset: {dataset[:40]!r}")
 
 
 def adf_report(a: str, b: str, tf_ms: int, window: int, regression: str, prices: str) -> dict:

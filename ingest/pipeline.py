@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from analytics.bars import BAR_FIELDS, Bars
@@ -76,6 +77,10 @@ class Ingestor:
         self._clock = threading.Thread(target=self._run_clock, name="bar-clock", daemon=True)
         self.bar_close_delay_ms = bar_close_delay_ms
         self.unknown_symbol_trades = 0
+        #: Called in the clock thread every tick (100 ms) with the exchange time, after
+        #: the bars that were due closed and outside the engine lock: the place for
+        #: server-side work that must run whether or not a browser is open (alerts).
+        self.clock_listeners: list[Callable[[int], None]] = []
         self.restored: RestoreReport | None = None
         # Distinct trades per symbol: what the store held at restore plus every trade
         # accepted since (the feed drops duplicates before they get here).
@@ -160,6 +165,15 @@ class Ingestor:
                         self.store.add_bar(symbol, bar.as_row())
             except Exception:
                 log.exception("bar clock failed")
+            for listener in self.clock_listeners:
+                try:
+                    listener(now)
+                except Exception:
+                    log.exception("clock listener %r failed", listener)
+
+    def reset_after_fork(self) -> None:
+        """In a forked child (background job): fresh lock, no threads of the parent."""
+        self._lock = threading.Lock()
 
     def start_clock(self) -> None:
         self._clock.start()

@@ -17,6 +17,8 @@ and the engine's snapshots only.
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +86,16 @@ class Runtime:
         )
         self.feed_url: str | None = None
         self.started_ms = int(time.time() * 1000)
+        # Dash background callbacks (ADF, backtests, screens) run in forked processes.
+        # A fork copies only the forking thread: a lock another thread held at that
+        # moment would stay locked forever in the child, and SQLite connections must not
+        # cross a fork. So the child gets fresh locks and opens its own connections.
+        os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _after_fork_in_child(self) -> None:
+        self.engine.lock = threading.RLock()
+        self.ingestor.reset_after_fork()
+        self.store.reset_after_fork()
 
     def start(self) -> None:
         if not self.store.readonly:

@@ -551,6 +551,15 @@ class TickStore:
         return inserted, rejected
 
     # ------------------------------------------------------------------ reads
+    def reset_after_fork(self) -> None:
+        """In a forked child: forget the parent's connections (never used across a fork)
+        and its writer; the child only reads, through connections of its own."""
+        self._local = threading.local()
+        self._readers = []
+        self._readers_lock = threading.Lock()
+        self._thread = None
+        self._put = self._refuse_readonly
+
     def _reader(self) -> sqlite3.Connection:
         """This thread's read-only connection (never the writer's)."""
         conn = getattr(self._local, "conn", None)

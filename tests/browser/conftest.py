@@ -1,0 +1,144 @@
+"""Real-browser tests: ``python app.py --replay`` in a subprocess, driven by headless Chromium.
+
+The app runs exactly as a user starts it (``app.py`` with the built-in replay server on
+the bundled real tape, looped, 10x the recorded pace), once per test session, on a free
+loopback port and a fresh DB. Playwright drives Debian's ``/usr/bin/chromium`` (never a
+downloaded browser). There is no skip: without Chromium these tests FAIL with a message
+saying how to install it, because a browser test that skips proves nothing.
+
+Fixtures
+--------
+``live_app``   base URL of the running app (``http://127.0.0.1:PORT``)
+``app_health`` callable returning ``/api/health`` JSON
+``browser``    a Playwright Chromium browser (session)
+``page``       a fresh page per test; console errors and page errors fail the test
+``shot(page, name)``  writes ``diagrams/screenshots/NAME.png`` (used by the README)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import requests
+
+ROOT = Path(__file__).resolve().parents[2]
+SCREENSHOTS = ROOT / "diagrams" / "screenshots"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+REPLAY_SPEED = "10"
+CHROMIUM_FLAGS = [
+    "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-default-apps", "--disable-extensions", "--no-first-run",
+    "--no-default-browser-check", "--disable-quic",
+]
+# Chromium logs these on a closed network; they are not errors of the page.
+IGNORED_CONSOLE = ("favicon.ico", "net::ERR_", "Failed to load resource")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _health(base: str) -> dict | None:
+    try:
+        return requests.get(f"{base}/api/health", timeout=2).json()
+    except (requests.RequestException, ValueError):
+        return None
+
+
+@pytest.fixture(scope="session")
+def live_app(tmp_path_factory) -> Iterator[str]:
+    """``python app.py --replay`` on a free port; yields its base URL."""
+    tmp = tmp_path_factory.mktemp("browser-app")
+    port = _free_port()
+    log_path = tmp / "app.log"
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--replay", "--replay-speed", REPLAY_SPEED,
+         "--db", str(tmp / "browser.db"), "--port", str(port)],
+        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(f"app.py exited {proc.returncode}:\n{log_path.read_text()}")
+            h = _health(base)
+            if h is not None and h["store"]["rows"] > 500:
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"app.py not ready in 60 s:\n{log_path.read_text()[-4000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="session")
+def app_health(live_app: str) -> Callable[[], dict]:
+    return lambda: _health(live_app) or {}
+
+
+@pytest.fixture(scope="session")
+def browser():
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(
+            f"Chromium not found at {CHROMIUM}: install Debian's chromium and chromium-driver "
+            "(apt-get install -y chromium chromium-driver) or set $CHROMIUM. Browser tests "
+            "never skip.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, live_app: str):
+    """A fresh page at 1280x900; any console error or uncaught page error fails the test."""
+    context = browser.new_context(
+        viewport={"width": 1280, "height": 900}, accept_downloads=True, base_url=live_app
+    )
+    pg = context.new_page()
+    errors: list[str] = []
+
+    def on_console(msg) -> None:
+        if msg.type == "error" and not any(s in msg.text for s in IGNORED_CONSOLE):
+            errors.append(f"console: {msg.text}")
+
+    pg.on("console", on_console)
+    pg.on("pageerror", lambda exc: errors.append(f"pageerror: {exc}"))
+    pg.set_default_timeout(20_000)
+    yield pg
+    context.close()
+    assert not errors, "browser errors:\n" + "\n".join(errors)
+
+
+@pytest.fixture
+def shot() -> Callable:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+
+    def take(pg, name: str) -> Path:
+        path = SCREENSHOTS / f"{name}.png"
+        pg.screenshot(path=str(path), full_page=True)
+        return path
+
+    return take
