@@ -173,14 +173,9 @@ class PairTracker:
                 )
                 self.buffer.extend({f: getattr(series, f) for f in PAIR_FIELDS})
                 self._last_ts = int(aligned.ts[-1])
-                # Warm the incremental twin on the tail that determines its state: the
-                # last 2w+1 bars (the Kalman filter: its whole history), started on a
-                # multiple of refit_step so robust refits fall on the batch's bars.
-                start = 0
-                if k.regression != "kalman" and n > 2 * k.window + 1:
-                    start = (n - 2 * k.window - 1) // self.refit_step * self.refit_step
-                for i in range(start, n):
-                    self.inc.update(int(aligned.ts[i]), float(aligned.a[i]), float(aligned.b[i]))
+                # Warm the incremental twin on the bars that determine its state (the
+                # last 2w+1; the Kalman filter's whole history, stepped fast).
+                self.inc.warm(aligned.ts, aligned.a, aligned.b)
         for leg, bars in (("a", bars_a), ("b", bars_b)):
             first = 0
             if cut is not None:

@@ -125,6 +125,7 @@ class IncrementalPair:
     ) -> None:
         w = check_options(window, regression, prices, kalman, robust, refit_step)
         self.window, self.regression, self.prices = w, regression, prices
+        self._refit_step = refit_step
         self._req = requirements(w, regression)
         self._log = prices == "log"
         if regression == "ols":
@@ -198,6 +199,36 @@ class IncrementalPair:
         self._alpha, self._beta, self._zstats = alpha, beta, stats
         self._last = PairPoint(ts, a, b, alpha, beta, spr, z, corr, self._n)
         return self._last
+
+    def warm(self, ts: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
+        """Consume a history of closed aligned bars (raw prices), oldest first.
+
+        Leaves the estimator in the state that :meth:`update` on every bar would, but
+        only the bars that determine that state go through :meth:`update`: the last
+        ``2w + 1`` (the hedge window of the first z-window bar, its spreads, and one
+        return more), started on a multiple of ``refit_step`` so robust refits fall on
+        the same bars as a batch build. The Kalman filter depends on its whole history:
+        its earlier bars are stepped by :meth:`KalmanHedge.absorb` (same arithmetic,
+        no per-bar objects). Requires a fresh estimator.
+        """
+        if self._n:
+            raise ValueError("warm() needs a fresh IncrementalPair")
+        n = len(ts)
+        w = self.window
+        start = 0
+        if n > 2 * w + 1:
+            start = (n - 2 * w - 1) // self._refit_step * self._refit_step
+        if start and self.regression == "kalman":
+            pa = np.log(a[:start]) if self._log else np.asarray(a[:start], dtype=float)
+            pb = np.log(b[:start]) if self._log else np.asarray(b[:start], dtype=float)
+            self._hedge.absorb(pa, pb)
+            self._n = start
+            self._prev_la, self._prev_lb = math.log(a[start - 1]), math.log(b[start - 1])
+            self._last_ts = int(ts[start - 1])
+            # the rolling windows (spread moments, returns) only hold the last w values,
+            # all inside the tail replayed below
+        for i in range(start, n):
+            self.update(int(ts[i]), float(a[i]), float(b[i]))
 
     def live_zscore(self, a_now: float, b_now: float) -> float | None:
         """Tick-level z from the last closed bar's hedge and spread-window stats.

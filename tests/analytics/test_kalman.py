@@ -167,3 +167,22 @@ def test_validation():
         kalman_hedge([1.0, 2.0, 3.0], [1.0, 2.0])
     with pytest.raises(InsufficientData):
         kalman_hedge([1.0], [1.0])
+
+
+def test_absorb_equals_update_bitwise():
+    """KalmanHedge.absorb(history) leaves exactly the state of update() on each bar."""
+    from analytics.kalman import KalmanHedge
+
+    rng = np.random.default_rng(7)
+    b = 2_680 * np.exp(np.cumsum(rng.normal(0, 1e-4, 3_000)))
+    a = 23 * b + rng.normal(0, 5, 3_000)
+    for prices in ("raw", "log"):
+        pa, pb = (np.log(a), np.log(b)) if prices == "log" else (a, b)
+        one, many = KalmanHedge(prices=prices), KalmanHedge(prices=prices)
+        for x, y in zip(pa[:2_000], pb[:2_000]):
+            one.update(x, y)
+        many.absorb(pa[:1_000], pb[:1_000])
+        many.absorb(pa[1_000:2_000], pb[1_000:2_000])
+        assert many.count == one.count and many.state == one.state and many.P == one.P
+        assert many.value == one.value
+        assert many.update(pa[2_000], pb[2_000]) == one.update(pa[2_000], pb[2_000])

@@ -185,3 +185,32 @@ def test_validation():
         live.update(2, 0.0, 10.0)
     with pytest.raises(ValueError, match="positive"):
         live.update(2, math.nan, 10.0)
+
+
+@pytest.mark.parametrize("prices", PRICE_MODES)
+@pytest.mark.parametrize("regression", REGRESSIONS)
+def test_warm_on_history_equals_updating_every_bar(tape, regression, prices):
+    """warm(history) then live bars == update() on every bar, at every later step."""
+    ts, a, b = tape["ts"].to_numpy(), tape["a"].to_numpy(), tape["b"].to_numpy()
+    cut = len(ts) - 40
+    full = IncrementalPair(W, regression, prices, refit_step=STEP[regression])
+    replay(full, ts[:cut], a[:cut], b[:cut])
+    warmed = IncrementalPair(W, regression, prices, refit_step=STEP[regression])
+    warmed.warm(ts[:cut], a[:cut], b[:cut])
+    assert warmed.spread_stats() == pytest.approx(full.spread_stats(), rel=1e-12)
+    assert warmed.needs() == full.needs()
+    for t, x, y in zip(ts[cut:], a[cut:], b[cut:], strict=True):
+        p, q = full.update(t, x, y), warmed.update(t, x, y)
+        assert q.beta == pytest.approx(p.beta, rel=1e-12)
+        assert q.zscore == pytest.approx(p.zscore, rel=1e-9, abs=1e-12)
+        assert q.corr == pytest.approx(p.corr, rel=1e-9, abs=1e-12)
+        assert warmed.live_zscore(x * 1.0001, y) == pytest.approx(
+            full.live_zscore(x * 1.0001, y), rel=1e-9)
+
+
+def test_warm_needs_a_fresh_estimator(tape):
+    ts, a, b = tape["ts"].to_numpy(), tape["a"].to_numpy(), tape["b"].to_numpy()
+    live = IncrementalPair(W)
+    live.update(ts[0], a[0], b[0])
+    with pytest.raises(ValueError, match="fresh"):
+        live.warm(ts[1:], a[1:], b[1:])
