@@ -34,6 +34,7 @@ class AppConfig:
     market_given: bool = False
     stream_given: bool = False
     feed_url: str | None = None  # base URL override
+    rest_url: str | None = None  # REST base for gap back-fill; "off" disables it
     db: str = DEFAULT_DB
     host: str = "127.0.0.1"
     port: int = 8050
@@ -78,6 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--feed-url", default=os.environ.get("PAIRS_FEED_URL"),
         help="WebSocket base URL override, e.g. ws://127.0.0.1:9001 "
         "(default: wss://fstream.binance.com/market or wss://stream.binance.com:9443)",
+    )
+    p.add_argument(
+        "--rest-url", default=os.environ.get("PAIRS_REST_URL"),
+        help="REST base URL for gap back-fill, or 'off' (default: "
+        "https://fapi.binance.com or https://api.binance.com; with --replay: the "
+        "replay server's REST port)",
     )
     p.add_argument("--db", default=_env("DB", DEFAULT_DB), help="SQLite file (default: %(default)s)")
     p.add_argument(
@@ -138,6 +145,10 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         stream_names(symbols, stream)
     except ValueError as exc:
         parser.error(f"--symbols: {exc}")
+    if ns.rest_url not in (None, "off") and not ns.rest_url.startswith(
+        ("http://", "https://")
+    ):
+        parser.error("--rest-url must start with http:// or https://, or be 'off'")
     if ns.replay_speed < 0:
         parser.error("--replay-speed must be >= 0")
     if not 1 <= ns.port <= 65535:
@@ -152,6 +163,7 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         market_given=ns.market is not None,
         stream_given=ns.stream is not None,
         feed_url=ns.feed_url,
+        rest_url=ns.rest_url,
         db=ns.db,
         host=ns.host,
         port=ns.port,

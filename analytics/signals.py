@@ -131,17 +131,13 @@ def signal_summary(
         reasons.append(f"z = {z:+.2f} is inside the ±{entry:.2f} entry band: no edge")
 
     if _finite(coint_pvalue) or _finite(adf_pvalue):
-        name, p = (
-            ("Engle-Granger", coint_pvalue) if _finite(coint_pvalue) else ("ADF", adf_pvalue)
-        )
+        name, p = ("Engle-Granger", coint_pvalue) if _finite(coint_pvalue) else ("ADF", adf_pvalue)
         if p < alpha:
             checks.append("ok")
             reasons.append(f"{name} p = {p:.3f} < {alpha:g}: the legs are cointegrated")
         else:
             checks.append("fail")
-            reasons.append(
-                f"{name} p = {p:.3f} ≥ {alpha:g}: no evidence of cointegration"
-            )
+            reasons.append(f"{name} p = {p:.3f} ≥ {alpha:g}: no evidence of cointegration")
     else:
         checks.append("unknown")
         reasons.append("cointegration not tested yet (run the ADF test)")
@@ -160,9 +156,7 @@ def signal_summary(
         reasons.append("correlation not defined yet")
 
     w = int(window)
-    if half_life_bars is None or (
-        isinstance(half_life_bars, float) and math.isnan(half_life_bars)
-    ):
+    if half_life_bars is None or (isinstance(half_life_bars, float) and math.isnan(half_life_bars)):
         checks.append("unknown")
         reasons.append("half-life not known yet")
     elif not math.isfinite(half_life_bars):
@@ -176,8 +170,7 @@ def signal_summary(
     else:
         checks.append("fail")
         reasons.append(
-            f"half-life {half_life_bars:,.1f} bars > window {w}: reversion too slow "
-            "for this window"
+            f"half-life {half_life_bars:,.1f} bars > window {w}: reversion too slow for this window"
         )
 
     if "fail" in checks:

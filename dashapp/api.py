@@ -27,7 +27,7 @@ import orjson
 import pandas as pd
 
 from analytics.errors import InsufficientData
-from dashapp import params, queries
+from dashapp import alerts_api, data_api, params, queries, trader_api
 from dashapp.params import BadParam
 from dashapp.services import get_services
 
@@ -77,22 +77,40 @@ def health():
     return _json(get_services().health())
 
 
-def _known() -> set[str]:
+def _known(dataset: str | None = None) -> set[str]:
+    if dataset is not None:  # an uploaded dataset's symbols, never the live rings
+        return set(queries.dataset_info(dataset).symbols)
     return set(get_services().ingestor.rings)
+
+
+def _dataset(a) -> str | None:
+    """``dataset=NAME`` (an uploaded dataset) or None for live data."""
+    raw = a.get("dataset")
+    if raw is None or str(raw).strip() == "":
+        return None
+    return queries.dataset_info(str(raw).strip()).name
+
+
+def _timeframe(a, dataset: str | None) -> int:
+    """``timeframe``; for a dataset it defaults to the dataset's own timeframe."""
+    if dataset is not None and not str(a.get("timeframe") or "").strip():
+        return queries.dataset_info(dataset).tf_ms
+    return params.timeframe(a)
 
 
 @bp.route("/bars")
 def bars():
     a = flask.request.args
-    symbol = params.symbol(a, "symbol", _known())
-    tf = params.timeframe(a)
+    dataset = _dataset(a)
+    symbol = params.symbol(a, "symbol", _known(dataset))
+    tf = _timeframe(a, dataset)
     fmt = params.fmt(a)
-    frame = queries.bars_frame(symbol, tf)
+    frame = queries.bars_frame(symbol, tf, dataset=dataset)
     return table_response(frame, fmt, queries.file_stem("bars", [symbol], tf, frame))
 
 
-def _pair_args(a) -> dict:
-    known = _known()
+def _pair_args(a, *, dataset: str | None = None) -> dict:
+    known = _known(dataset)
     sym_a = params.symbol(a, "a", known)
     sym_b = params.symbol(a, "b", known)
     if sym_a == sym_b:
@@ -100,7 +118,7 @@ def _pair_args(a) -> dict:
     return dict(
         a=sym_a,
         b=sym_b,
-        tf_ms=params.timeframe(a),
+        tf_ms=_timeframe(a, dataset),
         window=params.window(a),
         regression=params.regression(a),
         prices=params.prices(a),
@@ -110,9 +128,10 @@ def _pair_args(a) -> dict:
 @bp.route("/pair")
 def pair():
     a = flask.request.args
-    args = _pair_args(a)
+    dataset = _dataset(a)
+    args = _pair_args(a, dataset=dataset)
     fmt = params.fmt(a)
-    frame = queries.pair_frame(**args)
+    frame = queries.pair_frame(**args, dataset=dataset)
     return table_response(
         frame, fmt, queries.file_stem("pair", [args["a"], args["b"]], args["tf_ms"], frame)
     )
@@ -126,6 +145,15 @@ def adf():
 
 def register(server: flask.Flask) -> None:
     server.register_blueprint(bp)
+    trader_api.register(server)  # /api/backtest, /api/screener, /api/leadlag
+    data_api.register(server)  # /api/upload, /api/datasets
+    alerts_api.register(server)  # /api/alerts, /api/alerts/<id>, /api/alerts/events
+
+    # Dash's page router catches every path (``/<path:path>`` -> 200 HTML); this more
+    # specific rule keeps unknown /api URLs a JSON 404 in the full app too.
+    @server.route("/api/<path:_rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
+    def _unknown_api(_rest):
+        return _json({"error": f"no such endpoint: {flask.request.path}"}, 404)
 
     @server.errorhandler(404)
     def _not_found(exc):  # JSON 404 under /api, Dash handles the rest

@@ -14,4 +14,211 @@ class Shell:
 class Markets:
     TICK_INTERVAL = "markets-tick-interval"
     FEED_CARD = "markets-feed-card"
+    FEED_DETAIL = "markets-feed-detail"
     SYMBOL_TABLE = "markets-symbol-table"
+    TIMEFRAME = "markets-timeframe"
+    MIN_TRADES = "markets-min-trades"
+    MIN_VOLUME = "markets-min-volume"
+    FILTER_NOTE = "markets-filter-note"
+    HEATMAP = "markets-heatmap"
+    HEATMAP_NOTE = "markets-heatmap-note"
+    #: Browser-side memory of the last prices (flash direction) and bar drawn.
+    STATE = "markets-state"
+
+    @staticmethod
+    def card(symbol: str) -> dict:
+        return {"type": "markets-card", "index": symbol}
+
+    @staticmethod
+    def stat(symbol: str, name: str) -> dict:
+        """One number of a card (``name`` in components.symbol_card.STATS)."""
+        return {"type": "markets-stat", "index": symbol, "stat": name}
+
+    @staticmethod
+    def change(symbol: str) -> dict:
+        return {"type": "markets-change", "index": symbol}
+
+    @staticmethod
+    def feed(name: str) -> dict:
+        """One badge of the feed strip."""
+        return {"type": "markets-feed", "index": name}
+
+    @staticmethod
+    def price(symbol: str) -> dict:
+        return {"type": "markets-price", "index": symbol}
+
+    @staticmethod
+    def spark(symbol: str) -> dict:
+        return {"type": "markets-spark", "index": symbol}
+
+
+class Pair:
+    """The pair page. Every widget of a pair panel is a pattern id ``{type, index}``
+    (``index`` = panel number) so several pairs run side by side with MATCH callbacks."""
+
+    TICK_INTERVAL = "pair-tick-interval"
+    URL = "pair-url"  # dcc.Store: the query string last written to the address bar
+    TABS = "pair-tabs"
+    ADD = "pair-add"
+    NOTE = "pair-note"
+    # kinds of the per-panel pattern ids (use Pair.pid(kind, index))
+    A, B, TF, WINDOW, REG, PRICES, PRICE_MODE, K = (
+        "pair-a", "pair-b", "pair-tf", "pair-window", "pair-reg", "pair-prices",
+        "pair-price-mode", "pair-k",
+    )
+    ENTRY = "pair-entry"
+    SELECTION = "pair-selection"  # dcc.Store: validated selection, written after build
+    DRAWN = "pair-drawn"  # dcc.Store: bar_seq drawn, full-redraw bookkeeping
+    VIEW = "pair-view"  # dcc.Store: shared visible x range of the panel's charts
+    ERROR = "pair-error"
+    PRICE_GRAPH, SPREAD_GRAPH, Z_GRAPH, CORR_GRAPH, BETA_GRAPH = (
+        "pair-price-graph", "pair-spread-graph", "pair-z-graph", "pair-corr-graph",
+        "pair-beta-graph",
+    )
+    COLLECTING = "pair-collecting"  # {type, index: panel, chart}: "collecting: N of M bars"
+    KPI = "pair-kpi"  # bar-close KPI cards
+    LIVE_Z = "pair-live-z"
+    ADF_BUTTON = "pair-adf-button"
+    ADF_RESULT = "pair-adf-result"
+    ADF_STORE = "pair-adf-store"
+    SIGNAL = "pair-signal"
+    ALERT_BUTTON = "pair-alert-button"
+    TAB = "pair-tab"
+
+    @staticmethod
+    def pid(kind: str, index: int | str) -> dict:
+        return {"type": kind, "index": index}
+
+
+class Data:
+    """The data page (`/data`): features table, downloads, OHLC upload."""
+
+    SOURCE = "data-source"  # "live" or a dataset name
+    A = "data-a"
+    B = "data-b"
+    TF = "data-tf"
+    WINDOW = "data-window"
+    REG = "data-reg"
+    PRICES = "data-prices"
+    ENTRY = "data-entry"
+    ADF_EVERY = "data-adf-every"
+    LOAD = "data-load"
+    SELECTION = "data-selection"  # dcc.Store: the validated selection the grid pages
+    STATUS = "data-status"
+    GRID = "data-grid"
+    PURGE_SINK = "data-purge-sink"
+    FORMAT = "data-format"
+    DOWNLOAD_TABLE = "data-download-table"
+    DOWNLOAD_BARS = "data-download-bars"
+    DOWNLOAD_PAIR = "data-download-pair"
+    DOWNLOAD_TICKS = "data-download-ticks"
+    TICKS_SYMBOL = "data-ticks-symbol"
+    TICKS_START = "data-ticks-start"
+    TICKS_END = "data-ticks-end"
+    DOWNLOAD = "data-download"  # the dcc.Download
+    DOWNLOAD_NOTE = "data-download-note"
+    UPLOAD = "data-upload"
+    UPLOAD_SYMBOL = "data-upload-symbol"
+    UPLOAD_DATASET = "data-upload-dataset"
+    UPLOAD_RESULT = "data-upload-result"
+    DATASETS = "data-datasets"  # the dataset list (children)
+    DELETE = "data-delete"
+    DATASETS_VERSION = "data-datasets-version"  # dcc.Store bumped on upload/delete
+
+
+class Backtest:
+    A, B, TF, WINDOW, REG, PRICES = (
+        "backtest-a", "backtest-b", "backtest-tf", "backtest-window", "backtest-reg",
+        "backtest-prices",
+    )
+    ENTRY, EXIT, STOP, MAX_HOLD, FEE, SLIPPAGE = (
+        "backtest-entry", "backtest-exit", "backtest-stop", "backtest-max-hold",
+        "backtest-fee", "backtest-slippage",
+    )
+    RUN = "backtest-run"
+    SPINNER = "backtest-spinner"
+    MESSAGE = "backtest-message"
+    KPIS = "backtest-kpis"
+    EQUITY_GRAPH = "backtest-equity-graph"
+    DRAWDOWN_GRAPH = "backtest-drawdown-graph"
+    TRADES = "backtest-trades"
+    #: dcc.Store: the exact run shown (args + first/last bar) so downloads re-run it
+    RUN_SPEC = "backtest-run-spec"
+    DL_TRADES = "backtest-dl-trades"
+    DL_EQUITY = "backtest-dl-equity"
+    DOWNLOAD = "backtest-download"
+
+
+class Screener:
+    TF, WINDOW, REG, PRICES, LOOKBACK = (
+        "screener-tf", "screener-window", "screener-reg", "screener-prices",
+        "screener-lookback",
+    )
+    RUN = "screener-run"
+    SPINNER = "screener-spinner"
+    INTERVAL = "screener-interval"
+    #: dcc.Store written by the cheap interval check when a bar closed: starts a screen
+    TRIGGER = "screener-trigger"
+    #: dcc.Store: bar count and time of the last screen
+    LAST = "screener-last"
+    STATUS = "screener-status"
+    MESSAGE = "screener-message"
+    GRID = "screener-grid"
+    URL = "screener-url"
+    HEATMAP = "screener-heatmap"
+    LL_A, LL_B, LL_K = "screener-ll-a", "screener-ll-b", "screener-ll-k"
+    LL_GRAPH = "screener-ll-graph"
+    LL_NOTE = "screener-ll-note"
+
+
+class Alerts:
+    """The alerts page (`/alerts`) and the alert widgets of the shell (rule modal,
+    toasts, browser notifications), which every page carries."""
+
+    # page
+    NEW = "alerts-new"
+    RULES = "alerts-rules"
+    EVENTS = "alerts-events"
+    REFRESH = "alerts-refresh"  # dcc.Interval of the page tables
+    DOWNLOAD_BUTTON = "alerts-download-button"
+    DOWNLOAD = "alerts-download"
+    NOTIFY_SWITCH = "alerts-notify-switch"
+    PAGE_NOTE = "alerts-page-note"
+    # shell: modal
+    MODAL = "alerts-modal"
+    MODAL_TITLE = "alerts-modal-title"
+    EDIT_ID = "alerts-modal-edit-id"  # dcc.Store: id of the rule being edited, or None
+    SAVE = "alerts-modal-save"
+    CANCEL = "alerts-modal-cancel"
+    FORM_ERROR = "alerts-modal-form-error"
+    PAIR_GROUP = "alerts-modal-pair-group"
+    SYMBOL_GROUP = "alerts-modal-symbol-group"
+    CHANGED = "alerts-changed"  # dcc.Store: bumped when a rule is saved (tables refresh)
+    # shell: toasts and notifications
+    TOAST_INTERVAL = "alerts-toast-interval"
+    TOASTS = "alerts-toasts"
+    CURSOR = "alerts-cursor"  # dcc.Store: last event id this tab has shown
+    NOTIFY = "alerts-notify"  # dcc.Store: the newest events, for the Notification API
+    NOTIFY_ENABLED = "alerts-notify-enabled"  # dcc.Store (localStorage): opt-in
+    NOTIFY_SINK = "alerts-notify-sink"
+
+    @staticmethod
+    def field(name: str) -> str:
+        """Input of the rule form for rule field ``name`` (``threshold``, ``a``...)."""
+        return f"alerts-modal-{name}"
+
+    @staticmethod
+    def feedback(name: str) -> str:
+        return f"alerts-modal-{name}-feedback"
+
+    @staticmethod
+    def enable(rule_id: int) -> dict:
+        return {"type": "alerts-enable", "index": rule_id}
+
+    @staticmethod
+    def edit(rule_id: int) -> dict:
+        return {"type": "alerts-edit", "index": rule_id}
+
+    @staticmethod
+    def delete(rule_id: int) -> dict:
+        return {"type": "alerts-delete", "index": rule_id}

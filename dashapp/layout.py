@@ -7,6 +7,7 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, callback, dcc, html
 
 from dashapp import ids
+from dashapp.components import alert_modal
 from dashapp.services import get_services
 from dashapp.status import feed_badge
 
@@ -33,6 +34,7 @@ def shell() -> html.Div:
             ),
             dcc.Interval(id=ids.Shell.STATUS_INTERVAL, interval=1000),
             dcc.Store(id=ids.Shell.ALERT_PREFILL),
+            *alert_modal.shell_parts(),  # rule modal, alert toasts, notifications
             dbc.Container(dash.page_container, fluid=True),
         ]
     )

@@ -19,9 +19,13 @@ BAR_COLUMNS = (
 )
 
 
-def bars_frame(symbol: str, tf_ms: int) -> pd.DataFrame:
-    """Closed bars of the last day, with an int ``ts`` (bucket start, epoch ms) column."""
-    bars = get_services().engine.bars(symbol, tf_ms)
+def bars_frame(symbol: str, tf_ms: int, dataset: str | None = None) -> pd.DataFrame:
+    """Closed bars of the last day (or of an uploaded dataset), with an int ``ts``
+    (bucket start, epoch ms) column."""
+    if dataset is not None:
+        bars = dataset_bars(dataset, symbol, tf_ms)
+    else:
+        bars = get_services().engine.bars(symbol, tf_ms)
     cols = bars.columns()
     data = {c: cols[c] for c in BAR_COLUMNS if c != "vwap"}
     data["vwap"] = bars.vwap
@@ -39,13 +43,54 @@ def pair_frame(
     return snap.frame()
 
 
+def dataset_info(dataset: str):
+    """The uploaded dataset ``dataset`` (:class:`ingest.datasets.DatasetInfo`), or a
+    ``BadParam("dataset")`` naming the datasets there are."""
+    from dashapp.params import BadParam
+
+    info = get_services().datasets.get(dataset)
+    if info is None:
+        names = [d.name for d in get_services().datasets.list()]
+        have = ", ".join(names[:20]) if names else "none uploaded yet (POST /api/upload)"
+        raise BadParam("dataset", f"no such dataset: {dataset[:64]!r}; datasets: {have}")
+    return info
+
+
+def dataset_bars(dataset: str, symbol: str, tf_ms: int | None = None):
+    """Bars of ``symbol`` in an uploaded dataset, at its timeframe or a multiple of it
+    (resampled exactly, :func:`analytics.bars.resample_bars`)."""
+    from analytics.bars import resample_bars
+    from dashapp.params import BadParam
+
+    info = dataset_info(dataset)
+    if symbol not in info.symbols:
+        raise BadParam(
+            "symbol", f"{symbol} is not in dataset {dataset!r}; it holds {', '.join(info.symbols)}"
+        )
+    bars = get_services().datasets.bars(dataset, symbol)
+    if tf_ms is None or tf_ms == info.tf_ms:
+        return bars
+    if tf_ms % info.tf_ms:
+        raise BadParam(
+            "timeframe",
+            f"dataset {dataset!r} has {format_timeframe(info.tf_ms)} bars: use a multiple "
+            f"of {format_timeframe(info.tf_ms)}, got {format_timeframe(tf_ms)}",
+        )
+    return resample_bars(bars, tf_ms=tf_ms)
+
+
 def dataset_pair_frame(
     dataset: str, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
 ) -> pd.DataFrame:
-    """Pair series of an uploaded OHLC dataset (see the uploads module)."""
-    from dashapp.params import BadParam
+    """Pair series of an uploaded OHLC dataset: the same :func:`analytics.align.align_pair`
+    and :func:`analytics.pair.pair_series` as the live engine, over all its bars."""
+    from analytics.features import pair_from_bars
 
-    raise BadParam("dataset", f"no such dataset: {dataset[:40]!r}")
+    bars_a = dataset_bars(dataset, a, tf_ms)
+    bars_b = dataset_bars(dataset, b, tf_ms)
+    _, series = pair_from_bars(bars_a, bars_b, window=window, regression=regression,
+                               prices=prices)
+    return series.to_frame()
 
 
 def adf_report(a: str, b: str, tf_ms: int, window: int, regression: str, prices: str) -> dict:

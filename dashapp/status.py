@@ -12,7 +12,33 @@ def _fmt_int(n: int | None) -> str:
     return "–" if n is None else f"{n:,}"
 
 
+def _store_line(store: dict | None) -> str:
+    """"writing", or why not: the page must say when ticks are only in memory."""
+    if not store:
+        return "–"
+    if store.get("writable", True):
+        return f"writing · {_fmt_int(store.get('pending'))} pending"
+    return (
+        f"NOT WRITING (kept in memory, retrying) · {_fmt_int(store.get('pending'))} "
+        f"pending · {store.get('last_error') or 'unknown error'}"
+    )
+
+
+def _backfill_line(feed: dict) -> str:
+    bf = feed.get("backfill")
+    if not bf:
+        return "off"
+    text = f"{_fmt_int(feed.get('gaps_filled'))} ids recovered"
+    if bf.get("error"):
+        text += f" · retrying: {bf['error']}"
+    return text
+
+
 def feed_badge(feed: dict) -> dbc.Badge:
+    store = feed.get("store") or {}
+    if feed.get("connected") and not store.get("writable", True):
+        text = f"LIVE · STORE NOT WRITING · {store.get('last_error') or ''}"
+        return dbc.Badge(text[:120], color="warning", className="p-2")
     if feed.get("connected"):
         text = f"LIVE · {feed['msgs_per_s']:,.0f} msg/s"
         if feed.get("lag_ms") is not None:
@@ -34,6 +60,8 @@ def feed_card(feed: dict) -> dbc.Card:
         ("Bad frames", _fmt_int(feed.get("bad_frames"))),
         ("Reconnects", _fmt_int(feed.get("reconnects"))),
         ("Missing ids (gaps)", _fmt_int(feed.get("gaps"))),
+        ("Back-fill", _backfill_line(feed)),
+        ("Store", _store_line(feed.get("store"))),
         ("Last message", "–" if age is None else f"{age:,} ms ago"),
         ("Lag (now − T)", "–" if feed.get("lag_ms") is None else f"{feed['lag_ms']:,} ms"),
         ("Error", feed.get("error") or "none"),
@@ -43,6 +71,8 @@ def feed_card(feed: dict) -> dbc.Card:
         className="small",
     )
     color = "success" if feed.get("connected") else "danger"
+    if feed.get("connected") and not (feed.get("store") or {}).get("writable", True):
+        color = "warning"
     return dbc.Card(
         [dbc.CardHeader("Feed"), dbc.CardBody(body)], color=color, outline=True
     )

@@ -33,9 +33,13 @@ def main(argv: list[str] | None = None) -> int:
         while not done.wait(10):
             h = runtime.health()
             log.info(
-                "ingest: %s msgs, %.0f msg/s, %d stored, %d pending, gaps %d, reconnects %d",
+                "ingest: %s msgs, %.0f msg/s, %d stored, %d pending, %d ids missing, "
+                "%d back-filled, reconnects %d%s",
                 h["feed"]["messages"], h["feed"]["msgs_per_s"], h["store"]["rows"],
-                h["store"]["pending"], h["feed"]["gaps"], h["feed"]["reconnects"],
+                h["store"]["pending"], h["feed"]["gaps"], h["feed"].get("gaps_filled", 0),
+                h["feed"]["reconnects"],
+                "" if h["store"]["writable"] else f"; STORE NOT WRITING: "
+                f"{h['store']['last_error']}",
             )
     except KeyboardInterrupt:
         pass

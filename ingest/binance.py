@@ -62,6 +62,7 @@ NON_TRADE_EVENTS = frozenset(
 )
 
 _FLOAT_INF = math.inf
+MAX_INT64 = 2**63 - 1
 
 
 # ---------------------------------------------------------------------------
@@ -167,8 +168,10 @@ def _get_int(ev: dict, key: str) -> int:
     # type() is not isinstance(): bool is a subclass of int and must be rejected.
     if type(value) is not int:
         raise _bad(key, "expected an integer", value)
-    if value < 0:
-        raise _bad(key, "expected a non-negative integer", value)
+    # orjson accepts up to 2**64 - 1; SQLite INTEGER (and numpy int64) stop at
+    # 2**63 - 1, and such an id reaching the store's writer would fail every retry.
+    if not 0 <= value <= MAX_INT64:
+        raise _bad(key, "expected an integer in 0..2**63-1", value)
     return value
 
 
@@ -179,6 +182,9 @@ def _get_decimal(ev: dict, key: str) -> float:
         raise BadFrame(f"{key}: missing") from None
     if type(value) is not str:
         raise _bad(key, "expected a decimal string", value)
+    # float() also reads "١٢" (Arabic-Indic digits), "１２" and "1_000": not Binance.
+    if not value.isascii() or "_" in value:
+        raise _bad(key, "not a plain ASCII decimal number", value)
     try:
         number = float(value)
     except ValueError:
@@ -330,3 +336,113 @@ def parse_frame(
     if "stream" in obj:
         raise BadFrame("data: missing in a combined-stream frame")
     return parse_event(obj, time_unit_us=time_unit_us)
+
+
+# ---------------------------------------------------------------------------
+# REST (gap back-fill, BINANCE_PROTOCOL.md section 4)
+
+DEFAULT_REST_BASE = {
+    "spot": "https://api.binance.com",
+    "futures": "https://fapi.binance.com",
+}
+# (market, stream kind) -> (path, request weight). Spot historicalTrades needs no API
+# key since 2023-07-11; futures historicalTrades does (MARKET_DATA), so futures
+# back-fill uses aggTrades, which is also what the futures app streams.
+REST_TRADES_PATH = {
+    ("spot", "trade"): ("/api/v3/historicalTrades", 25),
+    ("spot", "aggTrade"): ("/api/v3/aggTrades", 4),
+    ("futures", "aggTrade"): ("/fapi/v1/aggTrades", 20),
+    ("futures", "trade"): ("/fapi/v1/historicalTrades", 200),
+}
+REST_MAX_LIMIT = 1000
+
+
+def rest_trades_url(
+    symbol: str,
+    from_id: int,
+    limit: int,
+    *,
+    market: str = "futures",
+    stream: str = "aggTrade",
+    base_url: str | None = None,
+) -> str:
+    """REST URL returning up to ``limit`` trades of ``symbol`` from id ``from_id`` on.
+
+    >>> rest_trades_url("BTCUSDT", 42, 10, market="spot", stream="trade")
+    'https://api.binance.com/api/v3/historicalTrades?symbol=BTCUSDT&fromId=42&limit=10'
+    """
+    try:
+        path, _weight = REST_TRADES_PATH[(market, stream)]
+    except KeyError:
+        raise ValueError(f"no REST trades endpoint for {market} {stream}") from None
+    if type(from_id) is not int or not 0 <= from_id <= MAX_INT64:
+        raise ValueError(f"from_id must be an int in 0..2**63-1, got {from_id!r}")
+    if type(limit) is not int or not 1 <= limit <= REST_MAX_LIMIT:
+        raise ValueError(f"limit must be an int in 1..{REST_MAX_LIMIT}, got {limit!r}")
+    if base_url is None:
+        base = DEFAULT_REST_BASE[market]
+    elif not isinstance(base_url, str) or not base_url.startswith(
+        ("http://", "https://")
+    ):
+        raise ValueError(
+            f"invalid REST base_url {base_url!r}: must start with http:// or https://"
+        )
+    else:
+        base = base_url.rstrip("/")
+    sym = _check_symbol(symbol)
+    return f"{base}{path}?symbol={sym}&fromId={from_id}&limit={limit}"
+
+
+def _rest_bool(row: dict, key: str) -> bool:
+    value = row.get(key)
+    if type(value) is not bool:
+        raise _bad(key, "expected a boolean", value)
+    return value
+
+
+def parse_rest_trades(body: bytes | str, symbol: str, stream: str) -> list[Trade]:
+    """Parse a REST trades page into :class:`Trade` objects (same rules as frames).
+
+    ``historicalTrades`` rows (spot; id = ``id``)::
+
+        [{"id":3735683259,"price":"61837.63000000","qty":"0.02000000",
+          "quoteQty":"1236.75260000","time":1723161255342,"isBuyerMaker":true,
+          "isBestMatch":true}]
+
+    ``aggTrades`` rows (spot and futures; id = ``a``)::
+
+        [{"a":2271383457,"p":"61800.30","q":"0.006","f":5266583935,
+          "l":5266583935,"T":1723161256322,"m":false}]
+
+    Raises :class:`BadFrame` if the body or any row is malformed: a page is taken
+    whole or not at all, so a half-understood page never leaves a hole.
+    """
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadFrame(f"invalid JSON: {exc}") from None
+    except TypeError:
+        raise BadFrame(f"body must be str or bytes, got {type(body).__name__}") from None
+    if type(rows) is not list:
+        raise BadFrame(f"expected a JSON array of trades, got {type(rows).__name__}")
+    sym = _check_symbol(symbol)
+    out: list[Trade] = []
+    for row in rows:
+        if type(row) is not dict:
+            raise BadFrame(f"expected trade objects, got {type(row).__name__}")
+        if stream == "trade":
+            tid, t = _get_int(row, "id"), _get_int(row, "time")
+            price, qty = _get_decimal(row, "price"), _get_decimal(row, "qty")
+            maker = _rest_bool(row, "isBuyerMaker")
+        elif stream == "aggTrade":
+            tid, t = _get_int(row, "a"), _get_int(row, "T")
+            price, qty = _get_decimal(row, "p"), _get_decimal(row, "q")
+            maker = _rest_bool(row, "m")
+        else:
+            raise ValueError(f"invalid stream {stream!r}: expected one of {STREAM_KINDS}")
+        if not 0.0 < price < _FLOAT_INF:
+            raise _bad("price", "expected a finite price > 0", price)
+        if not 0.0 <= qty < _FLOAT_INF:
+            raise _bad("qty", "expected a finite quantity >= 0", qty)
+        out.append(Trade(sym, tid, t, price, qty, maker, t))
+    return out

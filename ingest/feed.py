@@ -29,6 +29,7 @@ from __future__ import annotations
 import collections
 import logging
 import random
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -58,6 +59,24 @@ def backoff_delay(
     """
     ceiling = min(cap, base * 2 ** min(attempt, 30))
     return ceiling / 2 + rng() * ceiling / 2
+
+
+def _abort(ws: websocket.WebSocketApp) -> None:
+    """Close ``ws`` from another thread so that its ``run_forever`` returns now.
+
+    ``WebSocketApp.close()`` alone sends a close frame and reads the reply on the
+    calling thread while the feed thread sits in ``select()`` on the same socket: the
+    reply can be consumed by either, and a closed file descriptor does not wake a
+    ``select()`` on Linux, so the feed thread could hang until the next server ping.
+    Shutting the socket down first wakes it with EOF at once.
+    """
+    raw = getattr(getattr(ws, "sock", None), "sock", None)
+    if raw is not None:
+        try:
+            raw.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass  # already closed or never connected
+    ws.close()
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +218,7 @@ class TradeFeed(threading.Thread):
         self._stop_event.set()
         ws = self._ws
         if ws is not None:
-            ws.close()
+            _abort(ws)
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
 
@@ -291,12 +310,17 @@ class TradeFeed(threading.Thread):
                 self._connected = False
                 ws = self._ws
                 if ws is not None:
-                    ws.close()
+                    _abort(ws)
 
     _connected_mono: float | None = None
 
     # ------------------------------------------------------------------ callbacks
     def _handle_open(self, _ws: websocket.WebSocketApp) -> None:
+        if self._stop_event.is_set():
+            # stop() ran while this connection was being opened, before run_forever
+            # armed its loop flag: end it here or it would live until the next frame
+            _abort(_ws)
+            return
         self._connected = True
         self._connected_mono = time.monotonic()
         self.stats.last_message_mono = None
@@ -339,7 +363,7 @@ class TradeFeed(threading.Thread):
             elif isinstance(item, ServerShutdown):
                 log.warning("feed: serverShutdown announced; reconnecting now")
                 self._shutdown_announced = True
-                _ws.close()
+                _abort(_ws)
             elif isinstance(item, ControlReply):
                 if item.error_code is not None:
                     log.warning(

@@ -85,6 +85,8 @@ class Ingestor:
         # Distinct trades per symbol: what the store held at restore plus every trade
         # accepted since (the feed drops duplicates before they get here).
         self._counts: dict[str, int] = dict.fromkeys(self.symbols, 0)
+        # Recovered by back-fill; its own dict because another thread writes it.
+        self._backfilled: dict[str, int] = {}
         self._rates: dict[str, float] = dict.fromkeys(self.symbols, 0.0)
         self._rate_prev: dict[str, int] = {}
         self._rate_mono = time.monotonic()
@@ -112,6 +114,41 @@ class Ingestor:
         if self.write:
             self.store.add_gap(symbol, first_id, last_id, int(time.time() * 1000))
 
+    def on_backfill(self, symbol: str, trades: list[Trade]) -> None:
+        """Called in the back-fill thread with a page of recovered trades (ids ascending,
+        all older than the live trade that revealed the gap).
+
+        * store: every trade, exactly as live ones;
+        * engine: fed under the lock. A trade in the still-open bucket is added to it
+          (a bar builder takes any order inside its open bucket); a trade for a bucket
+          already closed is only counted as late: published bars are never amended.
+        * stored 1 s bars of those closed buckets are recomputed from the stored trades
+          (``TickStore.rebuild_bars``), so history and a restart see complete bars;
+        * not the ring: it holds live ticks in arrival order for readers' ``since``
+          cursors, and an old trade appended there would break its time order.
+        """
+        if not trades:
+            return
+        if self.write:
+            for t in trades:
+                self.store.add_trade(t)
+        with self._lock:
+            for t in trades:
+                self.engine.on_trade(
+                    symbol, t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker
+                )
+            open_bar = self.engine.open_bar(symbol, 1_000)
+        self._backfilled[symbol] = self._backfilled.get(symbol, 0) + len(trades)
+        if not self.write:
+            return
+        # Buckets before the open one are closed (or were skipped) for good.
+        limit = open_bar.ts if open_bar is not None else None
+        late = [t.time_ms for t in trades if limit is None or t.time_ms < limit]
+        if late:
+            start = min(late) - min(late) % 1_000
+            end = max(late) - max(late) % 1_000 + 1_000
+            self.store.rebuild_bars(symbol, start, end)
+
     def _add_symbol(self, symbol: str) -> TickRing:
         # A stream we subscribed to can only carry our symbols; a replay file may carry
         # more. Accept them (the ring/engine grow) rather than drop real trades.
@@ -131,10 +168,10 @@ class Ingestor:
 
     def ticks_held(self, symbol: str) -> int:
         """Distinct trades stored (or, read-only, seen) for ``symbol``."""
-        return self._counts.get(symbol, 0)
+        return self._counts.get(symbol, 0) + self._backfilled.get(symbol, 0)
 
     def total_ticks(self) -> int:
-        return sum(self._counts.values())
+        return sum(self._counts.values()) + sum(self._backfilled.values())
 
     def rate(self, symbol: str) -> float:
         """Trades per second of ``symbol`` over the last second."""

@@ -69,6 +69,7 @@ PROFILES: dict[str, dict[str, float]] = {
 MAX_STREAMS = 1024
 MAX_GAP_S = 5.0  # a recorded pause longer than this is replayed as 5 s
 SHUTDOWN_GRACE_S = 1.0
+STOP_WAIT_S = 1.0
 YIELD_EVERY = 64  # at speed 0, give the event loop a turn this often
 WRITE_HIGH = 512 * 1024  # per-client buffer above which speed 0 waits for the client
 SLOW_CLIENT_BYTES = 64 * 1024 * 1024  # speed > 0: drop a client this far behind
@@ -95,6 +96,9 @@ class FaultPlan:
                     SECONDS (connections stay open; at speed 0 the player waits).
     shutdown_after: after event N send ``serverShutdown`` to every client, stop
                     feeding them and close them 1 s later.
+    drop_every:     close every connection after each N events (N, 2N, 3N, ...).
+    duplicate:      (N, K) after event N send the K events before it again
+                    (clients see K duplicate ids).
     """
 
     drop_after: int | None = None
@@ -102,13 +106,18 @@ class FaultPlan:
     garbage: tuple[int, int] | None = None
     silence: tuple[int, float] | None = None
     shutdown_after: int | None = None
+    drop_every: int | None = None
+    duplicate: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("drop_after", "shutdown_after"):
             value = getattr(self, name)
             if value is not None and (type(value) is not int or value < 0):
                 raise ValueError(f"FaultPlan.{name} must be an int >= 0, got {value!r}")
-        for name in ("skip", "garbage", "silence"):
+        every = self.drop_every
+        if every is not None and (type(every) is not int or every < 1):
+            raise ValueError(f"FaultPlan.drop_every must be an int >= 1, got {every!r}")
+        for name in ("skip", "garbage", "silence", "duplicate"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -287,6 +296,11 @@ class ReplayServer:
         ping_interval: float | None | str = PROFILE_DEFAULT,
         ping_timeout: float | None | str = PROFILE_DEFAULT,
         close_timeout: float = 10.0,
+        rest: bool = True,
+        rest_port: int = 0,
+        rest_weight_limit: int | None | str = PROFILE_DEFAULT,
+        rest_window_s: float = 60.0,
+        max_lifetime_s: float | None = None,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"invalid profile {profile!r}: expected spot or futures")
@@ -312,6 +326,25 @@ class ReplayServer:
         self.ping_interval = pick("ping_interval", ping_interval)
         self.ping_timeout = pick("ping_timeout", ping_timeout)
         self.close_timeout = close_timeout
+        if max_lifetime_s is not None and not max_lifetime_s > 0:
+            raise ValueError(f"max_lifetime_s must be > 0, got {max_lifetime_s}")
+        # Binance closes every connection after 24 h; tests shorten that to seconds.
+        self.max_lifetime_s = max_lifetime_s
+        self.lifetime_closes = 0
+        self.rest = None
+        if rest:
+            from ingest.replay_rest import WEIGHT_LIMITS, RestServer
+
+            limit = (
+                WEIGHT_LIMITS[profile]
+                if rest_weight_limit == PROFILE_DEFAULT
+                else rest_weight_limit
+            )
+            self.rest = RestServer(
+                self, host=host, port=rest_port, weight_limit=limit,  # type: ignore
+                window_s=rest_window_s,
+            )
+        self._aggs_lock = threading.Lock()
         self._requested_port = port
         self._port: int | None = None
         self._thread: threading.Thread | None = None
@@ -352,6 +385,8 @@ class ReplayServer:
         self.skipped_ids: dict[str, list[int]] = {}
         self.skipped_agg_ids: dict[str, list[int]] = {}
         self.garbage_sent = 0
+        self.duplicates_sent = 0
+        self.drops = 0  # drop-every closes
         self.connections_total = 0
 
     # -- lifecycle ---------------------------------------------------------
@@ -369,6 +404,12 @@ class ReplayServer:
         if self._start_error is not None:
             self._thread.join()
             raise self._start_error
+        if self.rest is not None:
+            try:
+                self.rest.start()
+            except OSError:
+                self.stop()
+                raise
         log.info(
             "replay: listening on %s (%d events, speed %s, loop %s, profile %s)",
             self.ws_base, len(self.tape), self.speed or "max", self.loop, self.profile,
@@ -377,6 +418,8 @@ class ReplayServer:
 
     def stop(self, timeout: float = 10.0) -> None:
         """Close all connections and the listening socket; join the thread."""
+        if self.rest is not None:
+            self.rest.stop()
         if self._thread is None:
             return
         if self._aloop is not None and self._stop_async is not None:
@@ -415,6 +458,33 @@ class ReplayServer:
         return f"{self.ws_base}/ws/{names}"
 
     @property
+    def rest_base(self) -> str | None:
+        """``http://host:port`` of the REST back-fill endpoints (None if off)."""
+        return None if self.rest is None else self.rest.base
+
+    @property
+    def time_shift_ms(self) -> int:
+        """How far each loop pass moves trade times forward."""
+        return self._time_shift_ms
+
+    def id_span(self, symbol: str, kind: str, derived: bool) -> int:
+        """How far each loop pass moves ``symbol``'s ids of ``kind`` forward."""
+        if kind == "aggTrade" and derived:
+            self._ensure_aggs()
+            return self._agg_span[symbol]
+        return self._id_span[symbol]
+
+    def sub_span(self, symbol: str, derived: bool) -> int:
+        """How far each loop pass moves an aggregate's ``f``/``l`` trade ids."""
+        return self._id_span[symbol] if derived else self._sub_span.get(symbol, 0)
+
+    def derived_aggregates(self) -> dict[int, _Item]:
+        """Tape index of an aggregate's last trade -> the aggregate (derived once)."""
+        self._ensure_aggs()
+        assert self._aggs is not None
+        return self._aggs
+
+    @property
     def streams(self) -> list[str]:
         """Stream names this tape can serve (aggTrade is derived from trades)."""
         return sorted(self._servable)
@@ -437,6 +507,10 @@ class ReplayServer:
             "skipped_ids": _copy_ranges(self.skipped_ids),
             "skipped_agg_ids": _copy_ranges(self.skipped_agg_ids),
             "garbage_sent": self.garbage_sent,
+            "duplicates_sent": self.duplicates_sent,
+            "drops": self.drops,
+            "lifetime_closes": self.lifetime_closes,
+            "rest": None if self.rest is None else self.rest.status(),
         }
 
     # -- thread / event loop -------------------------------------------------
@@ -483,7 +557,12 @@ class ReplayServer:
         await self._stop_async.wait()
         player.cancel()
         server.close()
-        await server.wait_closed()
+        try:
+            # A peer that never answers our close frame would hold this for
+            # close_timeout per connection; stopping should not wait for it.
+            await asyncio.wait_for(server.wait_closed(), STOP_WAIT_S)
+        except TimeoutError:
+            log.info("replay: stopped without waiting for close handshakes")
 
     @staticmethod
     def _player_done(task: asyncio.Task) -> None:
@@ -518,6 +597,8 @@ class ReplayServer:
         )
         if route.streams:
             self._subscribe(client, route.streams)
+        if self.max_lifetime_s is not None:
+            self._spawn(self._expire(client))
         try:
             async for message in conn:
                 if self.rate_limit and self._over_rate_limit(client):
@@ -541,6 +622,22 @@ class ReplayServer:
                 "replay: client %d disconnected (code %s, %d events sent)",
                 client.cid, conn.close_code, client.sent,
             )
+
+    def _spawn(self, coro) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _expire(self, client: _Client) -> None:
+        """Binance's 24 h connection lifetime (shortened by ``max_lifetime_s``)."""
+        assert self.max_lifetime_s is not None
+        await asyncio.sleep(self.max_lifetime_s)
+        if client.closing or client.cid not in self._clients:
+            return
+        self.lifetime_closes += 1
+        log.info("replay: client %d reached the max connection lifetime (%.1fs)",
+                 client.cid, self.max_lifetime_s)
+        self._close_client(client, 1000, "max connection lifetime")
 
     def _over_rate_limit(self, client: _Client) -> bool:
         now = time.monotonic()
@@ -668,6 +765,11 @@ class ReplayServer:
         """Derive @aggTrade from the trade tape the first time someone asks."""
         if self._aggs is not None:
             return
+        with self._aggs_lock:  # the REST thread may ask at the same time
+            if self._aggs is None:
+                self._derive_aggs()
+
+    def _derive_aggs(self) -> None:
         started = time.perf_counter()
         trade_events = [
             (i, ev) for i, ev in enumerate(self.tape.events) if ev.kind == "trade"
@@ -746,6 +848,7 @@ class ReplayServer:
         skip = self.faults.skip
         skip_lo, skip_hi = (skip[0], skip[0] + skip[1]) if skip else (-1, -1)
         fault_positions = self._fault_positions()
+        drop_every = self.faults.drop_every
 
         await listeners.wait()  # the clock starts at the first subscription
         clock0 = aloop.time()
@@ -761,6 +864,8 @@ class ReplayServer:
                 if pos in fault_positions:
                     shift = await self._fire_faults(pos)
                     clock0 += shift
+                if drop_every and pos and pos % drop_every == 0:
+                    self._drop_every(pos)
                 item = items[i]
                 recv = item.event.recv_ns
                 if recv > prev_recv:
@@ -872,9 +977,15 @@ class ReplayServer:
         self._rebuild_fanout()
 
         async def close() -> None:
-            if delay:
-                await asyncio.sleep(delay)
-            await client.conn.close(code, reason)
+            try:
+                if delay:
+                    await asyncio.sleep(delay)
+                await client.conn.close(code, reason)
+            except asyncio.CancelledError:
+                # Server stopping: do not sit out close_timeout waiting for a peer
+                # that never answers the close frame.
+                client.conn.transport.abort()
+                raise
 
         task = asyncio.get_running_loop().create_task(close())
         self._tasks.add(task)
@@ -885,7 +996,7 @@ class ReplayServer:
     def _fault_positions(self) -> set[int]:
         plan = self.faults
         positions = {plan.drop_after, plan.shutdown_after}
-        for pair in (plan.garbage, plan.silence):
+        for pair in (plan.garbage, plan.silence, plan.duplicate):
             if pair is not None:
                 positions.add(pair[0])
         positions.discard(None)
@@ -909,6 +1020,8 @@ class ReplayServer:
             finally:
                 self._silence_over.set()
             shift = seconds
+        if plan.duplicate and plan.duplicate[0] == pos and "duplicate" not in fired:
+            await self._fault_duplicate(pos, plan.duplicate[1])
         if plan.shutdown_after == pos and "shutdown" not in fired:
             self._fault_shutdown(pos)
         if plan.drop_after == pos and "drop" not in fired:
@@ -919,6 +1032,28 @@ class ReplayServer:
             for client in clients:
                 self._close_client(client, 1000, "replay fault: drop")
         return shift
+
+    async def _fault_duplicate(self, pos: int, count: int) -> None:
+        n = len(self._items)
+        lo = max(0, pos - count)
+        self._note_fault("duplicate", pos, count=pos - lo)
+        log.warning("replay: fault duplicate: resending events %d..%d", lo + 1, pos)
+        for j in range(lo, pos):
+            item = self._items[j % n]
+            clients = self._fanout.get(item.stream)
+            if clients:
+                await self._deliver(clients, item, j // n, False)
+                self.duplicates_sent += 1
+
+    def _drop_every(self, pos: int) -> None:
+        clients = [c for c in self._clients.values() if not c.closing]
+        if not clients:
+            return  # nobody connected (the client is reconnecting): nothing to drop
+        self.drops += 1
+        log.info("replay: fault drop-every: closing %d connection(s) after event %d",
+                 len(clients), pos)
+        for client in clients:
+            self._close_client(client, 1000, "replay fault: drop every")
 
     def _note_fault(self, name: str, pos: int, **details: object) -> None:
         self.faults_fired.append({"fault": name, "position": pos, **details})
@@ -1044,6 +1179,25 @@ def _build_parser() -> argparse.ArgumentParser:
     faults.add_argument("--garbage", type=int, nargs=2, metavar=("N", "K"))
     faults.add_argument("--silence", type=float, nargs=2, metavar=("N", "SECONDS"))
     faults.add_argument("--shutdown-after", type=int, metavar="N")
+    faults.add_argument("--drop-every", type=int, metavar="N",
+                        help="close every connection after each N events")
+    faults.add_argument("--duplicate", type=int, nargs=2, metavar=("N", "K"),
+                        help="after event N resend the K events before it")
+    parser.add_argument(
+        "--rest-port", type=int, default=None,
+        help="HTTP port of the REST back-fill endpoints (default: --port + 1; "
+        "0 picks a free port)",
+    )
+    parser.add_argument("--no-rest", action="store_true", help="no REST endpoints")
+    parser.add_argument(
+        "--rest-weight-limit", type=int, default=None,
+        help="REST request weight per minute before 429 (default: Binance's, "
+        "6000 spot / 2400 futures; 0 = unlimited)",
+    )
+    parser.add_argument(
+        "--max-lifetime", type=float, default=None, metavar="SECONDS",
+        help="close every connection after this long (Binance: 24 h)",
+    )
     parser.add_argument("--log-level", default="INFO")
     return parser
 
@@ -1062,6 +1216,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         garbage=tuple(args.garbage) if args.garbage else None,
         silence=(int(args.silence[0]), args.silence[1]) if args.silence else None,
         shutdown_after=args.shutdown_after,
+        drop_every=args.drop_every,
+        duplicate=tuple(args.duplicate) if args.duplicate else None,
     )
     optional: dict[str, float | None] = {}
     if args.rate_limit is not None:
@@ -1070,10 +1226,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         optional["ping_interval"] = args.ping_interval or None
     if args.ping_timeout is not None:
         optional["ping_timeout"] = args.ping_timeout or None
+    if args.rest_weight_limit is not None:
+        optional["rest_weight_limit"] = args.rest_weight_limit or None
+    rest_port = args.rest_port
+    if rest_port is None:
+        rest_port = args.port + 1 if args.port else 0
     files = args.files or default_sample_files()
     server = ReplayServer(
         files, host=args.host, port=args.port, speed=args.speed, loop=args.loop,
-        profile=args.profile, faults=plan, **optional,
+        profile=args.profile, faults=plan, rest=not args.no_rest, rest_port=rest_port,
+        max_lifetime_s=args.max_lifetime, **optional,
     )
     stop = threading.Event()
 
@@ -1093,7 +1255,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"{server.ws_base} replaying {len(tape)} events of {','.join(tape.symbols)} "
         f"({kinds}) speed={'max' if not args.speed else args.speed} "
-        f"loop={'on' if args.loop else 'off'} profile={args.profile}; try {example}",
+        f"loop={'on' if args.loop else 'off'} profile={args.profile}; try {example}"
+        + (f"; REST {server.rest_base}" if server.rest_base else ""),
         flush=True,
     )
     stop.wait()

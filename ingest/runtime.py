@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from analytics.engine import MarketEngine
+from ingest.alert_service import AlertService
 from ingest.binance import stream_url
+from ingest.datasets import DatasetStore
 from ingest.feed import TradeFeed
 from ingest.pipeline import DbFollower, Ingestor
 from ingest.store import TickStore
@@ -48,6 +50,7 @@ class Runtime:
         self.replay = None
         self.feed: TradeFeed | None = None
         self.follower: DbFollower | None = None
+        self.backfill = None
         symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
             from ingest.replay import ReplayServer
@@ -76,6 +79,9 @@ class Runtime:
         if readonly and not Path(cfg.db).exists():
             raise SystemExit(f"--no-ingest: database {cfg.db} does not exist")
         self.store = TickStore(cfg.db, readonly=readonly)
+        # Uploaded OHLC datasets: own tables and connection in the same file, never
+        # mixed into the live ticks (ingest/datasets.py).
+        self.datasets = DatasetStore(cfg.db, readonly=readonly)
         self.engine = MarketEngine(list(self.symbols))
         self.ingestor = Ingestor(
             list(self.symbols),
@@ -84,6 +90,9 @@ class Runtime:
             ring_capacity=cfg.ring_capacity,
             write=not readonly,
         )
+        # Alert rules and events (same DB file, own tables and connection); evaluated
+        # where trades are ingested (with --no-ingest, by the ingesting process).
+        self.alerts = AlertService(self.engine, self.ingestor, cfg.db, evaluate=cfg.ingest)
         self.feed_url: str | None = None
         self.started_ms = int(time.time() * 1000)
         # Dash background callbacks (ADF, backtests, screens) run in forked processes.
@@ -96,12 +105,14 @@ class Runtime:
         self.engine.lock = threading.RLock()
         self.ingestor.reset_after_fork()
         self.store.reset_after_fork()
+        self.datasets.reset_after_fork()
 
     def start(self) -> None:
         if not self.store.readonly:
             self.store.start()
         self.ingestor.restore()
         self.ingestor.start_clock()
+        self.alerts.start()
         if not self.cfg.ingest:
             self.follower = DbFollower(self.ingestor)
             self.follower.start()
@@ -114,30 +125,76 @@ class Runtime:
         self.feed_url = stream_url(
             self.symbols, market=self.market, stream=self.stream, base_url=base
         )
+        self.backfill = self._start_backfill()
         self.feed = TradeFeed(
             self.feed_url,
             self.ingestor.on_trade,
-            on_gap=self.ingestor.on_gap,
+            on_gap=self._on_gap,
             last_ids=self.store.last_trade_ids(),
             watchdog_s=self.cfg.watchdog_s,
         )
         self.feed.start()
 
+    def _start_backfill(self):
+        """REST gap back-fill (``--rest-url``; ``off`` disables it). Gaps a previous run
+        left unfilled are resumed, minus the ids that did get stored."""
+        from ingest.backfill import Backfiller
+
+        rest = getattr(self.cfg, "rest_url", None)
+        if rest == "off":
+            return None
+        if self.replay is not None and self.replay.rest_base is not None and not rest:
+            rest = self.replay.rest_base
+        backfill = Backfiller(
+            market=self.market, stream=self.stream, base_url=rest or None,
+            deliver=self.ingestor.on_backfill, on_filled=self.store.mark_gap_filled,
+        )
+        for gap in self.store.unfilled_gaps():
+            for first, last in self.store.missing_ranges(
+                gap.symbol, gap.first_id, gap.last_id
+            ):
+                backfill.submit(gap.symbol, first, last, gap_first=gap.first_id)
+            if not self.store.missing_ranges(gap.symbol, gap.first_id, gap.last_id):
+                self.store.mark_gap_filled(gap.symbol, gap.first_id, int(time.time() * 1000))
+        backfill.start()
+        return backfill
+
+    def _on_gap(self, symbol: str, first_id: int, last_id: int) -> None:
+        self.ingestor.on_gap(symbol, first_id, last_id)
+        if self.backfill is not None:
+            self.backfill.submit(symbol, first_id, last_id)
+
     def stop(self) -> None:
         if self.feed is not None:
             self.feed.stop()
+        if self.backfill is not None:
+            self.backfill.stop()
         if self.follower is not None:
             self.follower.stop()
         self.ingestor.stop()
+        self.alerts.stop()
         if self.replay is not None:
             self.replay.stop()
         self.store.close()
+        self.datasets.close()
 
     # ------------------------------------------------------------------ health
     def health(self) -> dict:
         """The JSON of ``GET /api/health`` (see README, "Health")."""
         if self.feed is not None:
             feed = self.feed.status().as_dict()
+            feed["gaps_detected"] = feed["gaps"]
+            feed["gaps_filled"] = 0
+            if self.backfill is not None:
+                # gaps = ids still missing; gaps_filled = ids recovered from REST
+                bf = self.backfill.status()
+                feed["gaps"] = bf.missing
+                feed["gaps_filled"] = bf.filled
+                feed["gap_ranges"] = [
+                    {"symbol": g.symbol, "first_id": g.first_id, "last_id": g.last_id}
+                    for g in bf.ranges[:1_000]
+                ]
+                feed["backfill"] = bf.as_dict()
         else:
             feed = {
                 "url": None,
@@ -147,6 +204,7 @@ class Runtime:
                 "bad_frames": 0,
                 "reconnects": 0,
                 "gaps": 0,
+                "gaps_filled": 0,
                 "gap_ranges": [],
                 "last_message_ms": None,
                 "lag_ms": None,
@@ -165,13 +223,10 @@ class Runtime:
                 "ring": len(ring),
                 "msgs_per_s": self.ingestor.rate(sym),
             }
-        store = {
-            "path": str(self.store.path),
-            "rows": self.ingestor.total_ticks(),
-            "pending": self.store.pending,
-            "last_error": self.store.last_error,
-            "readonly": self.store.readonly,
-        }
+        store = {"rows": self.ingestor.total_ticks(), **self.store.status()}
+        # The feed card and badge get only ``feed``: they must still say when ticks
+        # are held in memory because the store cannot write.
+        feed["store"] = {k: store[k] for k in ("writable", "last_error", "pending")}
         return {
             "feed": feed,
             "symbols": symbols,

@@ -97,6 +97,25 @@ _UPSERT_GAP = (
     "DO UPDATE SET last_id = max(last_id, excluded.last_id)"
 )
 _FILL_GAP = "UPDATE gaps SET filled_ms = ? WHERE symbol = ? AND first_id = ?"
+# Recompute closed 1 s bars from the stored trades after a back-fill added trades to
+# buckets the live engine had already closed (open/close by (time, id), as BarBuilder).
+# Parameters: symbol, lo id, hi id, start ms, end ms. The id bounds make it a primary
+# key range scan (there is no time index, see SCHEMA).
+_REBUILD_BARS = """
+INSERT OR REPLACE INTO bars_1s
+SELECT symbol, ts, min(o), max(price), min(price), min(c), sum(qty), sum(price * qty),
+       count(*), sum(CASE WHEN buyer_is_maker THEN 0.0 ELSE qty END), min(fi), min(li)
+FROM (
+    SELECT symbol, time_ms - time_ms % 1000 AS ts, price, qty, buyer_is_maker,
+           first_value(price) OVER w AS o, last_value(price) OVER w AS c,
+           first_value(trade_id) OVER w AS fi, last_value(trade_id) OVER w AS li
+    FROM trades
+    WHERE symbol = ? AND trade_id >= ? AND trade_id <= ? AND time_ms >= ? AND time_ms < ?
+    WINDOW w AS (PARTITION BY time_ms - time_ms % 1000 ORDER BY time_ms, trade_id
+                 ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)
+)
+GROUP BY ts
+"""
 
 _BAR_FIELDS = 11
 _RETRY_FIRST_S = 0.1
@@ -104,7 +123,7 @@ _RETRY_MAX_S = 5.0
 
 # Queue tags for everything that is not a Trade (trades go in as they are: no tuple
 # to build on the feed thread).
-_BAR, _GAP, _FILL, _FLUSH = "bar", "gap", "fill", "flush"
+_BAR, _GAP, _FILL, _FLUSH, _REBUILD = "bar", "gap", "fill", "flush", "rebuild"
 _STOP = object()
 
 # Errors caused by the rows themselves: retrying cannot help, so the batch is written
@@ -256,6 +275,7 @@ class TickStore:
         self.last_error: str | None = None
         self.last_error_ms: int | None = None
         self.last_commit_ms: int | None = None
+        self.failing_since_ms: int | None = None
 
         if readonly:
             if not self._path.exists():
@@ -361,6 +381,12 @@ class TickStore:
         """Queue "the gap starting at first_id was backfilled at filled_ms"."""
         self._put((_FILL, symbol, first_id, filled_ms))
 
+    def rebuild_bars(self, symbol: str, start_ms: int, end_ms: int) -> None:
+        """Queue "recompute the stored 1 s bars of [start_ms, end_ms) from the stored
+        trades", run in the same transaction as, and after, everything queued before
+        it (so the trades of a back-filled page are in)."""
+        self._put((_REBUILD, symbol, int(start_ms), int(end_ms)))
+
     def _refuse_readonly(self, _item) -> None:
         raise RuntimeError(f"TickStore: {self._path} was opened readonly")
 
@@ -375,6 +401,25 @@ class TickStore:
     @property
     def readonly(self) -> bool:
         return self._readonly
+
+    @property
+    def writable(self) -> bool:
+        """False while commits fail (locked, disk full, I/O error): items queue up."""
+        return not self._readonly and self.last_error is None
+
+    def status(self) -> dict:
+        """The ``store`` part of ``/api/health`` minus what the caller adds."""
+        return {
+            "path": str(self._path),
+            "pending": self.pending,
+            "writable": self.writable,
+            "last_error": self.last_error,
+            "last_error_ms": self.last_error_ms,
+            "failing_since_ms": self.failing_since_ms,
+            "last_commit_ms": self.last_commit_ms,
+            "rows_written": self.rows_written,
+            "readonly": self._readonly,
+        }
 
     @property
     def pending(self) -> int:
@@ -419,6 +464,7 @@ class TickStore:
         bars: list = []
         gaps: list = []
         fills: list = []
+        rebuilds: list = []
         waiters: list[threading.Event] = []
         n = 0
         deadline = 0.0
@@ -449,6 +495,8 @@ class TickStore:
                     gaps.append(item[1:])
                 elif tag is _FILL:
                     fills.append((item[3], item[1], item[2]))
+                elif tag is _REBUILD:
+                    rebuilds.append(item[1:])
                 elif tag is _FLUSH:
                     waiters.append(item[1])
                     commit = True
@@ -462,9 +510,9 @@ class TickStore:
                 if n >= self._batch_size:
                     commit = True
             if commit:
-                if trades or bars or gaps or fills:
-                    self._commit(conn, trades, bars, gaps, fills)
-                    trades, bars, gaps, fills = [], [], [], []
+                if trades or bars or gaps or fills or rebuilds:
+                    self._commit(conn, trades, bars, gaps, fills, rebuilds)
+                    trades, bars, gaps, fills, rebuilds = [], [], [], [], []
                 n = self._held = 0
                 for event in waiters:
                     event.set()
@@ -472,13 +520,15 @@ class TickStore:
             if stop:
                 return
 
-    def _commit(self, conn, trades, bars, gaps, fills) -> None:
+    def _commit(self, conn, trades, bars, gaps, fills, rebuilds=()) -> None:
         """Write one batch in one transaction; on operational errors keep it and retry
         with backoff until it succeeds (nothing enqueued is ever dropped for that)."""
         delay = _RETRY_FIRST_S
         while True:
             try:
-                inserted, rejected = self._write(conn, trades, bars, gaps, fills)
+                inserted, rejected = self._write(
+                    conn, trades, bars, gaps, fills, rebuilds
+                )
             except sqlite3.Error as exc:
                 items = len(trades) + len(bars) + len(gaps) + len(fills)
                 if self.last_error is None:
@@ -491,6 +541,8 @@ class TickStore:
                               self._path, exc, delay)
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 self.last_error_ms = _now_ms()
+                if self.failing_since_ms is None:
+                    self.failing_since_ms = self.last_error_ms
                 time.sleep(delay)
                 delay = min(delay * 2, _RETRY_MAX_S)
                 continue
@@ -499,13 +551,14 @@ class TickStore:
             log.warning("%s: writes recovered after: %s (%d items pending)",
                         self._path, self.last_error, self.pending)
             self.last_error = None
+            self.failing_since_ms = None
         self.rows_written += inserted
         self.duplicates_ignored += len(trades) - inserted - rejected
         self.rows_rejected += rejected
         self.commits += 1
         self.last_commit_ms = _now_ms()
 
-    def _write(self, conn, trades, bars, gaps, fills) -> tuple[int, int]:
+    def _write(self, conn, trades, bars, gaps, fills, rebuilds=()) -> tuple[int, int]:
         """One transaction. Returns (trades inserted, rows rejected as malformed)."""
         conn.execute("BEGIN IMMEDIATE")
         try:
@@ -525,12 +578,24 @@ class TickStore:
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 inserted, rejected = self._write_rows(conn, trades, bars, gaps, fills)
+            self._rebuild(conn, rebuilds)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
         return inserted, rejected
+
+    def _rebuild(self, conn: sqlite3.Connection, rebuilds) -> None:
+        """Recompute back-filled buckets, inside the batch's transaction and after its
+        trades and bars, so the rebuilt bars see every trade queued before them."""
+        for symbol, start_ms, end_ms in rebuilds:
+            lo = self._first_id_at(conn, symbol, start_ms)
+            if lo is None:
+                continue
+            hi = self._first_id_at(conn, symbol, end_ms)
+            hi = 2**63 - 1 if hi is None else hi
+            conn.execute(_REBUILD_BARS, (symbol, lo, hi, start_ms, end_ms))
 
     def _write_rows(self, conn, trades, bars, gaps, fills) -> tuple[int, int]:
         """Slow path for a batch holding a malformed row: skip just the bad rows."""
@@ -711,6 +776,29 @@ class TickStore:
             params.append(end_ms)
         cur = self._reader().execute(sql + " ORDER BY ts", params)
         return _columns(_fetch(cur, _BAR_DTYPE), BarColumns)
+
+    def unfilled_gaps(self) -> list[Gap]:
+        """Gaps not marked filled (a restart hands them to the back-fill again)."""
+        return [g for g in self.read_gaps() if g.filled_ms is None]
+
+    def missing_ranges(
+        self, symbol: str, first_id: int, last_id: int
+    ) -> list[tuple[int, int]]:
+        """Sub-ranges of ``[first_id, last_id]`` with no stored trade, ascending."""
+        cur = self._reader().execute(
+            "SELECT trade_id FROM trades WHERE symbol = ? AND trade_id >= ? "
+            "AND trade_id <= ? ORDER BY trade_id",
+            (symbol, int(first_id), int(last_id)),
+        )
+        out: list[tuple[int, int]] = []
+        expect = int(first_id)
+        for (tid,) in cur:
+            if tid > expect:
+                out.append((expect, tid - 1))
+            expect = tid + 1
+        if expect <= last_id:
+            out.append((expect, int(last_id)))
+        return out
 
     def read_gaps(self, symbol: str | None = None) -> list[Gap]:
         sql = "SELECT symbol, first_id, last_id, detected_ms, filled_ms FROM gaps"

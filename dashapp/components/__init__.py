@@ -1,0 +1,1 @@
+"""Reusable layout builders (KPI cards, the pair panel, the markets symbol card)."""

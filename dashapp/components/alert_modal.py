@@ -1,0 +1,288 @@
+"""The alert-rule modal, the alert toasts and browser notifications (in the shell).
+
+Every page carries these (see :func:`shell_parts`, placed by ``dashapp.layout``):
+
+* The **rule modal** (``dbc.Modal``) opens when ``ids.Shell.ALERT_PREFILL`` receives
+  a partial rule dict in the JSON format of ``POST /api/alerts`` (the pair page's
+  "alert on this" button, the alerts page's "New rule" and "Edit" buttons); a dict
+  with ``id`` edits that rule. Saving validates through
+  :func:`analytics.alerts.parse_rule` (via ``Runtime.alerts``); every bad field gets
+  ``invalid=True`` and its message in a ``dbc.FormFeedback``; nothing is lost.
+* A **toast** on every page for each newly stored event: a 1 s interval reads the
+  events after the id this tab has seen (``ids.Alerts.CURSOR``). A new tab starts at
+  the current last event, so old events do not pop up again.
+* An optional **browser notification** (Notification API, clientside), opt-in on the
+  alerts page and remembered in localStorage.
+"""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+
+from analytics.alerts import METRIC_LABELS, METRICS, OP_LABELS, OPS, PAIR_METRICS, RuleError
+from analytics.pair import PRICE_MODES, REGRESSIONS
+from dashapp import ids
+from dashapp.services import get_services
+
+#: Form inputs, in the order of the callbacks' outputs.
+FORM_FIELDS = (
+    "metric", "symbol", "a", "b", "timeframe", "window", "regression", "prices", "op",
+    "threshold", "hysteresis", "cooldown_s",
+)
+NUMBER_FIELDS = ("window", "threshold", "hysteresis", "cooldown_s")
+TIMEFRAMES = ("1s", "1m", "5m")
+DEFAULTS = {
+    "metric": "zscore", "timeframe": "1s", "window": 60, "regression": "ols",
+    "prices": "raw", "op": "crosses_above", "threshold": None, "hysteresis": 0,
+    "cooldown_s": 0, "enabled": True,
+}
+LABELS = {
+    "metric": "Metric", "symbol": "Symbol", "a": "Leg A", "b": "Leg B",
+    "timeframe": "Timeframe", "window": "Window (bars)", "regression": "Regression",
+    "prices": "Prices", "op": "Condition", "threshold": "Threshold",
+    "hysteresis": "Re-arm band", "cooldown_s": "Cooldown (s)",
+}
+MAX_TOASTS = 3
+
+
+# ------------------------------------------------------------------ pure helpers
+def prefill_values(prefill: dict | None, symbols: list[str]) -> dict:
+    """Form values for a (partial) rule: the rule's values over the defaults."""
+    values = {**DEFAULTS, "symbol": symbols[0] if symbols else None,
+              "a": symbols[0] if symbols else None,
+              "b": symbols[1] if len(symbols) > 1 else None}
+    for key, value in (prefill or {}).items():
+        if key in values or key in FORM_FIELDS:
+            values[key] = value
+    return values
+
+
+def form_rule(values: dict, enabled: bool) -> dict:
+    """The JSON rule the form describes (only the fields its metric uses)."""
+    metric = values.get("metric")
+    rule = {"metric": metric}
+    if metric in PAIR_METRICS:
+        keys = ("a", "b", "timeframe", "window", "regression", "prices")
+    elif metric == "change_pct":
+        keys = ("symbol", "timeframe", "window")
+    elif metric == "volume":
+        keys = ("symbol", "timeframe")
+    else:
+        keys = ("symbol",)
+    for key in (*keys, "op", "threshold", "hysteresis", "cooldown_s"):
+        rule[key] = values.get(key)
+    rule["enabled"] = bool(enabled)
+    return rule
+
+
+def field_feedback(fields: dict[str, str]) -> tuple[list[bool], list[str], str]:
+    """Invalid flags and messages per form field, and the messages of other fields."""
+    invalid = [name in fields for name in FORM_FIELDS]
+    messages = [fields.get(name, "") for name in FORM_FIELDS]
+    other = "; ".join(f"{k}: {v}" for k, v in fields.items() if k not in FORM_FIELDS)
+    return invalid, messages, other
+
+
+def subject_styles(metric: str | None) -> tuple[dict, dict, dict, dict]:
+    """Show the pair or the symbol inputs (and window/pair options) for a metric."""
+    hide, show = {"display": "none"}, {}
+    pair = metric in PAIR_METRICS
+    window = pair or metric == "change_pct"
+    tf = pair or metric in ("change_pct", "volume")
+    return (show if pair else hide, hide if pair else show, show if window else hide,
+            show if tf else hide)
+
+
+# ------------------------------------------------------------------ layout
+def _input(name: str, options=None) -> html.Div:
+    if options is None:
+        control = dbc.Input(id=ids.Alerts.field(name), type="number", step="any",
+                            debounce=False)
+    else:
+        control = dbc.Select(id=ids.Alerts.field(name), options=options)
+    return html.Div(
+        [dbc.Label(LABELS[name], html_for=ids.Alerts.field(name), className="small mb-1"),
+         control, dbc.FormFeedback(id=ids.Alerts.feedback(name), type="invalid")],
+        className="mb-2",
+    )
+
+
+def _opts(values, labels=None):
+    return [{"label": (labels or {}).get(v, v), "value": v} for v in values]
+
+
+def modal(symbols: list[str]) -> dbc.Modal:
+    sym = _opts(symbols)
+    body = [
+        dbc.Row([dbc.Col(_input("metric", _opts(METRICS, METRIC_LABELS)), md=6),
+                 dbc.Col(_input("op", _opts(OPS, OP_LABELS)), md=6)]),
+        html.Div(_input("symbol", sym), id=ids.Alerts.SYMBOL_GROUP),
+        html.Div(
+            [dbc.Row([dbc.Col(_input("a", sym), md=6), dbc.Col(_input("b", sym), md=6)]),
+             dbc.Row([dbc.Col(_input("regression", _opts(REGRESSIONS)), md=6),
+                      dbc.Col(_input("prices", _opts(PRICE_MODES)), md=6)])],
+            id=ids.Alerts.PAIR_GROUP,
+        ),
+        dbc.Row([
+            dbc.Col(html.Div(_input("timeframe", _opts(TIMEFRAMES)),
+                             id=ids.Alerts.field("timeframe-group")), md=6),
+            dbc.Col(html.Div(_input("window"), id=ids.Alerts.field("window-group")), md=6),
+        ]),
+        dbc.Row([dbc.Col(_input("threshold"), md=4), dbc.Col(_input("hysteresis"), md=4),
+                 dbc.Col(_input("cooldown_s"), md=4)]),
+        dbc.Switch(id=ids.Alerts.field("enabled"), label="Enabled", value=True),
+        dbc.Alert(id=ids.Alerts.FORM_ERROR, color="danger", is_open=False, className="mt-2"),
+    ]
+    return dbc.Modal(
+        [
+            dbc.ModalHeader(dbc.ModalTitle("New alert rule", id=ids.Alerts.MODAL_TITLE)),
+            dbc.ModalBody(body),
+            dbc.ModalFooter([
+                dbc.Button("Cancel", id=ids.Alerts.CANCEL, color="secondary"),
+                dbc.Button("Save", id=ids.Alerts.SAVE, color="primary"),
+            ]),
+        ],
+        id=ids.Alerts.MODAL, is_open=False, size="lg",
+    )
+
+
+def shell_parts() -> list:
+    """Everything of the alerts the shell carries on every page."""
+    symbols = sorted(get_services().ingestor.rings)
+    return [
+        modal(symbols),
+        dcc.Store(id=ids.Alerts.EDIT_ID),
+        dcc.Store(id=ids.Alerts.CHANGED, data=0),
+        dcc.Store(id=ids.Alerts.CURSOR),
+        dcc.Store(id=ids.Alerts.NOTIFY),
+        dcc.Store(id=ids.Alerts.NOTIFY_ENABLED, storage_type="local"),
+        html.Div(id=ids.Alerts.NOTIFY_SINK, style={"display": "none"}),
+        dcc.Interval(id=ids.Alerts.TOAST_INTERVAL, interval=1000),
+        html.Div(id=ids.Alerts.TOASTS,
+                 style={"position": "fixed", "bottom": 10, "right": 10, "width": 380,
+                        "zIndex": 1080}),
+    ]
+
+
+def toast(event) -> dbc.Toast:
+    from dashapp.alerts_api import iso
+
+    return dbc.Toast(
+        [html.Div(event.description, className="fw-bold"),
+         html.Div(f"value {event.value:.10g} (threshold {event.threshold:.10g}) at "
+                  f"{iso(event.data_ts)}", className="small font-monospace")],
+        header=f"Alert #{event.rule_id} fired", icon="warning", dismissable=True,
+        duration=15_000, is_open=True, className="alerts-toast mb-2",
+    )
+
+
+# ------------------------------------------------------------------ callbacks
+_VALUES = [Output(ids.Alerts.field(n), "value") for n in FORM_FIELDS]
+_INVALID = [Output(ids.Alerts.field(n), "invalid", allow_duplicate=True) for n in FORM_FIELDS]
+_FEEDBACK = [Output(ids.Alerts.feedback(n), "children", allow_duplicate=True)
+             for n in FORM_FIELDS]
+
+
+@callback(
+    Output(ids.Alerts.MODAL, "is_open"),
+    Output(ids.Alerts.MODAL_TITLE, "children"),
+    Output(ids.Alerts.EDIT_ID, "data"),
+    Output(ids.Alerts.field("enabled"), "value"),
+    *_VALUES, *_INVALID, *_FEEDBACK,
+    Output(ids.Alerts.FORM_ERROR, "is_open", allow_duplicate=True),
+    Input(ids.Shell.ALERT_PREFILL, "data"),
+    prevent_initial_call=True,
+)
+def open_modal(prefill):
+    """Any page asks for the modal by writing a (partial) rule to the shell store."""
+    if prefill is None:
+        return (no_update,) * (4 + 3 * len(FORM_FIELDS) + 1)
+    values = prefill_values(prefill, sorted(get_services().ingestor.rings))
+    rule_id = prefill.get("id")
+    title = f"Edit alert rule #{rule_id}" if rule_id is not None else "New alert rule"
+    n = len(FORM_FIELDS)
+    return (True, title, rule_id, bool(values.get("enabled", True)),
+            *[values.get(k) for k in FORM_FIELDS], *[False] * n, *[""] * n, False)
+
+
+@callback(
+    Output(ids.Alerts.MODAL, "is_open", allow_duplicate=True),
+    *_INVALID, *_FEEDBACK,
+    Output(ids.Alerts.FORM_ERROR, "children"),
+    Output(ids.Alerts.FORM_ERROR, "is_open", allow_duplicate=True),
+    Output(ids.Alerts.CHANGED, "data"),
+    Input(ids.Alerts.SAVE, "n_clicks"),
+    Input(ids.Alerts.CANCEL, "n_clicks"),
+    State(ids.Alerts.EDIT_ID, "data"),
+    State(ids.Alerts.field("enabled"), "value"),
+    State(ids.Alerts.CHANGED, "data"),
+    *[State(ids.Alerts.field(n), "value") for n in FORM_FIELDS],
+    prevent_initial_call=True,
+)
+def save_rule(_save, _cancel, edit_id, enabled, changed, *values):
+    """Validate and store the rule; bad fields are flagged and the modal stays open."""
+    n = len(FORM_FIELDS)
+    if ctx.triggered_id == ids.Alerts.CANCEL:
+        return (False, *[False] * n, *[""] * n, "", False, no_update)
+    rule = form_rule(dict(zip(FORM_FIELDS, values, strict=True)), enabled)
+    svc = get_services().alerts
+    try:
+        svc.create(rule) if edit_id is None else svc.update(int(edit_id), rule)
+    except RuleError as exc:
+        invalid, messages, other = field_feedback(exc.fields)
+        return (True, *invalid, *messages, other, bool(other), no_update)
+    except (KeyError, RuntimeError) as exc:  # rule deleted meanwhile, read-only DB
+        return (True, *[False] * n, *[""] * n, str(exc), True, no_update)
+    return (False, *[False] * n, *[""] * n, "", False, (changed or 0) + 1)
+
+
+@callback(
+    Output(ids.Alerts.PAIR_GROUP, "style"),
+    Output(ids.Alerts.SYMBOL_GROUP, "style"),
+    Output(ids.Alerts.field("window-group"), "style"),
+    Output(ids.Alerts.field("timeframe-group"), "style"),
+    Input(ids.Alerts.field("metric"), "value"),
+)
+def show_subject(metric):
+    """A pair metric asks for legs A and B, a symbol metric for one symbol."""
+    return subject_styles(metric)
+
+
+@callback(
+    Output(ids.Alerts.TOASTS, "children"),
+    Output(ids.Alerts.CURSOR, "data"),
+    Output(ids.Alerts.NOTIFY, "data"),
+    Input(ids.Alerts.TOAST_INTERVAL, "n_intervals"),
+    State(ids.Alerts.CURSOR, "data"),
+)
+def poll_events(_n, cursor):
+    """A toast on whatever page is open when an alert fires (events are stored by the
+    engine-side service; this only reads the ones this tab has not shown)."""
+    svc = get_services().alerts
+    if cursor is None:
+        return no_update, svc.last_event_id(), no_update
+    events = svc.events(after_id=int(cursor), limit=50)
+    if not events:
+        return no_update, no_update, no_update
+    notes = [{"title": f"Alert #{e.rule_id}", "body": e.description} for e in events]
+    return [toast(e) for e in events[-MAX_TOASTS:]], events[-1].id, notes
+
+
+clientside_callback(
+    """
+    function(notes, enabled) {
+        if (!notes || !enabled || !("Notification" in window)) { return ""; }
+        try {
+            if (Notification.permission === "granted") {
+                notes.slice(-3).forEach(function(n) { new Notification(n.title, {body: n.body}); });
+            }
+        } catch (e) { /* a browser without notifications: the toast is enough */ }
+        return "";
+    }
+    """,
+    Output(ids.Alerts.NOTIFY_SINK, "children"),
+    Input(ids.Alerts.NOTIFY, "data"),
+    State(ids.Alerts.NOTIFY_ENABLED, "data"),
+    prevent_initial_call=True,
+)

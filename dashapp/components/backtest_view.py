@@ -1,0 +1,222 @@
+"""Builders of the backtest and screener pages: controls, KPI cards, figures, grid rows.
+
+Pure layout/figure code (no services): the pages' callbacks call
+:mod:`dashapp.trader_queries` and pass the results here.
+"""
+
+from __future__ import annotations
+
+import math
+
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+import numpy as np
+import plotly.graph_objects as go
+from dash import html
+
+from analytics.backtest import BacktestResult
+from analytics.leadlag import LeadLag, LeadLagMatrix
+from dashapp.downloads import iso_ms
+from dashapp.downsample import minmax_indices
+
+MAX_POINTS = 2_000
+HOVER_TIME = "%{x|%Y-%m-%d %H:%M:%S} UTC"
+GRID_THEME = {
+    "function": "themeAlpine.withParams({backgroundColor: '#222222', foregroundColor: "
+    "'#e6e6e6', headerBackgroundColor: '#303030', accentColor: '#00bc8c', "
+    "oddRowBackgroundColor: '#262626', fontSize: 12})"
+}
+TF_OPTIONS = [{"label": t, "value": t} for t in ("1s", "1m", "5m")]
+REG_OPTIONS = [{"label": r, "value": r} for r in ("ols", "huber", "theilsen", "kalman")]
+PRICE_OPTIONS = [{"label": "raw", "value": "raw"}, {"label": "log", "value": "log"}]
+
+
+def labelled(label: str, control, width: int = 2) -> dbc.Col:
+    return dbc.Col([dbc.Label(label, className="small mb-0 text-muted"), control],
+                   xs=6, md=width, className="mb-2")
+
+
+def num_input(id_: str, value, *, step="any", placeholder: str = "") -> dbc.Input:
+    return dbc.Input(id=id_, type="number", value=value, step=step, size="sm",
+                     placeholder=placeholder, debounce=True)
+
+
+def _fmt(v, spec: str = ",.2f", suffix: str = "") -> str:
+    if v is None or (isinstance(v, float) and not math.isfinite(v)):
+        return "–"
+    return f"{v:{spec}}{suffix}"
+
+
+def kpi_card(title: str, value: str, *, hint: str | None = None, color: str | None = None):
+    return dbc.Col(
+        dbc.Card(dbc.CardBody([
+            html.Div(title, className="small text-muted"),
+            html.Div(value, className=f"fs-5 font-monospace {color or ''}"),
+            html.Div(hint or "", className="small text-muted"),
+        ], className="py-2 px-3"), className="h-100"),
+        xs=6, md=3, lg=True, className="mb-2",
+    )
+
+
+def backtest_kpis(r: BacktestResult) -> dbc.Row:
+    ret = None if r.total_return is None else 100 * r.total_return
+    dd = None if r.max_drawdown_return is None else 100 * r.max_drawdown_return
+    hit = None if r.hit_rate is None else 100 * r.hit_rate
+    colour = "text-success" if r.total_pnl > 0 else ("text-danger" if r.total_pnl < 0 else "")
+    hold = r.avg_holding_seconds
+    return dbc.Row([
+        kpi_card("Total return", _fmt(ret, "+.3f", " %"), color=colour,
+                 hint=f"PnL {_fmt(r.total_pnl, '+,.2f')} on {_fmt(r.capital, ',.0f')}"),
+        kpi_card("Sharpe (ann.)", _fmt(r.sharpe, ".2f"), hint="per-bar PnL, 24/7"),
+        kpi_card("Max drawdown", _fmt(dd, ".3f", " %"), hint=_fmt(r.max_drawdown, ",.2f")),
+        kpi_card("Hit rate", _fmt(hit, ".1f", " %"), hint=f"{r.n_trades} closed trades"),
+        kpi_card("Avg holding", _fmt(hold, ",.1f", " s"),
+                 hint=_fmt(r.avg_holding_bars, ",.1f", " bars")),
+        kpi_card("Turnover", _fmt(r.turnover, ",.1f", "×"), hint="traded / capital"),
+        kpi_card("Trades", f"{len(r.trades)}",
+                 hint=f"fees {_fmt(r.total_fees, ',.2f')}, slip "
+                      f"{_fmt(r.total_slippage, ',.2f')}, open {_fmt(r.open_pnl, '+,.2f')}"),
+    ], className="g-2", id="backtest-kpi-row")
+
+
+def _layout(fig: go.Figure, *, height: int, uirevision: str, title: str) -> go.Figure:
+    fig.update_layout(
+        template="plotly_dark", height=height, uirevision=uirevision,
+        margin=dict(l=60, r=16, t=30, b=28), paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="#1b1b1b", hovermode="x unified", showlegend=True,
+        title=dict(text=title, x=0.01, y=0.97, font=dict(size=12)),
+        legend=dict(orientation="h", x=0.5, y=1.02, yanchor="bottom", font=dict(size=10)),
+    )
+    fig.update_xaxes(type="date", gridcolor="#2c2c2c", hoverformat="%Y-%m-%d %H:%M:%S")
+    fig.update_yaxes(gridcolor="#2c2c2c", zerolinecolor="#555")
+    return fig
+
+
+def equity_figure(r: BacktestResult, uirevision: str) -> go.Figure:
+    idx = minmax_indices(r.equity, MAX_POINTS)
+    x = r.ts[idx].astype(np.float64)
+    fig = go.Figure(go.Scatter(x=x, y=r.equity[idx], mode="lines", name="equity (MTM)",
+                               line=dict(color="#00bc8c", width=1.5),
+                               hovertemplate="%{y:,.4f}<extra>equity</extra>"))
+    for side, name, color, symbol in ((-1, "short entry", "#e74c3c", "triangle-down"),
+                                      (1, "long entry", "#3498db", "triangle-up")):
+        tr = [t for t in r.trades if t.side == side]
+        if tr:
+            ix = np.array([t.entry_index for t in tr])
+            fig.add_trace(go.Scatter(
+                x=r.ts[ix].astype(np.float64), y=r.equity[ix], mode="markers", name=name,
+                marker=dict(color=color, symbol=symbol, size=8),
+                hovertemplate=f"{name}<br>" + HOVER_TIME + "<extra></extra>"))
+    return _layout(fig, height=300, uirevision=uirevision,
+                   title="Equity, mark to market (quote currency, 1 A vs β B)")
+
+
+def drawdown_figure(r: BacktestResult, uirevision: str) -> go.Figure:
+    idx = minmax_indices(r.drawdown, MAX_POINTS)
+    fig = go.Figure(go.Scatter(
+        x=r.ts[idx].astype(np.float64), y=r.drawdown[idx], mode="lines", name="drawdown",
+        fill="tozeroy", line=dict(color="#e74c3c", width=1),
+        hovertemplate="%{y:,.4f}<extra>drawdown</extra>"))
+    return _layout(fig, height=200, uirevision=uirevision, title="Drawdown")
+
+
+TRADE_COLS = [
+    ("side", "Side", 70), ("signal_ts", "Signal (UTC)", 205), ("entry_ts", "Entry (UTC)", 205),
+    ("exit_ts", "Exit (UTC)", 205), ("entry_a", "A in", 110), ("entry_b", "B in", 100),
+    ("exit_a", "A out", 110), ("exit_b", "B out", 100), ("beta", "β", 90),
+    ("hedge", "B units", 90), ("pnl_a", "PnL A", 95), ("pnl_b", "PnL B", 95),
+    ("fees", "Fees", 80), ("slippage", "Slip", 75), ("pnl", "PnL", 95),
+    ("exit_reason", "Exit by", 90),
+]
+_NUM = "params.value == null ? '' : d3.format(',.6~f')(params.value)"
+
+
+def trades_grid(id_: str) -> dag.AgGrid:
+    cols = []
+    for field, name, width in TRADE_COLS:
+        col = {"field": field, "headerName": name, "width": width, "sortable": True}
+        if field not in ("side", "exit_reason") and not field.endswith("_ts"):
+            col["valueFormatter"] = {"function": _NUM}
+            col["type"] = "rightAligned"
+        if field == "pnl":
+            col["cellClassRules"] = {"text-success": "params.value > 0",
+                                     "text-danger": "params.value < 0"}
+        cols.append(col)
+    return dag.AgGrid(id=id_, columnDefs=cols, rowData=[],
+                      dashGridOptions={"theme": GRID_THEME, "animateRows": False},
+                      style={"height": "320px"})
+
+
+def trade_rows(r: BacktestResult) -> list[dict]:
+    rows = []
+    for t in r.trades:
+        row = {f: getattr(t, f) for f, _n, _w in TRADE_COLS}
+        row["side"] = "long" if t.side > 0 else "short"
+        for f in ("signal_ts", "entry_ts", "exit_ts"):
+            row[f] = "open" if row[f] is None else str(iso_ms(np.array([row[f]]))[0])
+        rows.append(row)
+    return rows
+
+
+# ---------------------------------------------------------------- screener
+SCREEN_COLS = [
+    ("rank", "#", 55, None), ("a", "A", 100, None), ("b", "B", 100, None),
+    ("coint_pvalue", "coint p", 95, ".4f"), ("half_life_seconds", "half-life s", 105, ",.1f"),
+    ("abs_z", "|z|", 75, ".2f"), ("zscore", "z", 75, "+.2f"), ("corr", "corr", 75, ".3f"),
+    ("beta", "β", 90, ",.4f"), ("liquidity", "trades/min (thin leg)", 160, ",.0f"),
+    ("n_bars", "bars", 75, ",d"), ("error", "note", 200, None),
+]
+
+
+def screener_grid(id_: str) -> dag.AgGrid:
+    cols = []
+    for field, name, width, fmt in SCREEN_COLS:
+        col = {"field": field, "headerName": name, "width": width, "sortable": True}
+        if fmt:
+            col["valueFormatter"] = {
+                "function": f"params.value == null ? '–' : d3.format('{fmt}')(params.value)"}
+            col["type"] = "rightAligned"
+        cols.append(col)
+    return dag.AgGrid(id=id_, columnDefs=cols, rowData=[],
+                      dashGridOptions={"theme": GRID_THEME, "rowSelection": {"mode": "singleRow",
+                                       "checkboxes": False, "enableClickSelection": True},
+                                       "animateRows": False, "domLayout": "autoHeight"},
+                      style={"minHeight": "120px"}, className="screener-grid")
+
+
+def leadlag_figure(ll: LeadLag, a: str, b: str, uirevision: str) -> go.Figure:
+    colors = ["#f39c12" if lag == ll.peak_lag else "#3498db" for lag in ll.lags]
+    fig = go.Figure(go.Bar(x=ll.lags, y=ll.corr, marker_color=colors, name="corr",
+                           hovertemplate="lag %{x} bars: corr %{y:.4f}<extra></extra>"))
+    if ll.peak_lag is not None:
+        fig.add_annotation(x=ll.peak_lag, y=ll.peak_corr, text=f"peak {ll.peak_lag:+d}",
+                           showarrow=True, arrowhead=2, font=dict(color="#f39c12"))
+    fig.update_layout(
+        template="plotly_dark", height=280, uirevision=uirevision, showlegend=False,
+        margin=dict(l=56, r=16, t=30, b=40), paper_bgcolor="rgba(0,0,0,0)",
+        plot_bgcolor="#1b1b1b",
+        title=dict(text=f"corr(r {a}[t], r {b}[t+lag]) — positive lag: {a} leads {b}",
+                   x=0.01, font=dict(size=12)),
+        xaxis_title="lag (bars)", yaxis_title="correlation",
+    )
+    return fig
+
+
+def leadlag_heatmap(m: LeadLagMatrix, uirevision: str) -> go.Figure:
+    z = m.peak_lag
+    text = [["–" if not np.isfinite(v) else f"{int(v):+d}" for v in row] for row in z]
+    fig = go.Figure(go.Heatmap(
+        z=np.where(np.isfinite(z), z, None).tolist(), x=list(m.symbols), y=list(m.symbols),
+        text=text, texttemplate="%{text}", colorscale="RdBu", zmid=0, zmin=-m.max_lag,
+        zmax=m.max_lag, customdata=m.peak_corr,
+        colorbar=dict(title="lag"),
+        hovertemplate="A=%{y} B=%{x}<br>peak lag %{z} bars (corr %{customdata:.3f})"
+                      "<extra></extra>"))
+    fig.update_layout(
+        template="plotly_dark", height=320, uirevision=uirevision,
+        margin=dict(l=80, r=16, t=30, b=60), paper_bgcolor="rgba(0,0,0,0)",
+        title=dict(text="Peak lag, row A vs column B (positive: row leads column)",
+                   x=0.01, font=dict(size=12)),
+        yaxis=dict(autorange="reversed"),
+    )
+    return fig

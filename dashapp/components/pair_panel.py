@@ -1,0 +1,410 @@
+"""Layout of one pair panel (controls, KPIs, signal, charts), ids ``Pair.pid(kind, i)``.
+
+Each panel is independent: its controls feed its own ``SELECTION`` store and its MATCH
+callbacks (``dashapp/pages/pair.py``), so several pairs can be watched side by side.
+"""
+
+from __future__ import annotations
+
+import dash_bootstrap_components as dbc
+from dash import dcc, html
+
+from analytics.pair import REGRESSIONS
+from dashapp import figures
+from dashapp.components.kpi import kpi_card
+from dashapp.ids import Pair
+from dashapp.pairview import MAX_WINDOW, TIMEFRAMES, Selection
+
+REG_LABELS = {"ols": "OLS", "huber": "Huber", "theilsen": "Theil-Sen", "kalman": "Kalman"}
+CHARTS = (
+    ("price", "Prices", Pair.PRICE_GRAPH, 12),
+    ("z", "z-score · live tick marker", Pair.Z_GRAPH, 6),
+    ("spread", "Spread · ±k σ bands", Pair.SPREAD_GRAPH, 6),
+    ("corr", "Rolling correlation of returns", Pair.CORR_GRAPH, 6),
+    ("beta", "Hedge ratio β over time", Pair.BETA_GRAPH, 6),
+)
+GRAPH_CONFIG = {
+    "displaylogo": False,
+    "scrollZoom": True,
+    "modeBarButtonsToRemove": ["select2d", "lasso2d"],
+}
+
+
+def collecting_id(index: int, chart: str) -> dict:
+    return {"type": Pair.COLLECTING, "index": index, "chart": chart}
+
+
+def _labelled(label: str, control, width: int | str = "auto") -> dbc.Col:
+    return dbc.Col(
+        [html.Label(label, className="ctl-label"), control], width=width, className="ctl"
+    )
+
+
+def controls(i: int, sel: Selection, symbols: list[str]) -> dbc.Row:
+    pid = Pair.pid
+    sym_opts = [{"label": s, "value": s} for s in sorted(symbols)]
+    return dbc.Row(
+        [
+            _labelled(
+                "A",
+                dbc.Select(
+                    options=sym_opts,
+                    value=sel.a,
+                    id=pid(Pair.A, i),
+                    size="sm",
+                    style={"width": 112},
+                ),
+            ),
+            _labelled(
+                "B",
+                dbc.Select(
+                    options=sym_opts,
+                    value=sel.b,
+                    id=pid(Pair.B, i),
+                    size="sm",
+                    style={"width": 112},
+                ),
+            ),
+            _labelled(
+                "Timeframe",
+                dbc.RadioItems(
+                    options=[{"label": t, "value": t} for t in TIMEFRAMES],
+                    value=sel.tf,
+                    id=pid(Pair.TF, i),
+                    inline=True,
+                    className="btn-group btn-group-sm",
+                    inputClassName="btn-check",
+                    labelClassName="btn btn-outline-info btn-sm",
+                    labelCheckedClassName="active",
+                ),
+            ),
+            _labelled(
+                "Window (bars)",
+                dbc.Input(
+                    type="number",
+                    min=3,
+                    max=MAX_WINDOW,
+                    step=1,
+                    value=sel.window,
+                    id=pid(Pair.WINDOW, i),
+                    size="sm",
+                    debounce=True,
+                    style={"width": 80},
+                ),
+            ),
+            _labelled(
+                "Regression",
+                dbc.Select(
+                    options=[{"label": REG_LABELS[r], "value": r} for r in REGRESSIONS],
+                    value=sel.regression,
+                    id=pid(Pair.REG, i),
+                    size="sm",
+                    style={"width": 110},
+                ),
+            ),
+            _labelled(
+                "Prices",
+                dbc.Select(
+                    options=[{"label": "raw", "value": "raw"}, {"label": "log", "value": "log"}],
+                    value=sel.prices,
+                    id=pid(Pair.PRICES, i),
+                    size="sm",
+                    style={"width": 70},
+                ),
+            ),
+            _labelled(
+                "Price chart",
+                dbc.Select(
+                    options=[
+                        {"label": "normalized", "value": "overlay"},
+                        {"label": "candles + vol", "value": "candles"},
+                    ],
+                    value=sel.mode,
+                    id=pid(Pair.PRICE_MODE, i),
+                    size="sm",
+                    style={"width": 150},
+                ),
+            ),
+            _labelled(
+                "Bands k σ",
+                dbc.Input(
+                    type="number",
+                    min=0.5,
+                    max=5,
+                    step=0.5,
+                    value=sel.k,
+                    id=pid(Pair.K, i),
+                    size="sm",
+                    debounce=True,
+                    style={"width": 70},
+                ),
+            ),
+            _labelled(
+                "Entry |z|",
+                dbc.Input(
+                    type="number",
+                    min=0.5,
+                    max=5,
+                    step=0.25,
+                    value=sel.entry,
+                    id=pid(Pair.ENTRY, i),
+                    size="sm",
+                    debounce=True,
+                    style={"width": 70},
+                ),
+            ),
+            dbc.Col(
+                [
+                    html.Label("\u00a0", className="ctl-label"),
+                    html.Div(
+                        [
+                            dbc.Button(
+                                "Run ADF",
+                                id=pid(Pair.ADF_BUTTON, i),
+                                size="sm",
+                                color="info",
+                                disabled=True,
+                                className="me-1",
+                            ),
+                            dbc.Button(
+                                "Alert on this",
+                                id=pid(Pair.ALERT_BUTTON, i),
+                                size="sm",
+                                color="warning",
+                                outline=True,
+                            ),
+                        ]
+                    ),
+                ],
+                width="auto",
+                className="ctl",
+            ),
+        ],
+        className="g-2 align-items-end mb-2 pair-controls",
+    )
+
+
+def panel(i: int, sel: Selection, symbols: list[str]) -> html.Div:
+    """The whole panel ``i`` for the initial selection ``sel``."""
+    pid = Pair.pid
+    charts = []
+    for name, title, kind, width in CHARTS:
+        charts.append(
+            dbc.Col(
+                dbc.Card(
+                    [
+                        dbc.CardHeader(
+                            [
+                                html.Span(title, className="chart-title"),
+                                html.Span(id=collecting_id(i, name), className="collecting ms-2"),
+                            ],
+                            className="py-1 px-2",
+                        ),
+                        dbc.CardBody(
+                            dcc.Graph(
+                                id=pid(kind, i),
+                                config=GRAPH_CONFIG,
+                                figure=figures.empty_figure(
+                                    height=300 if name == "price" else 230, uirevision=sel.key
+                                ),
+                            ),
+                            className="p-1",
+                        ),
+                    ],
+                    className="chart-card",
+                ),
+                lg=width,
+            )
+        )
+    charts.append(dbc.Col(html.Span(id=collecting_id(i, "adf")), width=0, className="d-none"))
+    return html.Div(
+        [
+            dcc.Store(id=pid(Pair.SELECTION, i)),
+            dcc.Store(id=pid(Pair.DRAWN, i)),
+            dcc.Store(id=pid(Pair.VIEW, i)),
+            dcc.Store(id=pid(Pair.ADF_STORE, i)),
+            controls(i, sel, symbols),
+            html.Div(id=pid(Pair.ERROR, i)),
+            dbc.Row(
+                [
+                    dbc.Col(
+                        kpi_card(
+                            "live z (tick)",
+                            "–",
+                            value_id=pid(Pair.LIVE_Z, i),
+                            title="z of the latest traded prices against the last "
+                            "closed window, every 500 ms",
+                        ),
+                        width=6,
+                        md=2,
+                        lg=True,
+                    ),
+                    dbc.Col(html.Div(id=pid(Pair.KPI, i), className="kpi-row"), md=10, lg=10),
+                ],
+                className="g-2 mb-2",
+            ),
+            dbc.Row(
+                [
+                    dbc.Col(html.Div(id=pid(Pair.SIGNAL, i)), lg=7),
+                    dbc.Col(
+                        dcc.Loading(
+                            html.Div(
+                                adf_card(None), id=pid(Pair.ADF_RESULT, i), className="adf-result"
+                            ),
+                            type="dot",
+                            color="#3498db",
+                        ),
+                        lg=5,
+                    ),
+                ],
+                className="g-2 mb-2",
+            ),
+            dbc.Row(charts, className="g-2"),
+        ],
+        className="pair-panel",
+    )
+
+
+def refresh_outputs(
+    up, sel_data: dict | None, adf: dict | None, graphs: list[str], charts: list[str]
+) -> tuple:
+    """A :class:`dashapp.pairlive.PanelUpdate` as the outputs of the panel's refresh
+    callback, in its order: figures, extendData (per graph), DRAWN, live z text and class,
+    KPI cards, signal card, collecting notes (per chart), ADF button disabled."""
+    from dash import no_update
+
+    def nu(v):
+        return no_update if v is None else v
+
+    sel = Selection.from_store(sel_data)
+    tone = f"kpi-{up.live_tone}" if up.live_tone else ""
+    return (
+        *[nu(up.figures.get(g)) for g in graphs],
+        *[nu(up.extend.get(g)) for g in graphs],
+        nu(up.drawn),
+        nu(up.live_z),
+        no_update if up.live_z is None else f"kpi-value live-z {tone}",
+        no_update if up.kpis is None else kpi_row(up.kpis, sel, adf),
+        no_update if up.signal is None else signal_card(up.signal),
+        [no_update] * len(charts)
+        if up.collecting is None
+        else [up.collecting.get(c) for c in charts],
+        nu(up.adf_disabled),
+    )
+
+
+def kpi_row(k: dict, sel: Selection, adf: dict | None) -> dbc.Row:
+    """Bar-close KPIs: beta, alpha, R^2, half-life, correlation, last ADF."""
+    from dashapp.components.kpi import fmt
+
+    hl = k.get("half_life")
+    if hl is None:
+        hl_text, hl_sub = "–", None
+    elif hl == float("inf"):
+        hl_text, hl_sub = "∞", "not mean-reverting"
+    else:
+        hl_text, hl_sub = f"{hl:,.1f}", f"bars ≈ {_seconds(hl * sel.tf_ms / 1000)}"
+    adf_text, adf_sub, adf_tone = "–", "press Run ADF", None
+    if adf and adf.get("key") == sel.key and adf.get("pvalue") is not None:
+        adf_text = f"p={adf['pvalue']:.3f}"
+        adf_sub = f"stat {adf['stat']:.2f} · {adf.get('at', '')}"
+        adf_tone = "up" if adf["pvalue"] < 0.05 else "warn"
+    cards = [
+        kpi_card("β hedge", fmt(k.get("beta"), ".5g"), sub=REG_LABELS[sel.regression]),
+        kpi_card("α", fmt(k.get("alpha"), ".5g")),
+        kpi_card("R² (window)", fmt(k.get("r2"), ".3f")),
+        kpi_card("half-life", hl_text, sub=hl_sub),
+        kpi_card("corr ρ", fmt(k.get("corr"), ".3f"), sub=f"w={sel.window}"),
+        kpi_card("last ADF", adf_text, sub=adf_sub, tone=adf_tone),
+    ]
+    return dbc.Row([dbc.Col(c, xs=6, md=4, lg=2) for c in cards], className="g-2")
+
+
+def _seconds(s: float) -> str:
+    if s < 120:
+        return f"{s:,.0f} s"
+    if s < 7200:
+        return f"{s / 60:,.1f} min"
+    return f"{s / 3600:,.1f} h"
+
+
+def signal_card(summary) -> dbc.Card:
+    """Signal summary: the call in large type and the reasons as a list."""
+    tone = {"long_spread": "success", "short_spread": "danger", "flat": "secondary"}[summary.side]
+    premise = {
+        "holds": ("premise holds", "success"),
+        "fails": ("premise fails", "danger"),
+        "unknown": ("premise unconfirmed", "warning"),
+    }[summary.premise]
+    return dbc.Card(
+        dbc.CardBody(
+            [
+                html.Div(
+                    [
+                        dbc.Badge(summary.label, color=tone, className="signal-badge me-2"),
+                        dbc.Badge(premise[0], color=premise[1], className="me-2"),
+                        html.Small("signal summary (last closed bar)", className="text-muted"),
+                    ],
+                    className="mb-1",
+                ),
+                html.Ul([html.Li(r) for r in summary.reasons], className="signal-reasons mb-0"),
+            ],
+            className="p-2",
+        ),
+        className="signal-card h-100",
+    )
+
+
+def adf_card(report: dict | None, error: str | None = None) -> html.Div:
+    """ADF statistic, p-value and a plain-words reading (plus Engle-Granger)."""
+    if error:
+        return dbc.Alert(error, color="warning", className="py-1 px-2 mb-0 small")
+    if not report:
+        return html.Div(
+            "ADF: not run yet. The test runs in the background on the "
+            "day's spread; Engle-Granger on the prices.",
+            className="text-muted small p-2",
+        )
+    p, cp = report["pvalue"], report.get("coint_pvalue")
+    if p < 0.01:
+        words = "strong evidence the spread is stationary (mean-reverting)"
+    elif p < 0.05:
+        words = "the spread looks stationary at the 5% level"
+    elif p < 0.10:
+        words = "weak evidence of stationarity (10% level only)"
+    else:
+        words = "cannot reject a unit root: the spread may wander (no mean reversion)"
+    crit = report.get("critical_values") or {}
+    crit_text = ", ".join(f"{k} {v:.2f}" for k, v in crit.items())
+    rows = [
+        html.Div(
+            [
+                html.B("ADF "),
+                f"stat {report['stat']:.3f} · p-value {p:.4f} · "
+                f"lags {report['usedlag']} · n {report['nobs']:,}",
+            ]
+        ),
+        html.Div(f"critical: {crit_text}", className="text-muted"),
+        html.Div([html.B("Reading: "), words + "."]),
+    ]
+    if cp is not None:
+        rows.append(
+            html.Div(
+                [
+                    html.B("Engle-Granger "),
+                    f"stat {report['coint_stat']:.3f} · p-value {cp:.4f}"
+                    + (" (cointegrated at 5%)" if cp < 0.05 else " (not cointegrated at 5%)"),
+                ]
+            )
+        )
+    if report.get("halflife") is not None:
+        rows.append(html.Div(f"half-life over the day: {report['halflife']:,.1f} bars"))
+    rows.append(
+        html.Div(
+            f"{report.get('a')}/{report.get('b')} · {report.get('timeframe')} · "
+            f"w={report.get('window')} · {report.get('regression')} · "
+            f"{report.get('prices')} · at {report.get('at', '')}",
+            className="text-muted",
+        )
+    )
+    return html.Div(rows, className="small p-2 adf-box")

@@ -1,0 +1,171 @@
+"""Backtest `/backtest`: the z-score mean-reversion rule on any pair, with costs.
+
+The run is a background callback (forked process, never the 500 ms path). The exact
+range shown (first and last bar) is kept in a ``dcc.Store``, so the downloads re-run
+the same backtest on the same bars instead of shipping the curve through the browser.
+Rules and metrics: :mod:`analytics.backtest`.
+"""
+
+from __future__ import annotations
+
+import dash
+import dash_bootstrap_components as dbc
+import plotly.graph_objects as go
+from dash import Input, Output, State, callback, dcc, html, no_update
+
+from analytics.errors import InsufficientData
+from analytics.timeframes import format_timeframe
+from dashapp import ids, trader_queries as tq
+from dashapp.components import backtest_view as view
+from dashapp.downloads import file_stem, send_frame
+from dashapp.params import BadParam
+from dashapp.services import get_services
+
+dash.register_page(__name__, path="/backtest", name="Backtest", order=40)
+
+B = ids.Backtest
+FORM = (B.A, B.B, B.TF, B.WINDOW, B.REG, B.PRICES, B.ENTRY, B.EXIT, B.STOP, B.MAX_HOLD,
+        B.FEE, B.SLIPPAGE)
+ARG_NAMES = ("a", "b", "timeframe", "window", "regression", "prices", "entry", "exit",
+             "stop", "max_hold", "fee_bps", "slippage_bps")
+
+
+def layout(a: str | None = None, b: str | None = None, tf: str = "1s", w: str = "60",
+           reg: str = "ols", prices: str = "raw", **_query) -> html.Div:
+    symbols = sorted(get_services().ingestor.rings)
+    a = a if a in symbols else (symbols[0] if symbols else None)
+    b = b if b in symbols and b != a else next((s for s in symbols if s != a), None)
+    sym_opts = [{"label": s, "value": s} for s in symbols]
+    dd = dict(size="sm")
+    controls = dbc.Row([
+        view.labelled("Leg A", dbc.Select(id=B.A, options=sym_opts, value=a, **dd)),
+        view.labelled("Leg B", dbc.Select(id=B.B, options=sym_opts, value=b, **dd)),
+        view.labelled("Timeframe", dbc.Select(id=B.TF, options=view.TF_OPTIONS,
+                                                value=tf if tf in ("1s", "1m", "5m") else "1s",
+                                                **dd), 1),
+        view.labelled("Window (bars)", view.num_input(B.WINDOW, w, step=1), 1),
+        view.labelled("Regression", dbc.Select(id=B.REG, options=view.REG_OPTIONS,
+                                                 value=reg, **dd), 1),
+        view.labelled("Prices", dbc.RadioItems(id=B.PRICES, options=view.PRICE_OPTIONS,
+                                               value=prices, inline=True), 1),
+        view.labelled("Entry |z| >", view.num_input(B.ENTRY, 2.0), 1),
+        view.labelled("Exit z", view.num_input(B.EXIT, 0.0), 1),
+        view.labelled("Stop |z| >", view.num_input(B.STOP, None, placeholder="none"), 1),
+        view.labelled("Max hold (bars)", view.num_input(B.MAX_HOLD, None, step=1,
+                                                        placeholder="none"), 1),
+        view.labelled("Fee bps/leg", view.num_input(B.FEE, 1.0), 1),
+        view.labelled("Slippage bps/leg", view.num_input(B.SLIPPAGE, 0.0), 1),
+    ], className="g-2 align-items-end")
+    return html.Div([
+        html.H4("Backtest: mean reversion of the spread's z-score", className="mb-1"),
+        html.P("Short the spread (sell 1 A, buy β B) when z > entry, long when z < −entry; "
+               "short closes when z ≤ exit, long when z ≥ −exit; a signal at the close of "
+               "bar t fills at the close of t+1 with β of the signal bar, frozen. Costs in "
+               "bps of each leg's notional per fill.", className="small text-muted"),
+        controls,
+        html.Div([
+            dbc.Button("Run backtest", id=B.RUN, color="primary", size="sm", className="me-2"),
+            html.Span([dbc.Spinner(size="sm", color="info"), " running…"], id=B.SPINNER,
+                      className="small text-info", style={"display": "none"}),
+            dbc.Button("Trades CSV", id=B.DL_TRADES, color="secondary", outline=True,
+                       size="sm", className="ms-3 me-2"),
+            dbc.Button("Equity CSV", id=B.DL_EQUITY, color="secondary", outline=True, size="sm"),
+        ], className="d-flex align-items-center my-2"),
+        html.Div(id=B.MESSAGE),
+        html.Div(id=B.KPIS),
+        dcc.Graph(id=B.EQUITY_GRAPH, figure=view._layout(
+            go.Figure(), height=300, uirevision="none", title="Equity"),
+            config={"displaylogo": False}),
+        dcc.Graph(id=B.DRAWDOWN_GRAPH, figure=view._layout(
+            go.Figure(), height=200, uirevision="none", title="Drawdown"),
+            config={"displaylogo": False}),
+        html.H6("Trades", className="mt-2"),
+        view.trades_grid(B.TRADES),
+        dcc.Store(id=B.RUN_SPEC),
+        dcc.Download(id=B.DOWNLOAD),
+    ])
+
+
+def _args(values) -> dict:
+    return {k: ("" if v is None else str(v)) for k, v in zip(ARG_NAMES, values, strict=True)}
+
+
+def run_spec(args: dict) -> tuple:
+    """Page outputs for one run (message, KPIs, figures, rows, spec): the callback body."""
+    try:
+        pair, bt = tq.backtest_args(args)
+        result = tq.backtest(**pair, bt=bt)
+    except BadParam as exc:
+        return (dbc.Alert(str(exc), color="warning", className="py-2"),
+                no_update, no_update, no_update, no_update, no_update)
+    except InsufficientData as exc:
+        return (dbc.Alert(f"collecting: {exc.have} of {exc.needed} bars ({exc.what}); "
+                          "try a shorter window or wait", color="info", className="py-2"),
+                None, no_update, no_update, [], None)
+    rev = f"{pair['a']}-{pair['b']}-{pair['tf_ms']}-{pair['window']}"
+    spec = {**args, "since_ts": int(result.ts[0]), "until_ts": int(result.ts[-1])}
+    note = html.Div(
+        f"{pair['a']} vs {pair['b']}, {format_timeframe(pair['tf_ms'])} bars, "
+        f"w={pair['window']} {pair['regression']} ({pair['prices']}): {result.n_bars:,} bars "
+        f"from {tq.iso_ms(result.ts[:1])[0]} to {tq.iso_ms(result.ts[-1:])[0]}",
+        className="small text-muted mb-2", id="backtest-range")
+    return (note, view.backtest_kpis(result), view.equity_figure(result, rev),
+            view.drawdown_figure(result, rev), view.trade_rows(result), spec)
+
+
+@callback(
+    Output(B.MESSAGE, "children"), Output(B.KPIS, "children"),
+    Output(B.EQUITY_GRAPH, "figure"), Output(B.DRAWDOWN_GRAPH, "figure"),
+    Output(B.TRADES, "rowData"), Output(B.RUN_SPEC, "data"),
+    Input(B.RUN, "n_clicks"),
+    *(State(i, "value") for i in FORM),
+    background=True,
+    running=[(Output(B.RUN, "disabled"), True, False),
+             (Output(B.SPINNER, "style"), {"display": "inline"}, {"display": "none"})],
+    prevent_initial_call=False,
+)
+def run_backtest(_n, *values):
+    """Backtests are heavy (a day of bars, a pair build): run them off the request path."""
+    return run_spec(_args(values))
+
+
+def _rerun(spec: dict):
+    pair, bt = tq.backtest_args(spec)
+    return pair, tq.backtest(**pair, bt=bt, since_ts=spec["since_ts"], until_ts=spec["until_ts"])
+
+
+@callback(
+    Output(B.DOWNLOAD, "data"), Output(B.MESSAGE, "children", allow_duplicate=True),
+    Input(B.DL_TRADES, "n_clicks"), Input(B.DL_EQUITY, "n_clicks"),
+    State(B.RUN_SPEC, "data"),
+    prevent_initial_call=True,
+)
+def download(_t, _e, spec):
+    """Downloads re-run the exact backtest shown (same bars), through dashapp.downloads."""
+    if not spec:
+        return no_update, dbc.Alert("Run a backtest first.", color="info", className="py-2")
+    try:
+        pair, result = _rerun(spec)
+    except (BadParam, InsufficientData) as exc:
+        return no_update, dbc.Alert(f"Cannot re-run the backtest shown: {exc}; run it again.",
+                                    color="warning", className="py-2")
+    trades = dash.ctx.triggered_id == B.DL_TRADES
+    frame = tq.trades_frame(result) if trades else result.curve_frame()
+    ts = result.ts
+    stem = file_stem("backtest_trades" if trades else "backtest_equity",
+                     [pair["a"], pair["b"]], pair["tf_ms"], ts)
+    return send_frame(frame_with_iso(frame), stem, "csv"), no_update
+
+
+def frame_with_iso(frame):
+    """Trade time columns as ISO strings (the ``ts`` column is converted by downloads)."""
+    out = frame.copy()
+    for c in ("signal_ts", "entry_ts", "exit_ts"):
+        if c in out.columns:
+            vals = out[c]
+            mask = vals.notna()
+            iso = vals.astype("object")
+            iso[mask] = tq.iso_ms(vals[mask].astype("int64").to_numpy())
+            iso[~mask] = None
+            out[c] = iso
+    return out

@@ -1,0 +1,516 @@
+"""Data `/data`: the features table through time, downloads, and OHLC upload.
+
+The table has one row per aligned bar of a pair (live data or an uploaded dataset) with
+both legs' OHLCV, β, α, spread, z, correlation, rolling volatility, the last ADF p-value
+and the signal (definitions in :mod:`analytics.features`). It pages from the server
+(ag-grid infinite row model, see :mod:`dashapp.components.data_table`); the CSV button
+downloads exactly the filtered, sorted rows. Nothing here runs on an interval.
+"""
+
+from __future__ import annotations
+
+import dash
+import dash_ag_grid as dag
+import dash_bootstrap_components as dbc
+from dash import (
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
+
+from analytics.errors import InsufficientData
+from analytics.timeframes import format_timeframe
+from analytics.upload import MAX_UPLOAD_BYTES
+from dashapp import downloads, ids
+from dashapp.components import data_downloads as dd
+from dashapp.components import data_table as dt
+from dashapp.params import BadParam
+from dashapp.services import get_services
+from ingest.datasets import DatasetError
+
+dash.register_page(__name__, path="/data", name="Data", order=40)
+
+LIVE_TFS = ("1s", "1m", "5m")
+PAGE_SIZE = 100
+
+
+def _field(label: str, control, width: int = 2) -> dbc.Col:
+    return dbc.Col([dbc.Label(label, className="small mb-1"), control], md=width)
+
+
+def _controls(symbols: list[str]) -> dbc.Card:
+    a = symbols[0] if symbols else None
+    b = symbols[1] if len(symbols) > 1 else None
+    row1 = dbc.Row(
+        [
+            _field(
+                "Source",
+                dbc.Select(
+                    id=ids.Data.SOURCE, options=dd.source_options(), value=dt.LIVE
+                ),
+                3,
+            ),
+            _field("Leg A", dbc.Select(id=ids.Data.A, options=symbols, value=a)),
+            _field("Leg B", dbc.Select(id=ids.Data.B, options=symbols, value=b)),
+            _field(
+                "Timeframe",
+                dbc.Select(id=ids.Data.TF, options=list(LIVE_TFS), value="1s"),
+            ),
+            _field(
+                "Window (bars)",
+                dbc.Input(id=ids.Data.WINDOW, type="number", value=60, min=3, step=1),
+                1,
+            ),
+            _field(
+                "Regression",
+                dbc.Select(
+                    id=ids.Data.REG,
+                    value="ols",
+                    options=["ols", "huber", "theilsen", "kalman"],
+                ),
+                1,
+            ),
+        ],
+        className="g-2",
+    )
+    row2 = dbc.Row(
+        [
+            _field(
+                "Prices",
+                dbc.RadioItems(
+                    id=ids.Data.PRICES, value="raw", inline=True, options=["raw", "log"]
+                ),
+            ),
+            _field(
+                "Signal entry |z|",
+                dbc.Input(id=ids.Data.ENTRY, type="number", value=2, min=0.1, step=0.1),
+            ),
+            _field(
+                "ADF every K bars",
+                dbc.Input(
+                    id=ids.Data.ADF_EVERY,
+                    type="number",
+                    min=1,
+                    step=1,
+                    placeholder="auto",
+                ),
+            ),
+            dbc.Col(
+                dbc.Button(
+                    "Load table", id=ids.Data.LOAD, color="primary", className="mt-4"
+                ),
+                md=2,
+            ),
+            dbc.Col(html.Div(id=ids.Data.STATUS, className="small mt-3"), md=4),
+        ],
+        className="g-2 mt-1",
+    )
+    return dbc.Card(dbc.CardBody([row1, row2]), className="mb-3")
+
+
+def _grid() -> dbc.Card:
+    grid = dag.AgGrid(
+        id=ids.Data.GRID,
+        rowModelType="infinite",
+        columnDefs=dt.column_defs("A", "B"),
+        defaultColDef={
+            "resizable": True,
+            "minWidth": 95,
+            "floatingFilter": True,
+            "suppressHeaderMenuButton": False,
+        },
+        dashGridOptions={
+            "pagination": True,
+            "paginationPageSize": PAGE_SIZE,
+            "paginationPageSizeSelector": [50, 100, 500],
+            "cacheBlockSize": PAGE_SIZE,
+            "maxBlocksInCache": 20,
+            "infiniteInitialRowCount": 1,
+            "rowBuffer": 0,
+            "tooltipShowDelay": 300,
+            "theme": dt.GRID_THEME,
+        },
+        style={"height": "560px"},
+    )
+    bar = dbc.Row(
+        [
+            dbc.Col(
+                html.Span(
+                    "Features per bar: sort and filter on the server; the download "
+                    "holds exactly the rows the filters keep, in this order.",
+                    className="small text-muted",
+                ),
+                md=7,
+            ),
+            dbc.Col(
+                dbc.RadioItems(
+                    id=ids.Data.FORMAT,
+                    value="csv",
+                    inline=True,
+                    options=[
+                        {"label": "CSV", "value": "csv"},
+                        {
+                            "label": "Parquet",
+                            "value": "parquet",
+                            "disabled": not downloads.parquet_available(),
+                        },
+                    ],
+                ),
+                md=2,
+            ),
+            dbc.Col(
+                dbc.Button(
+                    "Download table",
+                    id=ids.Data.DOWNLOAD_TABLE,
+                    color="success",
+                    size="sm",
+                ),
+                md=3,
+                className="text-end",
+            ),
+        ],
+        className="mb-2 align-items-center",
+    )
+    return dbc.Card(dbc.CardBody([bar, grid]), className="mb-3")
+
+
+def _downloads(symbols: list[str]) -> dbc.Card:
+    return dbc.Card(
+        [
+            dbc.CardHeader("Downloads (the selection above; format as chosen)"),
+            dbc.CardBody(
+                [
+                    dbc.ButtonGroup(
+                        [
+                            dbc.Button(
+                                "Bars of both legs",
+                                id=ids.Data.DOWNLOAD_BARS,
+                                outline=True,
+                                color="info",
+                                size="sm",
+                            ),
+                            dbc.Button(
+                                "Pair analytics",
+                                id=ids.Data.DOWNLOAD_PAIR,
+                                outline=True,
+                                color="info",
+                                size="sm",
+                            ),
+                        ],
+                        className="mb-3",
+                    ),
+                    dbc.Row(
+                        [
+                            _field(
+                                "Ticks of",
+                                dbc.Select(
+                                    id=ids.Data.TICKS_SYMBOL,
+                                    options=symbols,
+                                    value=symbols[0] if symbols else None,
+                                ),
+                                2,
+                            ),
+                            _field(
+                                "From (UTC)",
+                                dbc.Input(
+                                    id=ids.Data.TICKS_START,
+                                    placeholder="2024-08-08 23:55:00",
+                                ),
+                                3,
+                            ),
+                            _field(
+                                "To (UTC)",
+                                dbc.Input(
+                                    id=ids.Data.TICKS_END,
+                                    placeholder="2024-08-09 00:00:00",
+                                ),
+                                3,
+                            ),
+                            dbc.Col(
+                                dbc.Button(
+                                    "Download ticks",
+                                    id=ids.Data.DOWNLOAD_TICKS,
+                                    outline=True,
+                                    color="info",
+                                    size="sm",
+                                    className="mt-4",
+                                ),
+                                md=2,
+                            ),
+                        ],
+                        className="g-2",
+                    ),
+                    html.Div(id=ids.Data.DOWNLOAD_NOTE, className="small mt-2"),
+                    dcc.Download(id=ids.Data.DOWNLOAD),
+                ]
+            ),
+        ],
+        className="mb-3",
+    )
+
+
+def _upload() -> dbc.Card:
+    mb = MAX_UPLOAD_BYTES // (1024 * 1024)
+    return dbc.Card(
+        [
+            dbc.CardHeader(
+                "Upload OHLC (Binance kline CSV/zip, or timestamp,open,high,low,close,volume)"
+            ),
+            dbc.CardBody(
+                [
+                    dbc.Row(
+                        [
+                            _field(
+                                "Dataset name (optional)",
+                                dbc.Input(
+                                    id=ids.Data.UPLOAD_DATASET,
+                                    placeholder="from the file name",
+                                ),
+                                3,
+                            ),
+                            _field(
+                                "Symbol (optional)",
+                                dbc.Input(
+                                    id=ids.Data.UPLOAD_SYMBOL,
+                                    placeholder="from the file name or column",
+                                ),
+                                3,
+                            ),
+                            dbc.Col(
+                                dcc.Upload(
+                                    id=ids.Data.UPLOAD,
+                                    multiple=True,
+                                    max_size=MAX_UPLOAD_BYTES,
+                                    children=html.Div(
+                                        [
+                                            "Drop files here or ",
+                                            html.A("choose files"),
+                                            html.Div(
+                                                f"CSV or zip, at most {mb} MB each; two "
+                                                "files under one dataset name make a pair",
+                                                className="small text-muted",
+                                            ),
+                                        ]
+                                    ),
+                                    className="upload-box text-center p-2 border border-secondary rounded",
+                                ),
+                                md=6,
+                            ),
+                        ],
+                        className="g-2 align-items-end",
+                    ),
+                    html.Div(id=ids.Data.UPLOAD_RESULT, className="mt-2"),
+                    html.Div(id=ids.Data.DATASETS, className="mt-2"),
+                    dbc.Button(
+                        "Remove the selected dataset",
+                        id=ids.Data.DELETE,
+                        color="danger",
+                        outline=True,
+                        size="sm",
+                        className="mt-2",
+                    ),
+                ]
+            ),
+        ]
+    )
+
+
+def layout(**_query) -> html.Div:
+    symbols = sorted(get_services().ingestor.rings)
+    return html.Div(
+        [
+            dcc.Store(id=ids.Data.SELECTION),
+            dcc.Store(id=ids.Data.DATASETS_VERSION, data={"n": 0, "select": None}),
+            dcc.Store(id=ids.Data.PURGE_SINK),
+            _controls(symbols),
+            _grid(),
+            dbc.Row([dbc.Col(_downloads(symbols), lg=6), dbc.Col(_upload(), lg=6)]),
+        ]
+    )
+
+
+def _error(exc: Exception) -> html.Span:
+    return html.Span(str(exc), className="text-danger")
+
+
+@callback(
+    Output(ids.Data.SELECTION, "data"),
+    Output(ids.Data.STATUS, "children"),
+    Output(ids.Data.GRID, "columnDefs"),
+    Input(ids.Data.LOAD, "n_clicks"),
+    State(ids.Data.SOURCE, "value"),
+    State(ids.Data.A, "value"),
+    State(ids.Data.B, "value"),
+    State(ids.Data.TF, "value"),
+    State(ids.Data.WINDOW, "value"),
+    State(ids.Data.REG, "value"),
+    State(ids.Data.PRICES, "value"),
+    State(ids.Data.ENTRY, "value"),
+    State(ids.Data.ADF_EVERY, "value"),
+)
+def load_table(_n, *controls):
+    """Validate the controls and build the table once; the grid then pages through it."""
+    try:
+        sel = dt.make_selection(*controls)
+        feats = dt.features_for(sel)
+    except (BadParam, InsufficientData) as exc:
+        return None, _error(exc), no_update
+    status = (
+        f"{len(feats):,} rows of {format_timeframe(sel.tf_ms)} bars, "
+        f"{sel.a}/{sel.b} ({'live' if sel.dataset is None else sel.dataset}); "
+        f"ADF every {feats.adf_every} bars on the last {feats.adf_lookback} spreads, "
+        f"lag {feats.adf_lag}"
+    )
+    return (
+        sel.as_dict(),
+        html.Span(status, className="text-info"),
+        dt.column_defs(sel.a, sel.b),
+    )
+
+
+# A new selection must drop the grid's cached blocks, or it would keep showing the old table.
+clientside_callback(
+    """function(sel) {{
+        // before the grid is up there is nothing cached to drop (getApi throws then)
+        try {{ dash_ag_grid.getApi('{}').purgeInfiniteCache(); }} catch (e) {{}}
+        return window.dash_clientside.no_update;
+    }}""".format(ids.Data.GRID),
+    Output(ids.Data.PURGE_SINK, "data"),
+    Input(ids.Data.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+
+
+@callback(
+    Output(ids.Data.GRID, "getRowsResponse"),
+    Input(ids.Data.GRID, "getRowsRequest"),
+    State(ids.Data.SELECTION, "data"),
+    prevent_initial_call=True,
+)
+def serve_rows(request, sel):
+    """One block of the filtered, sorted table per request (never the whole day)."""
+    if not request or not sel:
+        return {"rowData": [], "rowCount": 0}
+    try:
+        return dt.rows_response(dt.features_for(dt.Selection.from_dict(sel)), request)
+    except (BadParam, InsufficientData):
+        return {"rowData": [], "rowCount": 0}
+
+
+@callback(
+    Output(ids.Data.DOWNLOAD, "data"),
+    Output(ids.Data.DOWNLOAD_NOTE, "children"),
+    Input(ids.Data.DOWNLOAD_TABLE, "n_clicks"),
+    Input(ids.Data.DOWNLOAD_BARS, "n_clicks"),
+    Input(ids.Data.DOWNLOAD_PAIR, "n_clicks"),
+    Input(ids.Data.DOWNLOAD_TICKS, "n_clicks"),
+    State(ids.Data.SELECTION, "data"),
+    State(ids.Data.GRID, "getRowsRequest"),
+    State(ids.Data.FORMAT, "value"),
+    State(ids.Data.TICKS_SYMBOL, "value"),
+    State(ids.Data.TICKS_START, "value"),
+    State(ids.Data.TICKS_END, "value"),
+    # Writing a day of rows as CSV takes 1-3 s of pandas (GIL held): run it in a
+    # background process, never in the server thread the feed shares.
+    background=True,
+    running=[
+        (Output(b, "disabled"), True, False)
+        for b in (
+            ids.Data.DOWNLOAD_TABLE,
+            ids.Data.DOWNLOAD_BARS,
+            ids.Data.DOWNLOAD_PAIR,
+            ids.Data.DOWNLOAD_TICKS,
+        )
+    ],
+    prevent_initial_call=True,
+)
+def download(_t, _b, _p, _k, sel, request, fmt, tick_symbol, start, end):
+    """Every download of the page, through dashapp.downloads."""
+    try:
+        if ctx.triggered_id == ids.Data.DOWNLOAD_TICKS:
+            return dd.ticks_file(tick_symbol, start, end, fmt), ""
+        if not sel:
+            raise BadParam("selection", "load a table first")
+        sel = dt.Selection.from_dict(sel)
+        if ctx.triggered_id == ids.Data.DOWNLOAD_TABLE:
+            return dd.table_file(sel, request, fmt), ""
+        if ctx.triggered_id == ids.Data.DOWNLOAD_BARS:
+            return dd.bars_file(sel, fmt), ""
+        return dd.pair_file(sel, fmt), ""
+    except (BadParam, InsufficientData, ValueError) as exc:
+        return no_update, _error(exc)
+
+
+@callback(
+    Output(ids.Data.UPLOAD_RESULT, "children"),
+    Output(ids.Data.DATASETS_VERSION, "data"),
+    Input(ids.Data.UPLOAD, "contents"),
+    Input(ids.Data.DELETE, "n_clicks"),
+    State(ids.Data.UPLOAD, "filename"),
+    State(ids.Data.UPLOAD_SYMBOL, "value"),
+    State(ids.Data.UPLOAD_DATASET, "value"),
+    State(ids.Data.SOURCE, "value"),
+    State(ids.Data.DATASETS_VERSION, "data"),
+    prevent_initial_call=True,
+)
+def change_datasets(contents, _del, filenames, symbol, dataset, source, version):
+    """Store uploaded files as datasets, or remove the selected dataset."""
+    n = (version or {}).get("n", 0) + 1
+    if ctx.triggered_id == ids.Data.DELETE:
+        if not source or source == dt.LIVE:
+            return dbc.Alert(
+                "Select a dataset as the source to remove it.",
+                color="warning",
+                className="py-2",
+            ), no_update
+        try:
+            get_services().datasets.remove(source)
+        except DatasetError as exc:
+            return dbc.Alert(str(exc), color="danger", className="py-2"), no_update
+        return dbc.Alert(
+            f"Removed dataset {source!r}.", color="secondary", className="py-2"
+        ), {"n": n, "select": dt.LIVE}
+    if not contents:
+        return no_update, no_update
+    alerts, selected = dd.upload_files(contents, filenames, symbol, dataset)
+    return alerts, {"n": n, "select": selected}
+
+
+@callback(
+    Output(ids.Data.SOURCE, "options"),
+    Output(ids.Data.SOURCE, "value"),
+    Output(ids.Data.DATASETS, "children"),
+    Input(ids.Data.DATASETS_VERSION, "data"),
+)
+def refresh_datasets(version):
+    """The source list and the dataset table follow uploads and removals."""
+    select = (version or {}).get("select")
+    return dd.source_options(), select if select else no_update, dd.datasets_table()
+
+
+@callback(
+    Output(ids.Data.A, "options"),
+    Output(ids.Data.A, "value"),
+    Output(ids.Data.B, "options"),
+    Output(ids.Data.B, "value"),
+    Output(ids.Data.TF, "options"),
+    Output(ids.Data.TF, "value"),
+    Input(ids.Data.SOURCE, "value"),
+    State(ids.Data.A, "value"),
+    State(ids.Data.B, "value"),
+    State(ids.Data.TF, "value"),
+    prevent_initial_call=True,
+)
+def follow_source(source, a, b, tf):
+    """A dataset offers its own symbols and its timeframe (and multiples of it)."""
+    choice = dd.source_choices(source, a, b, tf, LIVE_TFS)
+    if choice is None:
+        return (no_update,) * 6
+    symbols, a, b, tfs, tf = choice
+    return symbols, a, symbols, b, tfs, tf

@@ -1,0 +1,261 @@
+"""Service functions of the trader tools (backtest, screener, lead-lag), shared by the
+HTTP API (:mod:`dashapp.trader_api`) and the pages, so both show the same numbers.
+
+Parameter parsing lives here too: :func:`backtest_args` / :func:`screen_args` take a
+mapping (Flask's ``request.args`` or a dict built from a page's controls) and raise
+:class:`~dashapp.params.BadParam` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from analytics.backtest import MAX_BPS, MAX_Z, BacktestParams, BacktestResult, run_backtest
+from analytics.backtest import trades_frame as _trades_frame
+from analytics.errors import InsufficientData
+from analytics.leadlag import MAX_LAG, LeadLag, LeadLagMatrix, cross_correlation, lead_lag_matrix
+from analytics.align import align_pair
+from analytics.pair import requirements
+from analytics.screener import ScreenResult, screen_pairs
+from analytics.timeframes import bars_per_day, format_timeframe
+from dashapp import params, queries
+from dashapp.downloads import iso_ms
+from dashapp.params import BadParam
+from dashapp.services import get_services
+
+log = logging.getLogger(__name__)
+
+MAX_HOLD_BARS = 86_400
+MAX_DATASET_LEN = 200
+TRADE_COLUMNS = (
+    "side", "signal_ts", "entry_ts", "exit_ts", "entry_a", "entry_b", "exit_a", "exit_b",
+    "beta", "hedge", "pnl_a", "pnl_b", "gross", "fees", "slippage", "pnl", "exit_reason",
+)
+METRICS = (
+    "total_pnl", "gross_pnl", "total_fees", "total_slippage", "open_pnl", "capital",
+    "total_return", "sharpe", "max_drawdown", "max_drawdown_return", "hit_rate",
+    "avg_holding_bars", "avg_holding_seconds", "turnover", "n_trades", "n_bars",
+)
+
+
+# ---------------------------------------------------------------- parameter parsing
+def number(args: Mapping, name: str, default: float | None, lo: float, hi: float,
+           *, lo_open: bool = False) -> float | None:
+    """A finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``), or ``default``."""
+    raw = args.get(name)
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        value = float(str(raw).strip())
+    except ValueError:
+        raise BadParam(name, f"{str(raw)[:40]!r} is not a number") from None
+    if not math.isfinite(value):
+        raise BadParam(name, f"must be finite, got {raw!s:.40}")
+    if value > hi or value < lo or (lo_open and value == lo):
+        bracket = "(" if lo_open else "["
+        raise BadParam(name, f"must be in {bracket}{lo:g}, {hi:g}], got {value:g}")
+    return value
+
+
+def _known() -> set[str]:
+    return set(get_services().ingestor.rings)
+
+
+def pair_args(args: Mapping) -> dict:
+    """``a, b, tf_ms, window, regression, prices, dataset`` of a pair request."""
+    dataset = args.get("dataset")
+    dataset = None if dataset is None or str(dataset).strip() == "" else str(dataset).strip()
+    if dataset is not None and len(dataset) > MAX_DATASET_LEN:
+        raise BadParam("dataset", f"at most {MAX_DATASET_LEN} characters")
+    if dataset is None:
+        known = _known()
+        a = params.symbol(args, "a", known)
+        b = params.symbol(args, "b", known)
+        tf_ms = params.timeframe(args)
+    else:  # an uploaded dataset: its own symbols, its timeframe by default
+        info = queries.dataset_info(dataset)
+        a = params.symbol(args, "a", info.symbols)
+        b = params.symbol(args, "b", info.symbols)
+        tf_ms = params.timeframe(args, default=format_timeframe(info.tf_ms))
+    if a == b:
+        raise BadParam("b", "must differ from a")
+    if dataset is None:
+        tracked = get_services().engine.timeframes_ms
+        if tf_ms not in tracked:
+            names = ", ".join(format_timeframe(t) for t in tracked)
+            raise BadParam("timeframe", f"live pair series exist for {names}, got "
+                                        f"{format_timeframe(tf_ms)}")
+    return dict(a=a, b=b, tf_ms=tf_ms, window=params.window(args),
+                regression=params.regression(args), prices=params.prices(args),
+                dataset=dataset)
+
+
+def backtest_args(args: Mapping) -> tuple[dict, BacktestParams]:
+    """Pair arguments and :class:`BacktestParams` from request-style arguments."""
+    pair = pair_args(args)
+    entry = number(args, "entry", 2.0, 0.0, MAX_Z, lo_open=True)
+    ex = number(args, "exit", 0.0, -MAX_Z, MAX_Z)
+    if ex >= entry:
+        raise BadParam("exit", f"must be below entry ({entry:g}), got {ex:g}")
+    stop = number(args, "stop", None, 0.0, MAX_Z, lo_open=True)
+    if stop is not None and stop <= entry:
+        raise BadParam("stop", f"must be above entry ({entry:g}), got {stop:g}")
+    raw_hold = args.get("max_hold")
+    max_hold = None
+    if raw_hold is not None and str(raw_hold).strip() != "":
+        max_hold = params.integer(args, "max_hold", 0, 1, MAX_HOLD_BARS)
+    fee = number(args, "fee_bps", 0.0, 0.0, MAX_BPS)
+    slip = number(args, "slippage_bps", 0.0, 0.0, MAX_BPS)
+    return pair, BacktestParams(entry=entry, exit=ex, stop=stop, max_hold=max_hold,
+                                fee_bps=fee, slippage_bps=slip)
+
+
+# ---------------------------------------------------------------- backtest
+def backtest(
+    a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+    bt: BacktestParams, dataset: str | None = None,
+    since_ts: int | None = None, until_ts: int | None = None,
+) -> BacktestResult:
+    """Backtest over the pair series (``/api/pair`` numbers), optionally cut to
+    ``[since_ts, until_ts]`` (a page re-running the exact range it showed)."""
+    # the first z-score plus the bar its entry fills at
+    need = requirements(window, regression)["zscore"] + 1
+    what = f"backtest (z-score w={window}, {regression})"
+    try:
+        frame = queries.pair_frame(a, b, tf_ms, window, regression, prices, dataset=dataset)
+    except InsufficientData as exc:  # say what the backtest needs, not the first hedge
+        raise InsufficientData(what, need, exc.have) from None
+    ts = frame["ts"].to_numpy()
+    keep = np.ones(len(ts), bool)
+    if since_ts is not None:
+        keep &= ts >= since_ts
+    if until_ts is not None:
+        keep &= ts <= until_ts
+    frame = frame[keep]
+    if len(frame) < need:
+        raise InsufficientData(what, need, len(frame))
+    return run_backtest(
+        frame["ts"].to_numpy(np.int64), frame["price_a"].to_numpy(), frame["price_b"].to_numpy(),
+        frame["beta"].to_numpy(), frame["zscore"].to_numpy(), params=bt, tf_ms=tf_ms,
+        prices=prices,
+    )
+
+
+def _clean(v):
+    if isinstance(v, float | np.floating):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def trades_frame(result: BacktestResult) -> pd.DataFrame:
+    """The trades table in the API's column order (times epoch ms)."""
+    return _trades_frame(result)[list(TRADE_COLUMNS)]
+
+
+def backtest_payload(result: BacktestResult, pair: dict, *, curve: bool = False) -> dict:
+    """JSON body of ``/api/backtest``: trades (ISO times), metrics, parameters."""
+    trades = []
+    for tr in result.trades:
+        row = {c: _clean(getattr(tr, c)) for c in TRADE_COLUMNS}
+        for c in ("signal_ts", "entry_ts", "exit_ts"):
+            if row[c] is not None:
+                row[c] = str(iso_ms(np.array([row[c]]))[0])
+        trades.append(row)
+    p = result.params
+    out = {
+        "a": pair["a"], "b": pair["b"], "timeframe": format_timeframe(result.tf_ms),
+        "window": pair["window"], "regression": pair["regression"], "prices": result.prices,
+        "dataset": pair.get("dataset"),
+        "params": {"entry": p.entry, "exit": p.exit, "stop": p.stop, "max_hold": p.max_hold,
+                   "fee_bps": p.fee_bps, "slippage_bps": p.slippage_bps},
+        "first_ts": str(iso_ms(result.ts[:1])[0]), "last_ts": str(iso_ms(result.ts[-1:])[0]),
+        "trades": trades,
+    }
+    out.update({m: _clean(getattr(result, m)) for m in METRICS})
+    if curve:
+        out["equity"] = {
+            "ts": iso_ms(result.ts).tolist(), "position": result.position.tolist(),
+            "equity": result.equity.tolist(), "drawdown": result.drawdown.tolist(),
+        }
+    return out
+
+
+# ---------------------------------------------------------------- screener, lead-lag
+def screen_args(args: Mapping) -> dict:
+    tf_ms = params.timeframe(args)
+    tracked = get_services().engine.timeframes_ms
+    if tf_ms not in tracked:
+        names = ", ".join(format_timeframe(t) for t in tracked)
+        raise BadParam("timeframe", f"bars exist for {names}, got {format_timeframe(tf_ms)}")
+    return dict(tf_ms=tf_ms, window=params.window(args), regression=params.regression(args),
+                prices=params.prices(args),
+                max_bars=params.integer(args, "lookback", bars_per_day(tf_ms), 30,
+                                        bars_per_day(tf_ms)))
+
+
+def all_bars(tf_ms: int) -> dict:
+    """Closed bars of every ingested symbol with at least one bar (sorted by symbol)."""
+    engine = get_services().engine
+    with engine.lock:
+        out = {s: engine.bars(s, tf_ms) for s in sorted(_known())}
+    return {s: b for s, b in out.items() if len(b)}
+
+
+def bar_count(tf_ms: int) -> int:
+    """Cheap change marker: total closed bars of the timeframe over all symbols."""
+    engine = get_services().engine
+    return sum(len(engine.bars(s, tf_ms)) for s in sorted(_known()))
+
+
+def screen(tf_ms: int, window: int, regression: str, prices: str,
+           max_bars: int | None = None) -> ScreenResult:
+    bars = all_bars(tf_ms)
+    if len(bars) < 2:
+        raise InsufficientData(f"screener ({format_timeframe(tf_ms)} bars of 2 symbols)",
+                               2, len(bars))
+    return screen_pairs(bars, window=window, regression=regression, prices=prices,
+                        max_bars=max_bars)
+
+
+def screen_frame(result: ScreenResult) -> pd.DataFrame:
+    frame = pd.DataFrame([{f: getattr(r, f) for f in r.__slots__} for r in result.rows])
+    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
+    return frame
+
+
+def screen_payload(result: ScreenResult) -> dict:
+    rows = []
+    for i, r in enumerate(result.rows, 1):
+        row = {f: _clean(getattr(r, f)) for f in r.__slots__}
+        row["rank"] = i
+        row["last_ts"] = None if r.last_ts is None else str(iso_ms(np.array([r.last_ts]))[0])
+        rows.append(row)
+    return {"timeframe": format_timeframe(result.tf_ms), "window": result.window,
+            "regression": result.regression, "prices": result.prices,
+            "symbols": list(result.symbols), "rows": rows}
+
+
+def lead_lag(a: str, b: str, tf_ms: int, max_lag: int,
+             max_bars: int | None = None) -> LeadLag:
+    engine = get_services().engine
+    with engine.lock:
+        ba, bb = engine.bars(a, tf_ms), engine.bars(b, tf_ms)
+    al = align_pair(ba, bb, max_bars=max_bars)
+    if len(al) == 0:
+        raise InsufficientData(f"lead-lag {a}/{b}", max_lag + 21, 0)
+    return cross_correlation(al.a, al.b, max_lag=max_lag)
+
+
+def lead_lag_all(tf_ms: int, max_lag: int, max_bars: int | None = None) -> LeadLagMatrix:
+    return lead_lag_matrix(all_bars(tf_ms), max_lag=max_lag, max_bars=max_bars)
+
+
+def max_lag_arg(args: Mapping) -> int:
+    return params.integer(args, "max_lag", 10, 1, MAX_LAG)

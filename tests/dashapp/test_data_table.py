@@ -1,0 +1,325 @@
+"""The data page's server side: ag-grid filter/sort models -> pandas, paging, the exact
+download of what the filters show, selections, and the page's callbacks as functions."""
+
+from __future__ import annotations
+
+import base64
+import io
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analytics.bars import bars_from_ticks
+from analytics.engine import MarketEngine
+from analytics.upload import parse_ohlc_csv
+from dashapp.components import data_table as dt
+from dashapp.params import BadParam
+from dashapp.services import set_services
+from ingest.datasets import DatasetStore
+from tests.analytics.conftest import _TAPE, SAMPLE_DIR, SYMBOLS, load_trade_tape
+
+
+@pytest.fixture(scope="module")
+def services(tmp_path_factory):
+    eng = MarketEngine(list(SYMBOLS))
+    for s in SYMBOLS:
+        eng.load_bars(
+            s,
+            bars_from_ticks(
+                **load_trade_tape(SAMPLE_DIR / _TAPE.format(s)), tf_ms=1000
+            ),
+        )
+    store = DatasetStore(tmp_path_factory.mktemp("dt") / "app.db")
+    for name in ("BTCUSDT-1h-2021-01.csv", "ETHUSDT-1h-2021-01.csv"):
+        store.add(
+            "m21", parse_ohlc_csv((SAMPLE_DIR / name).read_bytes(), filename=name)
+        )
+    svc = SimpleNamespace(
+        engine=eng,
+        ingestor=SimpleNamespace(rings=dict.fromkeys(SYMBOLS)),
+        datasets=store,
+    )
+    set_services(svc)
+    yield svc
+    store.close()
+
+
+@pytest.fixture(scope="module")
+def live(services):
+    sel = dt.make_selection(
+        "live", "BTCUSDT", "ETHUSDT", "1s", 20, "ols", "raw", 1.5, 50
+    )
+    return sel, dt.features_for(sel)
+
+
+def num(type_, filter_, to=None):
+    d = {"filterType": "number", "type": type_, "filter": filter_}
+    if to is not None:
+        d["filterTo"] = to
+    return d
+
+
+def test_number_filters_equal_pandas(live):
+    _, f = live
+    fr = f.frame
+    z, c = fr.zscore, fr["corr"]
+    cases = [
+        ({"zscore": num("greaterThan", 1)}, z > 1),
+        ({"zscore": num("lessThanOrEqual", -0.5)}, z <= -0.5),
+        ({"zscore": num("inRange", -1, 1)}, (z > -1) & (z < 1)),
+        ({"signal": num("equals", -1)}, fr.signal == -1),
+        ({"signal": num("notEqual", 0)}, fr.signal != 0),
+        ({"zscore": {"filterType": "number", "type": "blank"}}, z.isna()),
+        (
+            {"zscore": num("greaterThan", 1), "corr": num("lessThan", 0.5)},
+            (z > 1) & (c < 0.5),
+        ),
+        (
+            {
+                "zscore": {
+                    "filterType": "number",
+                    "operator": "OR",
+                    "conditions": [num("greaterThan", 2), num("lessThan", -2)],
+                }
+            },
+            (z > 2) | (z < -2),
+        ),
+        (
+            {
+                "zscore": {
+                    "filterType": "number",
+                    "operator": "AND",
+                    "conditions": [num("greaterThan", -2), num("lessThan", 2)],
+                }
+            },
+            (z > -2) & (z < 2),
+        ),
+        ({"zscore": num("greaterThan", None)}, pd.Series(True, index=fr.index)),
+    ]
+    for model, expected in cases:
+        mask = dt.filter_mask(fr, model)
+        np.testing.assert_array_equal(
+            mask, expected.to_numpy(dtype=bool), err_msg=str(model)
+        )
+        assert 0 < mask.sum() <= len(fr) or expected.sum() == 0
+
+
+def test_text_filters_on_iso_times(live):
+    _, f = live
+    fr = f.frame
+    iso = pd.Series(
+        np.datetime_as_string(fr.ts.to_numpy().astype("datetime64[ms]"), unit="ms")
+    )
+    iso = iso + "Z"
+    model = {"ts": {"filterType": "text", "type": "contains", "filter": "T23:58"}}
+    np.testing.assert_array_equal(
+        dt.filter_mask(fr, model), iso.str.contains("T23:58").to_numpy()
+    )
+    model = {"ts": {"filterType": "text", "type": "startsWith", "filter": "2024-08-09"}}
+    assert dt.filter_mask(fr, model).sum() == iso.str.startswith("2024-08-09").sum() > 0
+    model = {"adf_ts": {"filterType": "text", "type": "blank"}}
+    np.testing.assert_array_equal(dt.filter_mask(fr, model), (fr.adf_ts < 0).to_numpy())
+
+
+def test_bad_filter_models_name_the_problem(live):
+    _, f = live
+    with pytest.raises(BadParam, match="no column"):
+        dt.filter_mask(f.frame, {"nope": num("equals", 1)})
+    with pytest.raises(BadParam, match="unsupported number filter"):
+        dt.filter_mask(f.frame, {"zscore": num("regex", 1)})
+    with pytest.raises(BadParam, match="no column"):
+        dt.sort_frame(f.frame, [{"colId": "nope", "sort": "asc"}])
+
+
+def test_sort_and_paging(live):
+    _, f = live
+    req = {
+        "startRow": 100,
+        "endRow": 200,
+        "sortModel": [{"colId": "zscore", "sort": "desc"}],
+        "filterModel": {"zscore": num("greaterThan", -10)},
+    }
+    resp = dt.rows_response(f, req)
+    ref = f.frame[f.frame.zscore > -10].sort_values(
+        "zscore", ascending=False, kind="stable"
+    )
+    assert resp["rowCount"] == len(ref)
+    assert len(resp["rowData"]) == 100
+    assert [r["zscore"] for r in resp["rowData"]] == ref.zscore.iloc[100:200].tolist()
+    first = dt.rows_response(f, {"startRow": 0, "endRow": 3})["rowData"][0]
+    assert first["ts"].endswith("Z") and first["zscore"] is None  # NaN -> null
+    assert set(first) == set(dt.FEATURE_COLUMNS)
+
+
+def test_download_holds_exactly_what_the_filters_show(live):
+    sel, f = live
+    req = {
+        "startRow": 0,
+        "endRow": 100,
+        "sortModel": [{"colId": "corr", "sort": "asc"}],
+        "filterModel": {
+            "signal": num("notEqual", 0),
+            "zscore": num("greaterThan", -1.8),
+        },
+    }
+    out = dt.export_frame(f, sel, req)
+    shown = dt.rows_response(f, {**req, "endRow": 10_000})
+    assert len(out) == shown["rowCount"] > 0
+    iso = dt._iso_col(out.ts.to_numpy()).tolist()
+    assert iso == [r["ts"] for r in shown["rowData"]]
+    assert "BTCUSDT_close" in out.columns and "vol_ETHUSDT" in out.columns
+    from dashapp.components.data_downloads import table_file
+
+    payload = table_file(sel, req, "csv")
+    back = pd.read_csv(io.BytesIO(base64.b64decode(payload["content"])))
+    assert len(back) == len(out) and back.ts.tolist() == iso
+    np.testing.assert_allclose(back.zscore, out.zscore, rtol=1e-9)
+    assert payload["filename"].startswith("data_BTCUSDT-ETHUSDT_1s_2024")
+
+
+def test_selection_validation(services):
+    with pytest.raises(BadParam) as e:
+        dt.make_selection("live", "BTCUSDT", "BTCUSDT", "1s", 20, "ols", "raw", 2, None)
+    assert e.value.param == "b"
+    with pytest.raises(BadParam) as e:
+        dt.make_selection("live", "BTCUSDT", "ETHUSDT", "1s", 2, "ols", "raw", 2, None)
+    assert e.value.param == "window"
+    with pytest.raises(BadParam) as e:
+        dt.make_selection("nope", "BTCUSDT", "ETHUSDT", "1h", 20, "ols", "raw", 2, None)
+    assert e.value.param == "dataset"
+    with pytest.raises(BadParam) as e:
+        dt.make_selection("live", "BTCUSDT", "ETHUSDT", "1h", 20, "ols", "raw", 2, None)
+    assert e.value.param == "timeframe"
+    with pytest.raises(BadParam) as e:
+        dt.make_selection(
+            "live", "BTCUSDT", "ETHUSDT", "1s", 20, "ols", "raw", "x", None
+        )
+    assert e.value.param == "entry"
+
+
+def test_dataset_table_and_cache(services):
+    sel = dt.make_selection(
+        "m21", "ETHUSDT", "BTCUSDT", "1h", 24, "ols", "log", 2, None
+    )
+    f = dt.features_for(sel)
+    assert len(f) == 744 and f.adf_every == 24
+    assert dt.features_for(sel) is f  # paging never recomputes
+    assert dt.Selection.from_dict(sel.as_dict()) == sel
+    assert f.frame.a_open.iloc[0] == 736.42 and f.frame.b_open.iloc[0] == 28923.63
+    assert np.isfinite(f.frame.adf_pvalue.iloc[-1])
+
+
+def test_page_callbacks_as_functions(services):
+    pytest.importorskip("dash")
+    import dash
+
+    app = dash.Dash(
+        __name__, use_pages=True, pages_folder=""
+    )  # registry for register_page
+    del app
+    from dashapp.pages import data as page
+
+    sel, status, cols = page.load_table(
+        1, "m21", "BTCUSDT", "ETHUSDT", "1h", 24, "ols", "raw", 2, None
+    )
+    assert sel["source"] == "m21" and "744 rows of 1h bars" in status.children
+    assert (
+        cols[1]["headerName"] == "Signal" and cols[11]["headerName"] == "BTCUSDT open"
+    )
+    resp = page.serve_rows(
+        {"startRow": 0, "endRow": 50, "sortModel": [], "filterModel": {}}, sel
+    )
+    assert resp["rowCount"] == 744 and len(resp["rowData"]) == 50
+    sel_none, err, _ = page.load_table(
+        1, "live", "BTCUSDT", "ETHUSDT", "1s", 2, "ols", "raw", 2, None
+    )
+    assert sel_none is None and "window" in err.children
+
+
+def test_ticks_download_over_a_time_range(services, tmp_path):
+    from dashapp.components import data_downloads as dd
+    from ingest.models import Trade
+    from ingest.store import TickStore
+
+    ticks = load_trade_tape(SAMPLE_DIR / _TAPE.format("ETHUSDT"))
+    store = TickStore(tmp_path / "ticks.db").start()
+    for t, i, p, q, m in zip(
+        *(
+            ticks[k].tolist()
+            for k in ("time_ms", "trade_id", "price", "qty", "buyer_is_maker")
+        ),
+        strict=True,
+    ):
+        store.add_trade(Trade("ETHUSDT", i, t, p, q, m, t))
+    assert store.flush()
+    services.store = store
+    try:
+        payload = dd.ticks_file(
+            "ETHUSDT", "2024-08-08 23:58:00", "2024-08-08T23:59:00Z", "csv"
+        )
+        got = pd.read_csv(io.BytesIO(base64.b64decode(payload["content"])))
+        t0, t1 = 1723161480000, 1723161540000
+        keep = (ticks["time_ms"] >= t0) & (ticks["time_ms"] < t1)
+        assert len(got) == keep.sum() > 100
+        np.testing.assert_array_equal(got.trade_id, ticks["trade_id"][keep])
+        np.testing.assert_array_equal(got.price, ticks["price"][keep])
+        assert payload["filename"].startswith("ticks_ETHUSDT_20240808T2358")
+        for start, end, param in [
+            ("2024-08-08 23:59", "2024-08-08 23:58", "end"),
+            ("yesterday-ish", "2024-08-08 23:58", "start"),
+            ("2024-08-01", "2024-08-08", "end"),
+        ]:
+            with pytest.raises(BadParam) as e:
+                dd.ticks_file("ETHUSDT", start, end, "csv")
+            assert e.value.param == param
+        with pytest.raises(BadParam) as e:
+            dd.ticks_file("DOGEUSDT", "2024-08-08 23:58", "2024-08-08 23:59", "csv")
+        assert e.value.param == "symbol"
+    finally:
+        store.close()
+        del services.store
+
+
+def test_bars_and_pair_downloads_of_a_dataset(services):
+    from dashapp.components import data_downloads as dd
+
+    sel = dt.make_selection(
+        "m21", "BTCUSDT", "ETHUSDT", "1h", 24, "ols", "raw", 2, None
+    )
+    bars = dd.bars_file(sel, "csv")
+    assert (
+        bars["filename"]
+        == "bars_BTCUSDT-ETHUSDT_1h_20210101T000000Z-20210131T230000Z.csv"
+    )
+    back = pd.read_csv(io.BytesIO(base64.b64decode(bars["content"])))
+    assert back.symbol.value_counts().to_dict() == {"BTCUSDT": 744, "ETHUSDT": 744}
+    pair = dd.pair_file(sel, "parquet")
+    assert pair["filename"].startswith("pair_BTCUSDT-ETHUSDT_1h_2021") and pair[
+        "filename"
+    ].endswith(".parquet")
+    frame = pd.read_parquet(io.BytesIO(base64.b64decode(pair["content"])))
+    assert len(frame) == 744 and list(frame.columns)[:3] == ["ts", "price_a", "price_b"]
+
+
+def test_source_choices_follow_the_dataset(services):
+    from dashapp.components.data_downloads import source_choices
+
+    live = source_choices("live", "ETHUSDT", "BTCUSDT", "1m", ("1s", "1m", "5m"))
+    assert live == (
+        ["BTCUSDT", "ETHUSDT"],
+        "ETHUSDT",
+        "BTCUSDT",
+        ["1s", "1m", "5m"],
+        "1m",
+    )
+    ds = source_choices("m21", "SOLUSDT", "BTCUSDT", "1s", ("1s", "1m", "5m"))
+    assert ds == (
+        ["BTCUSDT", "ETHUSDT"],
+        "BTCUSDT",
+        "ETHUSDT",
+        ["1h", "4h", "1d"],
+        "1h",
+    )
+    assert source_choices("gone", "A", "B", "1s", ("1s",)) is None

@@ -1,0 +1,157 @@
+"""Pair panel data: URL parsing, never building on the refresh path, bands, payloads, KPIs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from dashapp import pairview
+from dashapp.params import BadParam
+from tests.dashapp.dash_fakes import FakeServices
+
+SYMS = ["BTCUSDT", "ETHUSDT", "SOLUSDT"]
+
+
+def test_parse_query_valid_and_canonical_query():
+    sel, notes = pairview.parse_query(
+        {"a": "ethusdt", "b": "BTCUSDT", "tf": "1m", "w": "30", "reg": "kalman", "prices": "log"},
+        SYMS,
+    )
+    assert notes == []
+    assert (sel.a, sel.b, sel.tf, sel.window, sel.regression, sel.prices) == (
+        "ETHUSDT",
+        "BTCUSDT",
+        "1m",
+        30,
+        "kalman",
+        "log",
+    )
+    assert sel.query() == "?a=ETHUSDT&b=BTCUSDT&tf=1m&w=30&reg=kalman&prices=log"
+    assert pairview.parse_query({}, SYMS) == (pairview.Selection("BTCUSDT", "ETHUSDT"), [])
+
+
+def test_parse_query_bad_values_fall_back_with_notes():
+    sel, notes = pairview.parse_query(
+        {"a": "DOGEUSDT", "w": "2", "tf": "3m", "reg": "lasso", "prices": "sqrt"}, SYMS
+    )
+    assert sel == pairview.Selection("BTCUSDT", "ETHUSDT")
+    text = " | ".join(notes)
+    assert "a: DOGEUSDT is not ingested" in text and "(using BTCUSDT)" in text
+    assert "w: must be between 3 and 3600, got 2" in text
+    assert "tf: '3m' is not one of 1s, 1m, 5m" in text
+    assert "regression: 'lasso'" in text and "prices: 'sqrt'" in text
+    sel, notes = pairview.parse_query({"a": "ETHUSDT", "b": "ETHUSDT"}, SYMS)
+    assert (sel.a, sel.b) == ("BTCUSDT", "ETHUSDT") and "both ETHUSDT" in notes[0]
+
+
+@pytest.mark.parametrize(
+    "values, param",
+    [
+        ({"a": "BTCUSDT", "b": "BTCUSDT"}, "b"),
+        ({"a": "BTCUSDT", "b": "ETHUSDT", "w": "x"}, "w"),
+        ({"a": "BTCUSDT", "b": "ETHUSDT", "k": "9"}, "k"),
+        ({"a": "BTCUSDT", "b": "ETHUSDT", "entry": "abc"}, "entry"),
+        ({"a": "BTCUSDT", "b": "ETHUSDT", "mode": "pie"}, "mode"),
+        ({"a": None, "b": "ETHUSDT"}, "a"),
+    ],
+)
+def test_validate_names_the_bad_control(values, param):
+    with pytest.raises(BadParam) as err:
+        pairview.validate(values, SYMS)
+    assert err.value.param == param
+
+
+def test_cached_snapshot_never_builds():
+    svc = FakeServices(600)
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30)
+    assert pairview.cached_snapshot(svc.engine, sel) is None
+    assert svc.engine.tracked_pairs() == []
+    svc.engine.pair(*sel.engine_args())
+    assert pairview.cached_snapshot(svc.engine, sel) is not None
+
+
+def test_spread_bands_agree_with_the_zscore():
+    svc = FakeServices(900)
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=40)
+    s = svc.engine.pair(*sel.engine_args()).series
+    mean, up, dn = pairview.spread_bands(np.asarray(s.spread), 40, 2.0)
+    z = (np.asarray(s.spread) - mean) / ((up - mean) / 2.0)
+    ok = np.isfinite(s.zscore)
+    assert ok.sum() > 800
+    np.testing.assert_allclose(z[ok], np.asarray(s.zscore)[ok], rtol=1e-6, atol=1e-6)
+
+
+def test_full_figures_downsample_and_full_resolution_on_zoom():
+    svc = FakeServices(5_000)
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=60)
+    snap = svc.engine.pair(*sel.engine_args())
+    figs = pairview.full_figures(snap, None, None, sel)
+    assert set(figs) == {"price", "spread", "z", "corr", "beta"}
+    assert len(figs["z"]["data"][0]["x"]) <= pairview.MAX_POINTS
+    ts = np.asarray(snap.series.ts)
+    lo, hi = float(ts[2_000]), float(ts[2_300])
+    zoomed = pairview.full_figures(snap, None, None, sel, x_range=(lo, hi))
+    xs = np.asarray(zoomed["z"]["data"][0]["x"])
+    inside = xs[(xs >= lo) & (xs <= hi)]
+    assert len(inside) == 301  # every bar of the visible range
+    assert zoomed["beta"]["layout"]["xaxis"]["range"] == [lo, hi]
+
+
+def test_bar_close_payloads_are_the_new_points():
+    svc = FakeServices(600)
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30)
+    snap = svc.engine.pair(*sel.engine_args())
+    drawn_ts = int(snap.series.ts[-1])
+    svc.advance(3)
+    snap = svc.engine.pair(*sel.engine_args())
+    p = pairview.bar_close_payloads(snap, drawn_ts, sel, live=(1.0, 0.5))
+    upd, idx, maxp = p["z"]
+    assert idx == [0, 1] and maxp == {
+        "x": [pairview.MAX_BROWSER_POINTS, 1],
+        "y": [pairview.MAX_BROWSER_POINTS, 1],
+    }
+    assert upd["x"][0] == snap.series.ts[-3:].tolist()
+    np.testing.assert_allclose(upd["y"][0], snap.series.zscore[-3:])
+    assert upd["x"][1] == [1.0] and upd["y"][1] == [0.5]
+    s_upd, s_idx, _ = p["spread"]
+    mean, _, _ = pairview.spread_bands(np.asarray(snap.series.spread), 30, sel.k)
+    np.testing.assert_allclose(s_upd["y"][1], mean[-3:])
+    assert s_idx == [0, 1, 2, 3]
+    assert set(p) == {"spread", "z", "corr", "beta", "price"}
+    assert pairview.bar_close_payloads(snap, int(snap.series.ts[-1]), sel) == {}
+
+
+def test_bar_kpis_r2_is_squared_correlation_for_ols():
+    svc = FakeServices(800)
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=50)
+    snap = svc.engine.pair(*sel.engine_args())
+    k = pairview.bar_kpis(snap, sel)
+    pa, pb = snap.series.price_a[-50:], snap.series.price_b[-50:]
+    assert k["r2"] == pytest.approx(np.corrcoef(pa, pb)[0, 1] ** 2, rel=1e-6)
+    assert k["beta"] == pytest.approx(snap.series.beta[-1])
+    assert k["half_life"] > 0
+
+
+def test_collecting_messages_until_ready():
+    svc = FakeServices(70)
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=60)
+    snap = svc.engine.pair(*sel.engine_args())
+    c = pairview.collecting(snap, sel)
+    assert c["beta"] is None and c["corr"] is None and c["spread"] is None
+    assert c["z"] == "collecting: 70 of 119 bars"
+    assert c["adf"] is None
+
+
+def test_alert_rule_prefill():
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", "1m", 90, "huber", "log", entry=2.5)
+    assert pairview.alert_rule(sel) == {
+        "metric": "zscore",
+        "a": "BTCUSDT",
+        "b": "ETHUSDT",
+        "timeframe": "1m",
+        "window": 90,
+        "regression": "huber",
+        "prices": "log",
+        "op": "crosses_above",
+        "threshold": 2.5,
+    }
