@@ -97,6 +97,8 @@ def parse_since(raw: str | None) -> int | None:
         return None
     text = raw.strip()
     if text.lstrip("-").isdigit():
+        if len(text) > 16:
+            raise BadParam("since", "epoch milliseconds out of range")
         return int(text)
     try:
         ts = pd.Timestamp(text)
@@ -122,7 +124,10 @@ def _int_arg(args, name: str, default: int | None, lo: int, hi: int) -> int | No
 
 
 def _body():
-    data = flask.request.get_json(silent=True)
+    try:
+        data = flask.request.get_json(silent=True)
+    except RecursionError:  # absurdly nested JSON: json's decoder gives up, not silently
+        raise RuleError("body", "JSON nested too deeply") from None
     if not isinstance(data, dict):
         raise RuleError("body", "must be a JSON object (Content-Type: application/json)")
     return data

@@ -41,6 +41,8 @@ def feed_badge(feed: dict) -> dbc.Badge:
         return dbc.Badge(text[:120], color="warning", className="p-2")
     if feed.get("connected"):
         text = f"LIVE · {feed['msgs_per_s']:,.0f} msg/s"
+        if feed.get("replay_speed") is not None:
+            text = f"REPLAY ×{feed['replay_speed']:g} · {feed['msgs_per_s']:,.0f} msg/s"
         if feed.get("lag_ms") is not None:
             text += f" · lag {feed['lag_ms']:,} ms"
         return dbc.Badge(text, color="success", className="p-2")

@@ -183,6 +183,12 @@ class Runtime:
         """The JSON of ``GET /api/health`` (see README, "Health")."""
         if self.feed is not None:
             feed = self.feed.status().as_dict()
+            if self.replay is not None:
+                feed["replay_speed"] = self.cfg.replay_speed
+                if self.cfg.replay_speed != 1:
+                    # Replayed trade times advance `speed` times faster than the wall
+                    # clock, so now - T says nothing about the feed: no lag figure.
+                    feed["lag_ms"] = None
             feed["gaps_detected"] = feed["gaps"]
             feed["gaps_filled"] = 0
             if self.backfill is not None:

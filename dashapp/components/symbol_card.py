@@ -108,7 +108,9 @@ def feed_values(feed: dict) -> tuple[dict[str, str], dict[str, str]]:
         if ok
         else "DISCONNECTED · retrying · " + str(feed.get("error") or "")[:60],
         "rate": f"{feed.get('msgs_per_s', 0):,.0f} msg/s",
-        "lag": f"lag {'–' if lag is None else f'{lag:,} ms'}",
+        "lag": f"lag {'–' if lag is None else f'{lag:,} ms'}"
+        if feed.get("replay_speed") in (None, 1)
+        else f"replay ×{feed['replay_speed']:g}",
         "reconnects": f"reconnects {feed.get('reconnects', 0):,}",
         "gaps": f"gaps {feed.get('gaps', 0):,}",
     }
