@@ -59,6 +59,9 @@ class BenchServices:
     def __init__(self, engine: MarketEngine, ingestor: Ingestor) -> None:
         self.engine, self.ingestor = engine, ingestor
 
+    def feed_health(self) -> dict:
+        return self.health()["feed"]
+
     def health(self) -> dict:
         now = self.ingestor.exchange_now_ms()
         return {

@@ -18,27 +18,20 @@ is a 400 ``{"error": "...", "param": "..."}``; too little data yet is a 409 with
 
 from __future__ import annotations
 
-import io
 import logging
 
 import flask
-import numpy as np
 import orjson
 import pandas as pd
 
 from analytics.errors import InsufficientData
 from dashapp import alerts_api, data_api, params, queries, trader_api
+from dashapp.downloads import file_stem, frame_bytes, iso_ms
 from dashapp.params import BadParam
 from dashapp.services import get_services
 
 log = logging.getLogger(__name__)
 bp = flask.Blueprint("api", __name__, url_prefix="/api")
-
-
-def iso_ms(ts_ms: np.ndarray) -> np.ndarray:
-    """Epoch milliseconds -> ``YYYY-MM-DDTHH:MM:SS.mmmZ`` strings."""
-    dt = np.asarray(ts_ms, dtype="int64").astype("datetime64[ms]")
-    return np.char.add(np.datetime_as_string(dt, unit="ms"), "Z")
 
 
 def _json(payload, status: int = 200) -> flask.Response:
@@ -48,14 +41,12 @@ def _json(payload, status: int = 200) -> flask.Response:
 
 def table_response(frame: pd.DataFrame, fmt: str, filename: str) -> flask.Response:
     """A frame with an int ``ts`` (epoch ms) column as JSON records or CSV."""
-    out = frame.copy()
-    out["ts"] = iso_ms(out["ts"].to_numpy())
     if fmt == "csv":
-        buf = io.StringIO()
-        out.to_csv(buf, index=False, float_format="%.10g", na_rep="")
-        resp = flask.Response(buf.getvalue(), mimetype="text/csv")
+        resp = flask.Response(frame_bytes(frame, "csv"), mimetype="text/csv")
         resp.headers["Content-Disposition"] = f'attachment; filename="{filename}.csv"'
         return resp
+    out = frame.copy()
+    out["ts"] = iso_ms(out["ts"].to_numpy())
     # orjson writes NaN/inf as null, which is what "not defined yet" means here.
     names = list(out.columns)
     columns = [out[c].to_numpy().tolist() for c in names]
@@ -106,7 +97,7 @@ def bars():
     tf = _timeframe(a, dataset)
     fmt = params.fmt(a)
     frame = queries.bars_frame(symbol, tf, dataset=dataset)
-    return table_response(frame, fmt, queries.file_stem("bars", [symbol], tf, frame))
+    return table_response(frame, fmt, file_stem("bars", [symbol], tf, frame["ts"].to_numpy()))
 
 
 def _pair_args(a, *, dataset: str | None = None) -> dict:
@@ -133,7 +124,7 @@ def pair():
     fmt = params.fmt(a)
     frame = queries.pair_frame(**args, dataset=dataset)
     return table_response(
-        frame, fmt, queries.file_stem("pair", [args["a"], args["b"]], args["tf_ms"], frame)
+        frame, fmt, file_stem("pair", [args["a"], args["b"]], args["tf_ms"], frame["ts"].to_numpy())
     )
 
 

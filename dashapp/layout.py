@@ -46,4 +46,4 @@ def shell() -> html.Div:
 )
 def refresh_feed_badge(_n):
     """Every page shows whether the feed is live, in the navbar."""
-    return feed_badge(get_services().health()["feed"])
+    return feed_badge(get_services().feed_health())

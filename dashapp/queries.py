@@ -127,15 +127,3 @@ def adf_report(a: str, b: str, tf_ms: int, window: int, regression: str, prices:
         "halflife": hl.bars if np.isfinite(hl.bars) else None,
         "halflife_seconds": hl.bars * tf_ms / 1000 if np.isfinite(hl.bars) else None,
     }
-
-
-def file_stem(kind: str, symbols: list[str], tf_ms: int, frame: pd.DataFrame) -> str:
-    """``pair_BTCUSDT-ETHUSDT_1s_20240808T235415Z-20240809T000505Z``."""
-    rng = "empty"
-    if len(frame):
-        ts = frame["ts"].to_numpy()
-        fmt = "%Y%m%dT%H%M%SZ"
-        start = pd.Timestamp(int(ts[0]), unit="ms").strftime(fmt)
-        end = pd.Timestamp(int(ts[-1]), unit="ms").strftime(fmt)
-        rng = f"{start}-{end}"
-    return f"{kind}_{'-'.join(symbols)}_{format_timeframe(tf_ms)}_{rng}"

@@ -35,7 +35,7 @@ from urllib.parse import quote
 
 import numpy as np
 
-from analytics.bars import Bars
+from analytics.bars import BAR_FIELDS, Bars
 from analytics.upload import OhlcUpload
 
 __all__ = ["DATASET_RE", "DatasetError", "DatasetInfo", "DatasetStore", "iso_utc"]
@@ -80,17 +80,9 @@ CREATE TABLE IF NOT EXISTS dataset_bars (
     PRIMARY KEY (dataset, symbol, ts)
 ) WITHOUT ROWID;
 """
-_BAR_COLS = (
-    "ts",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trades",
-    "buy_volume",
-)
+#: The stored columns of a dataset bar: ``BAR_FIELDS`` without the trade-id range, which
+#: an uploaded OHLC file does not have.
+_BAR_COLS = tuple(f for f in BAR_FIELDS if f not in ("first_id", "last_id"))
 
 
 class DatasetError(ValueError):

@@ -181,6 +181,37 @@ class Runtime:
     # ------------------------------------------------------------------ health
     def health(self) -> dict:
         """The JSON of ``GET /api/health`` (see README, "Health")."""
+        store = {"rows": self.ingestor.total_ticks(), **self.store.status()}
+        symbols = {}
+        for sym, ring in self.ingestor.rings.items():
+            last = ring.last()
+            symbols[sym] = {
+                "last_price": None if last is None else last.price,
+                "last_trade_id": None if last is None else last.trade_id,
+                "last_trade_ms": None if last is None else last.time_ms,
+                "ticks": self.ingestor.ticks_held(sym),
+                "ring": len(ring),
+                "msgs_per_s": self.ingestor.rate(sym),
+            }
+        return {
+            "feed": self.feed_health(store),
+            "symbols": symbols,
+            "store": store,
+            "replay": None if self.replay is None else self.replay.status(),
+            "started_ms": self.started_ms,
+            "restore": None if self.ingestor.restored is None else {
+                "bars": self.ingestor.restored.bars,
+                "trades_replayed": self.ingestor.restored.trades_replayed,
+                "ring_ticks": self.ingestor.restored.ring_ticks,
+                "seconds": round(self.ingestor.restored.seconds, 3),
+            },
+        }
+
+    def feed_health(self, store: dict | None = None) -> dict:
+        """The ``feed`` part of :meth:`health`, alone: what the badges poll every
+        500 ms / 1 s, without reading every ring and the replay's status."""
+        if store is None:
+            store = self.store.status()
         if self.feed is not None:
             feed = self.feed.status().as_dict()
             if self.replay is not None:
@@ -218,31 +249,7 @@ class Runtime:
                 if self.follower is not None
                 else "not started",
             }
-        symbols = {}
-        for sym, ring in self.ingestor.rings.items():
-            last = ring.last()
-            symbols[sym] = {
-                "last_price": None if last is None else last.price,
-                "last_trade_id": None if last is None else last.trade_id,
-                "last_trade_ms": None if last is None else last.time_ms,
-                "ticks": self.ingestor.ticks_held(sym),
-                "ring": len(ring),
-                "msgs_per_s": self.ingestor.rate(sym),
-            }
-        store = {"rows": self.ingestor.total_ticks(), **self.store.status()}
         # The feed card and badge get only ``feed``: they must still say when ticks
         # are held in memory because the store cannot write.
         feed["store"] = {k: store[k] for k in ("writable", "last_error", "pending")}
-        return {
-            "feed": feed,
-            "symbols": symbols,
-            "store": store,
-            "replay": None if self.replay is None else self.replay.status(),
-            "started_ms": self.started_ms,
-            "restore": None if self.ingestor.restored is None else {
-                "bars": self.ingestor.restored.bars,
-                "trades_replayed": self.ingestor.restored.trades_replayed,
-                "ring_ticks": self.ingestor.restored.ring_ticks,
-                "seconds": round(self.ingestor.restored.seconds, 3),
-            },
-        }
+        return feed

@@ -155,7 +155,7 @@ def refresh_markets(_n, tf, min_trades, min_volume, state):
     """Tick-level widgets of the markets page, every 500 ms (and on a filter change)."""
     services = get_services()
     up = marketsview.refresh(services, tf, min_trades, min_volume, state)
-    feed = services.health()["feed"]
+    feed = services.feed_health()
     badge_text, badge_color = feed_values(feed)
     badges = [i["index"] for i in _ids(Markets.feed("")["type"])]
     syms = [i["index"] for i in _ids(Markets.price("")["type"])]

@@ -102,6 +102,9 @@ class FakeServices:
                 self.tick(sym, ring.last().price * (1 + drift), self.now_ms)
         self.engine.on_clock(self.now_ms + 1000)
 
+    def feed_health(self) -> dict:
+        return self.health()["feed"]
+
     def health(self) -> dict:
         return {
             "feed": {
