@@ -250,19 +250,20 @@ class Bars:
         data["vwap"] = self.vwap
         return pd.DataFrame(data, index=index)
 
-    def _take(self, sl: slice) -> Bars:
+    def take(self, sl: slice) -> Bars:
+        """The bars of a slice of rows (e.g. ``slice(i, j)``), validated like any other."""
         return Bars(**{f: getattr(self, f)[sl] for f in BAR_FIELDS}, tf_ms=self.tf_ms)
 
     def tail(self, n: int) -> Bars:
         """The last ``n`` bars (all of them if there are fewer)."""
         if n < 0:
             raise ValueError(f"tail(n) needs n >= 0, got {n}")
-        return self._take(slice(max(len(self) - n, 0), None))
+        return self.take(slice(max(len(self) - n, 0), None))
 
     def since(self, ts_ms: int) -> Bars:
         """Bars whose bucket starts at or after ``ts_ms``."""
         first = int(np.searchsorted(self.ts, ts_ms, side="left"))
-        return self._take(slice(first, None))
+        return self.take(slice(first, None))
 
     def concat(self, other: Bars) -> Bars:
         """``self`` followed by ``other``; ``other`` must start strictly later.

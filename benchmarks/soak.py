@@ -14,15 +14,22 @@ polling like an open browser tab; memory must stay flat and latency must not dri
   leaves the flat-memory check to see leaks, not a buffer filling up;
 * a headless Chromium tab keeps the markets page open (its callbacks fire every
   500 ms, the navbar badge every second, timed from the browser), and this process
-  calls ``GET /api/health`` every 500 ms, ``/api/bars`` (1 m) and ``/api/pair`` every 5 s;
+  calls ``GET /api/health`` every 500 ms and, every 5 s, the latest 500 1 m bars and
+  the latest 600 rows of the 1 s pair (``limit=``), as a researcher's poller would:
+  fixed-size requests, whose latency must not drift;
+* once a minute it also pulls the whole day of the 1 s pair (``/api/pair`` without
+  ``limit``), reported apart with its row count: that request grows with the day held
+  (at ~38x replay speed a day of 1 s bars fills in ~38 minutes), so its latency rises
+  by design and is not a drift; it is there so the memory check sees its peak too;
 * every minute (every 15 s for runs under 5 minutes) it prints the app's RSS
   (``/proc/PID/status`` VmRSS), msgs/s, stored rows, gaps, and p50/p99/max latency of
-  the API requests and of the page's callbacks in that interval.
+  the fixed-size API requests, of the page's callbacks, and the day pull's.
 
 Verdicts: memory growth over the last 20 minutes (or the part of the run after the
 warm-up, if shorter) below 5 %; latency not drifting: the pooled p99 of the last third
-of the post-warm-up intervals within 2x (or +20 ms) of the first third's, for the API
-requests and for the page's callbacks alike. The LAST line is one JSON object with every figure.
+of the post-warm-up intervals within 2x (or +20 ms) of the first third's, for the
+fixed-size API requests and for the page's callbacks alike. The LAST line is one JSON
+object with every figure.
 """
 
 from __future__ import annotations
@@ -68,7 +75,8 @@ class Poller(threading.Thread):
     page open: its own ``dcc.Interval`` fires the page's callbacks every 500 ms and the
     navbar badge's every second, exactly as for a user. Each ``/_dash-update-component``
     round trip is timed from the browser's request timing. Beside it, this thread
-    calls ``GET /api/health`` every 500 ms and ``/api/bars`` and ``/api/pair`` every 5 s.
+    calls ``GET /api/health`` every 500 ms, the latest bars and pair rows every 5 s,
+    and the whole day's pair once a minute (kept apart in ``day_pulls``).
     """
 
     def __init__(self, url: str) -> None:
@@ -80,6 +88,7 @@ class Poller(threading.Thread):
         self.lock = threading.Lock()
         self.latencies: list[float] = []  # API, ms
         self.callback_latencies: list[float] = []  # Dash callbacks in the browser, ms
+        self.day_pulls: list[tuple[float, int]] = []  # whole-day pair: (ms, rows)
         self.errors: list[str] = []
         self.requests = 0
         self.stop_event = threading.Event()
@@ -89,10 +98,11 @@ class Poller(threading.Thread):
             target=self._browse, name="soak-browser", daemon=True
         )
 
-    def take(self) -> tuple[list[float], list[float], list[str]]:
+    def take(self) -> tuple[list[float], list[float], list[tuple[float, int]], list[str]]:
         with self.lock:
-            out = self.latencies, self.callback_latencies, self.errors
+            out = self.latencies, self.callback_latencies, self.day_pulls, self.errors
             self.latencies, self.callback_latencies, self.errors = [], [], []
+            self.day_pulls = []
         return out
 
     def _error(self, text: str) -> None:
@@ -138,15 +148,18 @@ class Poller(threading.Thread):
                 page.wait_for_timeout(500)  # the page polls itself meanwhile
             browser.close()
 
-    def _hit(self, path: str):
+    def _hit(self, path: str, day: bool = False):
         t = time.perf_counter()
         try:
-            r = self.s.get(self.url + path, timeout=15)
+            r = self.s.get(self.url + path, timeout=30)
+            body = r.content  # a streamed body is timed to its last byte
             dt = (time.perf_counter() - t) * 1000
             with self.lock:
                 self.requests += 1
                 if r.status_code != 200:
                     self.errors.append(f"{path}: HTTP {r.status_code}")
+                elif day:
+                    self.day_pulls.append((dt, body.count(b'"ts":')))
                 else:
                     self.latencies.append(dt)
             return r
@@ -165,8 +178,10 @@ class Poller(threading.Thread):
             if r is not None and r.status_code == 200:
                 self.health = r.json()
             if tick % 10 == 0:
-                self._hit("/api/bars?symbol=BTCUSDT&timeframe=1m")
-                self._hit("/api/pair?a=BTCUSDT&b=ETHUSDT&timeframe=1s&window=60")
+                self._hit("/api/bars?symbol=BTCUSDT&timeframe=1m&limit=500")
+                self._hit("/api/pair?a=BTCUSDT&b=ETHUSDT&timeframe=1s&window=60&limit=600")
+            if tick % 120 == 60:
+                self._hit("/api/pair?a=BTCUSDT&b=ETHUSDT&timeframe=1s&window=60", day=True)
             next_t += POLL_S
             self.stop_event.wait(max(0.0, next_t - time.monotonic()))
         self.browser_thread.join(30)
@@ -270,7 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             f"{'min':>6} {'rss MB':>8} {'msgs/s':>8} {'rows':>11} {'gaps':>5} "
             f"{'api n':>6} {'p50':>6} {'p99':>6} {'max':>6} {'cb n':>5} {'cb p50':>6} "
-            f"{'cb p99':>6} {'err':>4}   (latencies in ms)"
+            f"{'cb p99':>6} {'day rows':>8} {'day ms':>7} {'trim MB':>7} {'err':>4}"
+            "   (latencies in ms; trim: freed heap the app gave back so far)"
         )
         print(header, flush=True)
         started = time.monotonic()
@@ -280,7 +296,7 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(max(0.0, min(next_sample, end) - time.monotonic()))
             if app.poll() is not None:
                 raise RuntimeError(f"app died: {(tmp / 'app.log').read_text()[-2000:]}")
-            lat, cb, err = poller.take()
+            lat, cb, day, err = poller.take()
             h = poller.health
             row = {
                 "minute": round((time.monotonic() - started) / 60, 2),
@@ -290,6 +306,11 @@ def main(argv: list[str] | None = None) -> int:
                 "gaps": (h.get("feed") or {}).get("gaps"),
                 "latency_ms": _pct(lat),
                 "callback_ms": _pct(cb),
+                "trimmed_mb": ((h.get("process") or {}).get("heap_trim") or {}).get(
+                    "released_mb"
+                ),
+                "day_pull_rows": day[-1][1] if day else None,
+                "day_pull_ms": round(max(d[0] for d in day), 1) if day else None,
                 "errors": len(err),
                 "error_samples": err[:3],
             }
@@ -302,7 +323,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{row['rows'] or 0:>11,} {row['gaps'] or 0:>5} {L['n']:>6} "
                 f"{L['p50'] or 0:>6.1f} {L['p99'] or 0:>6.1f} {L['max'] or 0:>6.1f} "
                 f"{C['n']:>5} {C['p50'] or 0:>6.1f} {C['p99'] or 0:>6.1f} "
-                f"{row['errors']:>4}",
+                f"{row['day_pull_rows'] or 0:>8,} {row['day_pull_ms'] or 0:>7.1f} "
+                f"{row['trimmed_mb'] or 0:>7.1f} {row['errors']:>4}",
                 flush=True,
             )
             for e in row["error_samples"]:
@@ -360,6 +382,9 @@ def main(argv: list[str] | None = None) -> int:
         "p99_ms_first_third": p99_first,
         "p99_ms_last_third": p99_last,
         "p99_ms": [r["latency_ms"]["p99"] for r in rows],
+        "day_pull_rows": [r["day_pull_rows"] for r in rows],
+        "day_pull_ms": [r["day_pull_ms"] for r in rows],
+        "heap_trimmed_mb": rows[-1]["trimmed_mb"] if rows else None,
         "callback_p99_ms_first_third": cb_first,
         "callback_p99_ms_last_third": cb_last,
         "callback_p50_ms": [r["callback_ms"]["p50"] for r in rows],

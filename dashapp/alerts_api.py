@@ -33,6 +33,7 @@ import orjson
 import pandas as pd
 
 from analytics.alerts import RuleError
+from dashapp import params
 from dashapp.downloads import file_stem, frame_bytes, iso_ms
 from dashapp.params import BadParam
 from dashapp.services import get_services
@@ -89,38 +90,6 @@ def events_frame(events) -> pd.DataFrame:
             "rule": [e.description for e in events],
         }
     )
-
-
-def parse_since(raw: str | None) -> int | None:
-    """``since``: epoch milliseconds or an ISO-8601 time (UTC if no offset)."""
-    if raw is None or raw.strip() == "":
-        return None
-    text = raw.strip()
-    if text.lstrip("-").isdigit():
-        if len(text) > 16:
-            raise BadParam("since", "epoch milliseconds out of range")
-        return int(text)
-    try:
-        ts = pd.Timestamp(text)
-        if ts is pd.NaT:
-            raise ValueError("not a time")
-        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-        return int(ts.to_pydatetime().timestamp() * 1000)
-    except (ValueError, TypeError, OverflowError):
-        raise BadParam("since", f"{text[:40]!r} is neither epoch ms nor ISO-8601") from None
-
-
-def _int_arg(args, name: str, default: int | None, lo: int, hi: int) -> int | None:
-    raw = args.get(name)
-    if raw is None or raw.strip() == "":
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        raise BadParam(name, f"{raw[:40]!r} is not an integer") from None
-    if not lo <= value <= hi:
-        raise BadParam(name, f"must be between {lo} and {hi}, got {value}")
-    return value
 
 
 def _body():
@@ -187,13 +156,11 @@ def delete_rule(rule_id: int):
 @bp.route("/events", methods=["GET"])
 def events():
     a = flask.request.args
-    since = parse_since(a.get("since"))
-    after_id = _int_arg(a, "after_id", None, 0, 2**62)
-    rule_id = _int_arg(a, "rule_id", None, 0, 2**62)
-    limit = _int_arg(a, "limit", 1000, 1, 10_000)
-    fmt = (a.get("format") or "json").strip().lower()
-    if fmt not in ("json", "csv"):
-        raise BadParam("format", f"{fmt[:40]!r} is not one of json, csv")
+    since = params.time_ms(a, "since")
+    after_id = params.integer(a, "after_id", None, 0, 2**62)
+    rule_id = params.integer(a, "rule_id", None, 0, 2**62)
+    limit = params.integer(a, "limit", 1000, 1, 10_000)
+    fmt = params.fmt(a)
     evs = get_services().alerts.events(
         since_ms=since, after_id=after_id, rule_id=rule_id, limit=limit
     )

@@ -121,6 +121,7 @@ class Data:
     UPLOAD_SYMBOL = "data-upload-symbol"
     UPLOAD_DATASET = "data-upload-dataset"
     UPLOAD_RESULT = "data-upload-result"
+    UPLOAD_TOO_BIG = "data-upload-too-big"
     DATASETS = "data-datasets"  # the dataset list (children)
     DELETE = "data-delete"
     DATASETS_VERSION = "data-datasets-version"  # dcc.Store bumped on upload/delete

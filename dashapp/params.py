@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 
+import pandas as pd
+
 from analytics.pair import PRICE_MODES, REGRESSIONS
 from analytics.timeframes import parse_timeframe
 
@@ -15,6 +17,9 @@ SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 MAX_WINDOW = 86_400
 FORMATS = ("json", "csv")
 MAX_TF_MS = 86_400_000
+MAX_LIMIT = 1_000_000
+# Epoch ms of 1970-01-01 .. 9999-12-31: anything outside is a typo (seconds, ns), not a time.
+MAX_EPOCH_MS = 253_402_300_799_999
 
 
 class BadParam(ValueError):
@@ -50,7 +55,8 @@ def timeframe(args, name: str = "timeframe", default: str = "1s") -> int:
     return tf
 
 
-def integer(args, name: str, default: int, lo: int, hi: int) -> int:
+def integer(args, name: str, default: int | None, lo: int, hi: int) -> int | None:
+    """``name`` as an int in ``[lo, hi]``; ``default`` when absent or blank."""
     raw = args.get(name)
     if raw is None or str(raw).strip() == "":
         return default
@@ -84,3 +90,38 @@ def prices(args) -> str:
 
 def fmt(args) -> str:
     return choice(args, "format", FORMATS, "json")
+
+
+def time_ms(args, name: str) -> int | None:
+    """``name`` as epoch milliseconds: given as epoch ms or ISO-8601 (UTC if no offset);
+    None when absent or blank."""
+    raw = args.get(name)
+    if raw is None or str(raw).strip() == "":
+        return None
+    text = str(raw).strip()
+    if text.lstrip("-").isdigit():
+        value = int(text) if len(text) <= 16 else MAX_EPOCH_MS + 1
+        if not 0 <= value <= MAX_EPOCH_MS:
+            raise BadParam(name, f"epoch milliseconds must be between 0 and {MAX_EPOCH_MS}")
+        return value
+    try:
+        ts = pd.Timestamp(text)
+        if ts is pd.NaT:
+            raise ValueError("not a time")
+        ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+        value = int(ts.as_unit("ms").asm8.view("i8"))  # floor; any unit, years 1-9999
+    except (ValueError, TypeError, OverflowError):
+        raise BadParam(name, f"{text[:40]!r} is neither epoch ms nor ISO-8601") from None
+    if not 0 <= value <= MAX_EPOCH_MS:
+        raise BadParam(name, f"{text[:40]!r} is before 1970 or after 9999")
+    return value
+
+
+def row_range(args) -> tuple[int | None, int | None, int | None]:
+    """``start``, ``end`` (inclusive bounds on ``ts``, epoch ms or ISO-8601) and ``limit``
+    (at most that many rows, the latest), each None when absent: what a researcher polls
+    with (``limit=600`` is the last 600 bars, whatever the day held so far)."""
+    start, end = time_ms(args, "start"), time_ms(args, "end")
+    if start is not None and end is not None and start > end:
+        raise BadParam("end", "must not be before start")
+    return start, end, integer(args, "limit", None, 1, MAX_LIMIT)

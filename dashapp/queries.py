@@ -19,28 +19,47 @@ BAR_COLUMNS = (
 )
 
 
-def bars_frame(symbol: str, tf_ms: int, dataset: str | None = None) -> pd.DataFrame:
+def rows_in(ts: np.ndarray, start: int | None, end: int | None, limit: int | None) -> slice:
+    """The rows of an increasing ``ts`` with ``start <= ts <= end``, the last ``limit``
+    of them: a slice, so callers cut their columns before building anything (O(rows
+    kept), whatever the day held)."""
+    lo = 0 if start is None else int(np.searchsorted(ts, start, side="left"))
+    hi = len(ts) if end is None else int(np.searchsorted(ts, end, side="right"))
+    if limit is not None:
+        lo = max(lo, hi - limit)
+    return slice(lo, max(lo, hi))
+
+
+def bars_frame(
+    symbol: str, tf_ms: int, dataset: str | None = None,
+    start: int | None = None, end: int | None = None, limit: int | None = None,
+) -> pd.DataFrame:
     """Closed bars of the last day (or of an uploaded dataset), with an int ``ts``
-    (bucket start, epoch ms) column."""
+    (bucket start, epoch ms) column; ``start``/``end``/``limit`` as in :func:`rows_in`."""
     if dataset is not None:
         bars = dataset_bars(dataset, symbol, tf_ms)
     else:
         bars = get_services().engine.bars(symbol, tf_ms)
-    cols = bars.columns()
-    data = {c: cols[c] for c in BAR_COLUMNS if c != "vwap"}
-    data["vwap"] = bars.vwap
-    return pd.DataFrame({c: data[c] for c in BAR_COLUMNS})
+    bars = bars.take(rows_in(bars.ts, start, end, limit))
+    cols = {**bars.columns(), "vwap": bars.vwap}
+    return pd.DataFrame({c: cols[c] for c in BAR_COLUMNS})
 
 
 def pair_frame(
     a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
     dataset: str | None = None,
+    start: int | None = None, end: int | None = None, limit: int | None = None,
 ) -> pd.DataFrame:
-    """The pair series (columns ``PAIR_COLUMNS``) of live data, or of an uploaded dataset."""
+    """The pair series (columns ``PAIR_COLUMNS``) of live data, or of an uploaded dataset;
+    ``start``/``end``/``limit`` pick rows as in :func:`rows_in`. The statistics are
+    trailing, so a cut of the series equals the same rows of the whole."""
     if dataset is not None:
-        return dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
-    snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
-    return snap.frame()
+        frame = dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
+        keep = rows_in(frame["ts"].to_numpy(), start, end, limit)
+        return frame.iloc[keep].reset_index(drop=True)
+    series = get_services().engine.pair(a, b, tf_ms, window, regression, prices).series
+    keep = rows_in(series.ts, start, end, limit)
+    return pd.DataFrame({c: getattr(series, c)[keep] for c in PAIR_COLUMNS})
 
 
 def dataset_info(dataset: str):
@@ -93,19 +112,26 @@ def dataset_pair_frame(
     return series.to_frame()
 
 
-def adf_report(a: str, b: str, tf_ms: int, window: int, regression: str, prices: str) -> dict:
-    """ADF of the spread, Engle-Granger cointegration and half-life over the last day.
+def adf_report(
+    a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+    dataset: str | None = None,
+) -> dict:
+    """ADF of the spread, Engle-Granger cointegration and half-life over the last day
+    (or over all of an uploaded dataset's bars).
 
     The ADF runs on the pair's trailing spread series (each point with its own trailing
     beta, exactly as charted); the Engle-Granger test runs on the aligned prices
     (raw or log as chosen) and is the one to trust for cointegration, because an ADF on
     residuals of a fitted regression is biased towards rejecting the unit root.
     """
-    snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
-    series = snap.series
-    spread = series.spread[np.isfinite(series.spread)]
+    if dataset is None:
+        series = get_services().engine.pair(a, b, tf_ms, window, regression, prices).series
+        spread, pa, pb = series.spread, series.price_a, series.price_b
+    else:
+        frame = dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
+        spread, pa, pb = (frame[c].to_numpy() for c in ("spread", "price_a", "price_b"))
+    spread = spread[np.isfinite(spread)]
     adf = adf_test(spread)
-    pa, pb = series.price_a, series.price_b
     if prices == "log":
         pa, pb = np.log(pa), np.log(pb)
     coint = coint_test(pa, pb)
@@ -113,6 +139,7 @@ def adf_report(a: str, b: str, tf_ms: int, window: int, regression: str, prices:
     return {
         "a": a,
         "b": b,
+        "dataset": dataset,
         "timeframe": format_timeframe(tf_ms),
         "window": window,
         "regression": regression,

@@ -216,6 +216,8 @@ NODES = [
       "alert_* · dataset_*"), "ingest", 2, 3, kind="file"),
     N("alert_store", "alert_store.py", ("AlertStore: rules, state,", "events in the DB file",
       "(own connection, WAL)"), "ingest", 3, 3, "ingest/alert_store.py"),
+    N("memory", "memory.py", ("HeapTrimmer (Runtime starts it):", "malloc_trim every 30 s,",
+      "RSS → health \"process\""), "ingest", 1, 4, "ingest/memory.py"),
     N("alert_service", "alert_service.py", ("AlertService thread: rules", "on new ticks + every",
       "closed bar (alerts.py)"), "ingest", 3, 4, "ingest/alert_service.py"),
     # outside the packages
@@ -388,6 +390,7 @@ EDGES = [
       ("b", .5), ("t", .5)),
     E("e_health", "services", "runtime", "health() · rings", "tick", ("l", .5), ("r", .5)),
     E("e_ring_read", "runtime", "ring", "ring.last()", "tick", ("t", .5), ("b", .5)),
+
     E("e_main", "main", "runtime", "", "uses", ("r", .5), ("t", .85),
       route=lambda L: [L.gx(3, .22), L.gy(1, .5)]),
     E("e_mview", "p_markets", "marketsview", "refresh()", "uses", ("r", .5), ("l", .5)),

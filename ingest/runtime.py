@@ -28,6 +28,7 @@ from ingest.alert_service import AlertService
 from ingest.binance import stream_url
 from ingest.datasets import DatasetStore
 from ingest.feed import TradeFeed
+from ingest.memory import HeapTrimmer, tune_malloc
 from ingest.pipeline import DbFollower, Ingestor
 from ingest.store import TickStore
 
@@ -46,6 +47,7 @@ class Runtime:
     """Everything that ingests, stores and computes, minus the web server."""
 
     def __init__(self, cfg) -> None:
+        tune_malloc()  # before any thread of ours exists (ingest/memory.py)
         self.cfg = cfg
         self.replay = None
         self.feed: TradeFeed | None = None
@@ -95,6 +97,7 @@ class Runtime:
         self.alerts = AlertService(self.engine, self.ingestor, cfg.db, evaluate=cfg.ingest)
         self.feed_url: str | None = None
         self.started_ms = int(time.time() * 1000)
+        self.memory = HeapTrimmer()
         # Dash background callbacks (ADF, backtests, screens) run in forked processes.
         # A fork copies only the forking thread: a lock another thread held at that
         # moment would stay locked forever in the child, and SQLite connections must not
@@ -108,6 +111,7 @@ class Runtime:
         self.datasets.reset_after_fork()
 
     def start(self) -> None:
+        self.memory.start()
         if not self.store.readonly:
             self.store.start()
         self.ingestor.restore()
@@ -165,6 +169,7 @@ class Runtime:
             self.backfill.submit(symbol, first_id, last_id)
 
     def stop(self) -> None:
+        self.memory.stop()
         if self.feed is not None:
             self.feed.stop()
         if self.backfill is not None:
@@ -199,6 +204,7 @@ class Runtime:
             "store": store,
             "replay": None if self.replay is None else self.replay.status(),
             "started_ms": self.started_ms,
+            "process": self.memory.status(),
             "restore": None if self.ingestor.restored is None else {
                 "bars": self.ingestor.restored.bars,
                 "trades_replayed": self.ingestor.restored.trades_replayed,

@@ -20,6 +20,7 @@ import queue
 import sqlite3
 import threading
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
@@ -222,6 +223,31 @@ def _columns(arr: np.ndarray, cls: type):
     return cls(*(np.ascontiguousarray(arr[name]) for name in arr.dtype.names))
 
 
+class _ThreadReader:
+    """One thread's read-only connection, closed when that thread ends.
+
+    The web server runs each request in a thread of its own: a connection per thread
+    kept in a list would pile up one open SQLite connection (and its page cache) per
+    request that ever read the store. Held only by the thread's ``threading.local``
+    (the store keeps a weak reference, to close what is still open on ``close()``), it
+    is closed when the thread's locals are dropped.
+    """
+
+    __slots__ = ("conn", "__weakref__")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def __del__(self) -> None:
+        try:
+            self.conn.close()
+        except Exception:  # interpreter shutdown: nothing left to release
+            pass
+
+
 class TickStore:
     """Trades, 1 s bars and gaps in one SQLite file (WAL), written by one thread.
 
@@ -262,7 +288,7 @@ class TickStore:
         self._held = 0  # items the writer has taken off the queue but not committed
 
         self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
+        self._readers: weakref.WeakSet[_ThreadReader] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
 
         # Stats: written by the writer thread only, read anywhere.
@@ -347,9 +373,9 @@ class TickStore:
             log.warning("%s: closed before start(); %d items dropped",
                         self._path, self.pending)
         with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            conn.close()
+            readers, self._readers = list(self._readers), weakref.WeakSet()
+        for reader in readers:
+            reader.close()
         return ok
 
     def __enter__(self) -> TickStore:
@@ -620,22 +646,22 @@ class TickStore:
         """In a forked child: forget the parent's connections (never used across a fork)
         and its writer; the child only reads, through connections of its own."""
         self._local = threading.local()
-        self._readers = []
+        self._readers = weakref.WeakSet()
         self._readers_lock = threading.Lock()
         self._thread = None
         self._put = self._refuse_readonly
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read-only connection (never the writer's)."""
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
+        reader = getattr(self._local, "reader", None)
+        if reader is None:
             if self._closed:
                 raise RuntimeError(f"TickStore: {self._path} is closed")
-            conn = self._connect(readonly=True)
-            self._local.conn = conn
+            reader = _ThreadReader(self._connect(readonly=True))
+            self._local.reader = reader
             with self._readers_lock:
-                self._readers.append(conn)
-        return conn
+                self._readers.add(reader)
+        return reader.conn
 
     def count_trades(self, symbol: str | None = None) -> int:
         if symbol is None:

@@ -44,15 +44,16 @@ def _field(label: str, control, width: int = 2) -> dbc.Col:
     return dbc.Col([dbc.Label(label, className="small mb-1"), control], md=width)
 
 
-def _controls(symbols: list[str]) -> dbc.Card:
-    a = symbols[0] if symbols else None
-    b = symbols[1] if len(symbols) > 1 else None
+def _controls(
+    source: str, symbols: list[str], a: str | None, b: str | None, tfs: list[str], tf: str,
+    notice: str | None = None,
+) -> dbc.Card:
     row1 = dbc.Row(
         [
             _field(
                 "Source",
                 dbc.Select(
-                    id=ids.Data.SOURCE, options=dd.source_options(), value=dt.LIVE
+                    id=ids.Data.SOURCE, options=dd.source_options(), value=source
                 ),
                 3,
             ),
@@ -60,7 +61,7 @@ def _controls(symbols: list[str]) -> dbc.Card:
             _field("Leg B", dbc.Select(id=ids.Data.B, options=symbols, value=b)),
             _field(
                 "Timeframe",
-                dbc.Select(id=ids.Data.TF, options=list(LIVE_TFS), value="1s"),
+                dbc.Select(id=ids.Data.TF, options=tfs, value=tf),
             ),
             _field(
                 "Window (bars)",
@@ -107,7 +108,14 @@ def _controls(symbols: list[str]) -> dbc.Card:
                 ),
                 md=2,
             ),
-            dbc.Col(html.Div(id=ids.Data.STATUS, className="small mt-3"), md=4),
+            dbc.Col(
+                html.Div(
+                    notice and html.Span(notice, className="text-warning"),
+                    id=ids.Data.STATUS,
+                    className="small mt-3",
+                ),
+                md=4,
+            ),
         ],
         className="g-2 mt-1",
     )
@@ -255,8 +263,27 @@ def _downloads(symbols: list[str]) -> dbc.Card:
     )
 
 
-def _upload() -> dbc.Card:
+def _upload_box() -> html.Div:
+    """The drop zone. ``data-max-bytes``/``data-report-to`` let ``assets/upload_cap.js``
+    say when a file is over the cap: ``dcc.Upload`` drops it without a callback."""
     mb = MAX_UPLOAD_BYTES // (1024 * 1024)
+    hint = f"CSV or zip, at most {mb} MB each; two files under one dataset name make a pair"
+    return html.Div(
+        dcc.Upload(
+            id=ids.Data.UPLOAD,
+            multiple=True,
+            max_size=MAX_UPLOAD_BYTES,
+            children=html.Div(
+                ["Drop files here or ", html.A("choose files"),
+                 html.Div(hint, className="small text-muted")]
+            ),
+            className="upload-box text-center p-2 border border-secondary rounded",
+        ),
+        **{"data-max-bytes": str(MAX_UPLOAD_BYTES), "data-report-to": ids.Data.UPLOAD_TOO_BIG},
+    )
+
+
+def _upload() -> dbc.Card:
     return dbc.Card(
         [
             dbc.CardHeader(
@@ -282,29 +309,11 @@ def _upload() -> dbc.Card:
                                 ),
                                 3,
                             ),
-                            dbc.Col(
-                                dcc.Upload(
-                                    id=ids.Data.UPLOAD,
-                                    multiple=True,
-                                    max_size=MAX_UPLOAD_BYTES,
-                                    children=html.Div(
-                                        [
-                                            "Drop files here or ",
-                                            html.A("choose files"),
-                                            html.Div(
-                                                f"CSV or zip, at most {mb} MB each; two "
-                                                "files under one dataset name make a pair",
-                                                className="small text-muted",
-                                            ),
-                                        ]
-                                    ),
-                                    className="upload-box text-center p-2 border border-secondary rounded",
-                                ),
-                                md=6,
-                            ),
+                            dbc.Col(_upload_box(), md=6),
                         ],
                         className="g-2 align-items-end",
                     ),
+                    html.Div(id=ids.Data.UPLOAD_TOO_BIG, className="mt-2 small text-danger"),
                     html.Div(id=ids.Data.UPLOAD_RESULT, className="mt-2"),
                     html.Div(id=ids.Data.DATASETS, className="mt-2"),
                     dbc.Button(
@@ -321,14 +330,27 @@ def _upload() -> dbc.Card:
     )
 
 
-def layout(**_query) -> html.Div:
+def layout(
+    dataset: str | None = None, a: str | None = None, b: str | None = None,
+    timeframe: str | None = None, **_query,
+) -> html.Div:
+    """``/data?dataset=NAME&a=..&b=..&timeframe=..`` opens on that source and selection
+    (a link to share); an unknown dataset falls back to the live feed, and says so."""
     symbols = sorted(get_services().ingestor.rings)
+    source, notice = (dataset or "").strip() or dt.LIVE, None
+    choice = dd.source_choices(source, a, b, timeframe, LIVE_TFS)
+    if choice is None:
+        names = ", ".join(o["value"] for o in dd.source_options()[1:]) or "none uploaded yet"
+        notice = f"No dataset named {source[:64]!r}; showing the live feed. Datasets: {names}."
+        source = dt.LIVE
+        choice = dd.source_choices(source, a, b, timeframe, LIVE_TFS)
+    opts, a, b, tfs, tf = choice
     return html.Div(
         [
             dcc.Store(id=ids.Data.SELECTION),
             dcc.Store(id=ids.Data.DATASETS_VERSION, data={"n": 0, "select": None}),
             dcc.Store(id=ids.Data.PURGE_SINK),
-            _controls(symbols),
+            _controls(source, opts, a, b, tfs, tf, notice),
             _grid(),
             dbc.Row([dbc.Col(_downloads(symbols), lg=6), dbc.Col(_upload(), lg=6)]),
         ]

@@ -312,7 +312,7 @@ def test_bars_containers(sample_bars_1s):
     assert len(bars.since(cut + 1)) == n - 101
     assert_bars_equal(bars.tail(n - 100).concat(Bars.empty(1_000)), bars.since(cut))
     assert_bars_equal(bars.since(cut).tail(0).concat(bars.since(cut)), bars.since(cut))
-    assert_bars_equal(bars.tail(n)._take(slice(0, 100)).concat(bars.since(cut)), bars)
+    assert_bars_equal(bars.tail(n).take(slice(0, 100)).concat(bars.since(cut)), bars)
     with pytest.raises(ValueError, match="not after"):
         bars.concat(bars.tail(1))
     with pytest.raises(ValueError, match="tf_ms differ"):

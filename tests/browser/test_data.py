@@ -1,7 +1,7 @@
 """The data page in a real browser on ``python app.py --replay``: upload two real Binance
 kline files as one dataset, load its features table, filter it in the grid, download the
 table and check the file holds exactly the filtered rows; a bad file is refused with its
-message."""
+message, and a file over the upload cap is named in the page."""
 
 from __future__ import annotations
 
@@ -102,6 +102,26 @@ def test_bad_file_is_refused_with_its_problems(page, tmp_path):
     expect(alert).to_contain_text("times not sorted ascending: line 4")
     names = [d["dataset"] for d in page.request.get("/api/datasets").json()["datasets"]]
     assert "bad-one" not in names
+
+
+def test_a_file_over_the_cap_is_named_in_the_page_and_a_good_one_clears_it(page, tmp_path):
+    from analytics.upload import MAX_UPLOAD_BYTES
+
+    big = tmp_path / "BTCUSDT-1s-huge.csv"
+    with big.open("wb") as fh:  # sparse: over the cap without writing 32 MB
+        fh.truncate(MAX_UPLOAD_BYTES + 1)
+    page.goto("/data")
+    page.fill("#data-upload-dataset", "too-big")
+    page.set_input_files("#data-upload input[type=file]", str(big))
+    msg = page.locator("#data-upload-too-big")
+    expect(msg).to_contain_text("Not uploaded, over the cap of 32.0 MB per file")
+    expect(msg).to_contain_text("BTCUSDT-1s-huge.csv (32.0 MB)")
+    names = [d["dataset"] for d in page.request.get("/api/datasets").json()["datasets"]]
+    assert "too-big" not in names
+    page.fill("#data-upload-dataset", "after-big")
+    page.set_input_files("#data-upload input[type=file]", str(FILES[0]))
+    expect(page.locator(".upload-accepted")).to_have_count(1, timeout=30_000)
+    expect(msg).to_be_empty()
 
 
 def test_live_table_pages_from_the_server(page, app_health):

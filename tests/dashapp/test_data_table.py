@@ -238,6 +238,43 @@ def test_page_callbacks_as_functions(services):
     assert sel_none is None and "window" in err.children
 
 
+def _find(component, id_):
+    """The component with ``id_`` in a layout tree (None if absent)."""
+    if getattr(component, "id", None) == id_:
+        return component
+    kids = getattr(component, "children", None)
+    for child in kids if isinstance(kids, (list, tuple)) else [kids]:
+        if hasattr(child, "to_plotly_json"):
+            hit = _find(child, id_)
+            if hit is not None:
+                return hit
+    return None
+
+
+def test_data_page_opens_on_the_dataset_of_its_url(services):
+    import dash
+
+    del dash  # the registry exists after test_page_callbacks_as_functions's Dash()
+    from dashapp import ids
+    from dashapp.pages import data as page
+
+    view = page.layout(dataset="m21", a="ETHUSDT", timeframe="1d")
+    values = {k: _find(view, getattr(ids.Data, k)) for k in ("SOURCE", "A", "B", "TF")}
+    assert values["SOURCE"].value == "m21"
+    assert (values["A"].value, values["B"].value) == ("ETHUSDT", "BTCUSDT")
+    assert values["TF"].value == "1d" and values["TF"].options[0] == "1h"
+    assert not _find(view, ids.Data.STATUS).children
+
+    live = page.layout()
+    assert _find(live, ids.Data.SOURCE).value == dt.LIVE
+    assert _find(live, ids.Data.TF).value == "1s"
+
+    gone = page.layout(dataset="nope<script>")
+    assert _find(gone, ids.Data.SOURCE).value == dt.LIVE
+    notice = _find(gone, ids.Data.STATUS).children.children
+    assert "No dataset named 'nope<script>'" in notice and "m21" in notice
+
+
 def test_ticks_download_over_a_time_range(services, tmp_path):
     from dashapp.components import data_downloads as dd
     from ingest.models import Trade

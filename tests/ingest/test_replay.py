@@ -595,3 +595,26 @@ def test_cli_starts_prints_url_and_serves(sample_dir: Path) -> None:
             proc.kill()
             raise
     assert proc.returncode == 0
+
+
+def test_the_pre_encoded_tape_costs_its_own_size_in_memory(small_tape: Tape) -> None:
+    """Every event is kept pre-encoded: an orjson result would keep its ~4 KB write
+    buffer each (134 MB for the bundled tape), so the player keeps exact copies."""
+    import tracemalloc
+
+    from ingest.replay import exact_bytes
+
+    tracemalloc.start()
+    try:
+        server = ReplayServer(small_tape, speed=0)
+        before = tracemalloc.get_traced_memory()[0]
+        items = [server._encode(ev) for ev in small_tape.events]  # what start() keeps
+        held = tracemalloc.get_traced_memory()[0] - before
+        assert len(items) > 1000
+        json_bytes = sum(len(i.bare) + len(i.wrapped) for i in items)
+        # two bytes objects, a stream name and a small record per event, nothing like 4 KB
+        assert held < json_bytes + 600 * len(items), (held, json_bytes, len(items))
+        raw = orjson.dumps(small_tape.events[0].data)
+        assert exact_bytes(raw) == raw
+    finally:
+        tracemalloc.stop()

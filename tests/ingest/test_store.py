@@ -119,6 +119,35 @@ def test_empty_store_reads(store):
     assert len(store.read_trades("X", T0, T0 + 10)) == 0
 
 
+def test_a_reader_thread_that_ends_leaves_no_open_connection(store):
+    """The web server reads in a thread per request: each such thread's connection
+    must close with it, not pile up for the life of the process."""
+    import gc
+
+    for t in make_trades("BTCUSDT", 10):
+        store.add_trade(t)
+    assert store.flush()
+    assert store.count_trades() == 10
+    assert len(store._readers) == 1  # this thread's, kept while it lives
+    counts, conns = [], []
+
+    def read() -> None:
+        counts.append(store.count_trades())
+        conns.append(store._reader())
+
+    for _ in range(50):
+        th = threading.Thread(target=read)
+        th.start()
+        th.join()
+    gc.collect()
+    assert counts == [10] * 50
+    assert len(store._readers) == 1  # every request thread's reader went with it
+    with pytest.raises(sqlite3.ProgrammingError):  # closed, not just forgotten
+        conns[0].execute("SELECT 1")
+    store.close()
+    assert len(store._readers) == 0
+
+
 def test_read_trades_time_range_matches_a_mask(store):
     """Ids with holes (gaps) and runs of equal times, against a plain numpy filter."""
     rng = np.random.default_rng(5)
