@@ -127,16 +127,12 @@ def backtest(
     need = requirements(window, regression)["zscore"] + 1
     what = f"backtest (z-score w={window}, {regression})"
     try:
-        frame = queries.pair_frame(a, b, tf_ms, window, regression, prices, dataset=dataset)
+        frame = queries.pair_frame(
+            a, b, tf_ms, window, regression, prices, dataset=dataset,
+            start=since_ts, end=until_ts,
+        )
     except InsufficientData as exc:  # say what the backtest needs, not the first hedge
         raise InsufficientData(what, need, exc.have) from None
-    ts = frame["ts"].to_numpy()
-    keep = np.ones(len(ts), bool)
-    if since_ts is not None:
-        keep &= ts >= since_ts
-    if until_ts is not None:
-        keep &= ts <= until_ts
-    frame = frame[keep]
     if len(frame) < need:
         raise InsufficientData(what, need, len(frame))
     return run_backtest(

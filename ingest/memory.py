@@ -41,15 +41,21 @@ def rss_bytes() -> int | None:
         return None
 
 
-def _malloc_trim():
-    name = ctypes.util.find_library("c")
+def _libc_function(name: str, argtypes: list):
+    """``name`` from the C library with its signature set, or None (no such library or
+    function: not glibc)."""
+    lib = ctypes.util.find_library("c")
     try:
-        fn = ctypes.CDLL(name).malloc_trim if name else None
+        fn = getattr(ctypes.CDLL(lib), name) if lib else None
     except (OSError, AttributeError):
         return None
     if fn is not None:
-        fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
+        fn.argtypes, fn.restype = argtypes, ctypes.c_int
     return fn
+
+
+def _malloc_trim():
+    return _libc_function("malloc_trim", [ctypes.c_size_t])
 
 
 # mallopt(3) parameters (glibc's malloc.h)
@@ -70,14 +76,9 @@ def tune_malloc() -> bool:
       so what one request frees the next one reuses (allocation happens under the GIL
       anyway, so the arenas' locks are not contended).
     """
-    name = ctypes.util.find_library("c")
-    try:
-        mallopt = ctypes.CDLL(name).mallopt if name else None
-    except (OSError, AttributeError):
-        return False
+    mallopt = _libc_function("mallopt", [ctypes.c_int, ctypes.c_int])
     if mallopt is None:
         return False
-    mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
     return bool(mallopt(M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
         mallopt(M_ARENA_MAX, ARENA_MAX)
     )
