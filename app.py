@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +48,7 @@ class AppConfig:
     log_level: str = "INFO"
     ring_capacity: int = 2**21
     watchdog_s: float = 30.0
+    allowed_hosts: tuple[str, ...] = ()  # Host names that may POST/PUT/PATCH/DELETE
     extra: dict = field(default_factory=dict)
 
 
@@ -91,6 +94,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--host", default=_env("HOST", "127.0.0.1"),
         help="address to serve the dashboard on (default: %(default)s; other addresses "
         "expose it to the network and print a warning)",
+    )
+    p.add_argument(
+        "--allowed-hosts", default=_env("ALLOWED_HOSTS", ""),
+        help="comma-separated Host names allowed to change state (uploads, alerts, "
+        "callbacks) besides localhost, 127.0.0.1, ::1 and --host; '*' for any",
     )
     p.add_argument("--port", type=int, default=int(_env("PORT", "8050")), help="(default: %(default)s)")
     p.add_argument(
@@ -175,6 +183,7 @@ def parse_config(argv: list[str] | None = None) -> AppConfig:
         log_level=ns.log_level,
         ring_capacity=ns.ring_capacity,
         watchdog_s=ns.watchdog,
+        allowed_hosts=tuple(h.strip() for h in ns.allowed_hosts.split(",") if h.strip()),
     )
 
 
@@ -188,8 +197,17 @@ def configure_logging(level: str) -> None:
     logging.getLogger("websockets").setLevel(logging.WARNING)
 
 
+def _interrupt(signum: int, _frame: object) -> None:
+    """SIGTERM (``docker stop``, ``systemctl stop``) stops the app as Ctrl-C does: the
+    server loop ends and ``services.stop()`` flushes the last batch and open bars."""
+    log.info("signal %d: stopping", signum)
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     cfg = parse_config(argv)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _interrupt)
     configure_logging(cfg.log_level)
 
     from dashapp import create_app
@@ -197,20 +215,27 @@ def main(argv: list[str] | None = None) -> int:
 
     services = build_services(cfg)
     app = create_app(services)
+    from dashapp import webguard
+
+    hosts = webguard.allowed_hosts(cfg.host, cfg.allowed_hosts)
+    webguard.allow_hosts(app.server, hosts)
     if cfg.host not in ("127.0.0.1", "localhost", "::1"):
         log.warning(
             "serving on %s: the dashboard and its API are reachable from the network, "
-            "with no authentication", cfg.host,
+            "with no authentication; the pages' callbacks and other POST/PUT/PATCH/DELETE "
+            "are accepted only for Host %s (add names with --allowed-hosts)", cfg.host, ", ".join(hosts),
         )
-    services.start()
-    url = f"http://{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}"
-    print(f"Dashboard: {url}  (feed: {services.feed_url or 'none, --no-ingest'})", flush=True)
     try:
+        services.start()
+        url = f"http://{'127.0.0.1' if cfg.host in ('0.0.0.0', '::') else cfg.host}:{cfg.port}"
+        print(f"Dashboard: {url}  (feed: {services.feed_url or 'none, --no-ingest'})",
+              flush=True)
         app.run(
             host=cfg.host,
             port=cfg.port,
             debug=False,
             use_reloader=False,
+            request_handler=webguard.JsonErrorRequestHandler,  # JSON 414/431/400
             dev_tools_silence_routes_logging=True,
         )
     except KeyboardInterrupt:

@@ -47,7 +47,9 @@ a ``zscore crosses_above 2`` rule fires once for *every* bar with
 ``t < t_fired + c`` (data time, so replays behave as live); a crossing suppressed by
 the cooldown is dropped and the rule stays armed. A NaN value (not defined yet) never
 fires, never re-arms, and is the "previous value" of the next point (so no crossing is
-taken across an undefined point). Comparisons never ``eval`` user text: ``op`` is one
+taken across an undefined point). Likewise across a **session break** (a replay loop
+seam, an outage; :mod:`analytics.sessions`): the first point of a new session has no
+previous value, so no crossing is taken across the break. Comparisons never ``eval`` user text: ``op`` is one
 of six names mapped to fixed numpy comparisons.
 """
 
@@ -76,6 +78,7 @@ __all__ = [
     "RuleState",
     "describe",
     "evaluate_series",
+    "new_sessions",
     "parse_rule",
     "rule_to_json",
     "step",
@@ -429,11 +432,12 @@ def _cleared(op: str, k: float, h: float, v: np.ndarray) -> np.ndarray:
 
 
 def step(
-    rule: AlertRule, state: RuleState, ts: int, value: float
+    rule: AlertRule, state: RuleState, ts: int, value: float, *, new_session: bool = False
 ) -> tuple[RuleState, Firing | None]:
-    """Evaluate one point (the scalar reference of :func:`evaluate_series`)."""
+    """Evaluate one point (the scalar reference of :func:`evaluate_series`);
+    ``new_session``: a break lies between the previous point and this one."""
     v = float(value)
-    prev = state.last_value
+    prev = math.nan if new_session else state.last_value
     if not math.isfinite(v):
         return replace(state, last_value=math.nan, frontier_ts=int(ts)), None
     if state.armed:
@@ -447,8 +451,25 @@ def step(
     return replace(state, armed=armed, last_value=v, frontier_ts=int(ts)), None
 
 
+def new_sessions(prev_ts: int | None, ts: np.ndarray, breaks: object | None) -> np.ndarray:
+    """Bool per point: a break lies in ``(previous point's ts, ts[i]]`` (``breaks`` on
+    the ``ts`` scale: bucket starts for bars, raw ms for ticks); ``prev_ts`` is the
+    ts before the first point (None: unknown, no break taken)."""
+    ts = np.asarray(ts, dtype=np.int64)
+    out = np.zeros(len(ts), dtype=bool)
+    br = np.asarray([] if breaks is None else breaks, dtype=np.int64)
+    if not len(br) or not len(ts):
+        return out
+    sid = np.searchsorted(br, ts, side="right")
+    out[1:] = sid[1:] != sid[:-1]
+    if prev_ts is not None:
+        out[0] = sid[0] != np.searchsorted(br, int(prev_ts), side="right")
+    return out
+
+
 def evaluate_series(
-    rule: AlertRule, state: RuleState, ts: np.ndarray, values: np.ndarray
+    rule: AlertRule, state: RuleState, ts: np.ndarray, values: np.ndarray,
+    breaks: object | None = None,
 ) -> tuple[RuleState, list[Firing]]:
     """Evaluate consecutive points ``(ts[i], values[i])`` after ``state``; vectorised.
 
@@ -465,6 +486,10 @@ def evaluate_series(
         Data times, increasing.
     values : array of float
         Metric values (NaN where undefined).
+    breaks : array of int, optional
+        Session starts on the ``ts`` scale (sorted): a point after one has no previous
+        value (no crossing across a break; :func:`new_sessions`, ``state.frontier_ts``
+        is the time of the point before the first).
 
     Returns
     -------
@@ -478,6 +503,8 @@ def evaluate_series(
     prev = np.empty(n)
     prev[0] = state.last_value
     prev[1:] = v[:-1]
+    if breaks is not None:
+        prev[new_sessions(state.frontier_ts, ts, breaks)] = np.nan
     cond = _condition(rule.op, rule.threshold, prev, v)
     clear = _cleared(rule.op, rule.threshold, rule.hysteresis, v)
     armed, last_fired = state.armed, state.last_fired_ts

@@ -13,7 +13,8 @@ Pairs are tracked on demand: the first request for ``(a, b, tf, window, regressi
 prices)`` builds the day's series in one vectorised pass (:func:`analytics.pair.pair_series`
 over :func:`analytics.align.align_pair`), warms an :class:`~analytics.live.IncrementalPair`
 with the tail of that history, and from then on every closed bar updates the pair in
-O(1) (O(w) for the robust regressions). Nothing recomputes the day on a refresh.
+O(1) (plus, on the bars of the robust refit schedule, one window fit: O(w) Huber,
+O(w^2) Theil-Sen). Nothing recomputes the day on a refresh.
 
 **When an aligned point is final.** A pair point at bucket ``ts`` uses both legs' closes at
 ``ts`` (carried forward when a leg had no trade). It is emitted by a
@@ -29,6 +30,7 @@ O(1), computed at read time by the 500 ms callbacks.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -41,16 +43,15 @@ from analytics.bars import BAR_FIELDS, Bar, BarBuilder, Bars, resample_bars
 from analytics.errors import InsufficientData
 from analytics.live import IncrementalPair
 from analytics.pair import PRICE_MODES, REGRESSIONS, pair_series
+from analytics.robust import refit_step
 from analytics.series import ColumnBuffer
+from analytics.sessions import EMPTY_BREAKS, break_buckets, last_segment, union_breaks
+
+log = logging.getLogger(__name__)
 
 DAY_MS = 86_400_000
 DEFAULT_TIMEFRAMES_MS = (1_000, 60_000, 300_000)
 MAX_TRACKED_PAIRS = 48
-#: Robust regressions (Huber, Theil-Sen) cost 1.5-22 ms per window fit, so a tracked
-#: pair refits them every ``refit_step`` bars, chosen so that building the day's series
-#: takes at most this many fits (a day of 1 s bars: a refit every 288 bars). Between
-#: refits the last fit is held: still trailing, never look-ahead.
-ROBUST_MAX_FITS = 300
 PAIR_FIELDS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
 _BAR_DTYPES = {f: (np.int64 if f in ("ts", "trades", "first_id", "last_id") else np.float64) for f in BAR_FIELDS}
 _PAIR_DTYPES = {f: (np.int64 if f == "ts" else np.float64) for f in PAIR_FIELDS}
@@ -101,15 +102,34 @@ class PairSnapshot:
     spread_mean: float
     spread_std: float
     needs: dict = field(default_factory=dict)
+    #: Session starts inside the pair's data, as bucket starts (``ts`` scale): a point
+    #: with ``ts >= breaks[i]`` is in a later session than the points before it.
+    breaks: np.ndarray = field(default_factory=lambda: EMPTY_BREAKS)
+    #: Every break of the pair's legs (raw ms, first trade after each), for
+    #: :meth:`live_zscore`.
+    session_breaks_ms: np.ndarray = field(default_factory=lambda: EMPTY_BREAKS)
 
     def frame(self) -> pd.DataFrame:
         s = self.series
         return pd.DataFrame({f: getattr(s, f) for f in PAIR_FIELDS})
 
-    def live_zscore(self, price_a: float | None, price_b: float | None) -> float | None:
-        """z of the latest traded prices against the last closed window (O(1))."""
+    def live_zscore(
+        self, price_a: float | None, price_b: float | None, at_ms: int | None = None
+    ) -> float | None:
+        """z of the latest traded prices against the last closed window (O(1)).
+
+        ``at_ms`` (the later trade time of the two prices): None when a session break
+        lies between the last closed point's bucket and it (``B >= ts_last + tf`` and
+        ``B <= at_ms``): the window's statistics belong to the session before it.
+        """
         if price_a is None or price_b is None:
             return None
+        brk = self.session_breaks_ms
+        if at_ms is not None and len(brk) and len(self.series.ts):
+            first_new = int(self.series.ts[-1]) + self.key.tf_ms
+            i = int(np.searchsorted(brk, first_new, side="left"))
+            if i < len(brk) and int(brk[i]) <= at_ms:
+                return None
         sd = self.spread_std
         if not np.isfinite(sd) or sd <= 0 or not np.isfinite(self.beta):
             return None
@@ -124,10 +144,13 @@ class PairSnapshot:
 class PairTracker:
     """One pair selection: a :class:`PairAligner` feeding an :class:`IncrementalPair`."""
 
-    def __init__(self, key: PairKey, max_rows: int) -> None:
+    def __init__(self, key: PairKey, max_rows: int, breaks: object | None = None) -> None:
         self.key = key
+        self._raw_breaks = union_breaks(breaks)
+        self._breaks = break_buckets(self._raw_breaks, key.tf_ms)
         self.aligner = PairAligner(key.tf_ms)
-        self.refit_step = 1
+        # robust refit schedule: a function of the selection and bar time only
+        self.refit_step = refit_step(key.window, key.regression)
         self.inc = self._new_incremental()
         self.buffer = ColumnBuffer(_PAIR_DTYPES, max_rows)
         self._seen_ts: dict[str, int] = {"a": -(2**62), "b": -(2**62)}
@@ -138,8 +161,31 @@ class PairTracker:
     def _new_incremental(self) -> IncrementalPair:
         k = self.key
         return IncrementalPair(
-            k.window, regression=k.regression, prices=k.prices, refit_step=self.refit_step
-        )
+            k.window, regression=k.regression, prices=k.prices, refit_step=self.refit_step,
+            tf_ms=k.tf_ms,
+        )  # fmt: skip
+
+    def set_breaks(self, breaks: object | None) -> None:
+        """The pair's breaks (raw ms, both legs) changed: points from the bucket of a
+        new break on start a new session (only breaks after the last point: the engine
+        rebuilds a tracker that already passed one)."""
+        self._raw_breaks = union_breaks(breaks)
+        self._breaks = break_buckets(self._raw_breaks, self.key.tf_ms)
+        if self.snapshot is not None:
+            self._publish()
+
+    @property
+    def last_point_ts(self) -> int | None:
+        """Bucket of the last aligned point in the series (None before the first)."""
+        return self._last_ts
+
+    def _opens_session(self, ts: int) -> bool:
+        """True when a break bucket lies in ``(last point, ts]``."""
+        bb = self._breaks
+        if self._last_ts is None or not len(bb):
+            return False
+        i = int(np.searchsorted(bb, self._last_ts, side="right"))
+        return i < len(bb) and int(bb[i]) <= ts
 
     def seen_ts(self, leg: str) -> int:
         """Start of the last bar of ``leg`` this tracker has taken in."""
@@ -163,19 +209,18 @@ class PairTracker:
             )
             n = len(aligned)
             if n:
-                if k.regression in ("huber", "theilsen"):
-                    self.refit_step = max(1, -(-(n - k.window + 1) // ROBUST_MAX_FITS))
-                    self.inc = self._new_incremental()
                 series = pair_series(
                     aligned.ts, aligned.a, aligned.b,
                     window=k.window, regression=k.regression, prices=k.prices,
-                    refit_step=self.refit_step,
+                    refit_step=self.refit_step, breaks=self._breaks, tf_ms=k.tf_ms,
                 )
                 self.buffer.extend({f: getattr(series, f) for f in PAIR_FIELDS})
                 self._last_ts = int(aligned.ts[-1])
                 # Warm the incremental twin on the bars that determine its state (the
-                # last 2w+1; the Kalman filter's whole history, stepped fast).
-                self.inc.warm(aligned.ts, aligned.a, aligned.b)
+                # last 2w+1 of the last session; the Kalman filter's whole session,
+                # stepped fast).
+                s0 = last_segment(aligned.ts, self._breaks)
+                self.inc.warm(aligned.ts[s0:], aligned.a[s0:], aligned.b[s0:])
         for leg, bars in (("a", bars_a), ("b", bars_b)):
             first = 0
             if cut is not None:
@@ -203,6 +248,8 @@ class PairTracker:
         for ts, ca, cb in points:
             if self._last_ts is not None and ts <= self._last_ts:
                 continue  # already in the batch-built history
+            if self._opens_session(ts):
+                self.inc = self._new_incremental()  # no window spans a break
             pt = self.inc.update(ts, ca, cb)
             if pt is None:
                 row = (ts, ca, cb, np.nan, np.nan, np.nan, np.nan, np.nan)
@@ -227,7 +274,16 @@ class PairTracker:
             spread_mean=float(mean),
             spread_std=float(std),
             needs=self.inc.needs(),
+            breaks=self._session_starts(v["ts"]),
+            session_breaks_ms=self._raw_breaks,
         )
+
+    def _session_starts(self, ts: np.ndarray) -> np.ndarray:
+        """Break buckets inside the kept series (after its first point)."""
+        bb = self._breaks
+        if not len(bb) or not len(ts):
+            return EMPTY_BREAKS
+        return bb[(bb > ts[0]) & (bb <= ts[-1])]
 
 
 def _head(bars: Bars, frontier: int) -> Bars:
@@ -261,6 +317,8 @@ class MarketEngine:
         self._by_leg: dict[tuple[str, int], list[PairTracker]] = {}
         self.bar_closes = 0
         self._clock_ms: int | None = None
+        #: Session breaks per symbol (sorted int64 ms, see :mod:`analytics.sessions`).
+        self._breaks: dict[str, np.ndarray] = {}
         for s in symbols:
             self.add_symbol(s)
 
@@ -291,6 +349,41 @@ class MarketEngine:
                 bars = bars_1s if tf == 1_000 else resample_bars(bars_1s, tf_ms=tf)
                 buf.extend(bars.columns())
 
+    # ------------------------------------------------------------------ breaks
+    def mark_break(self, symbol: str, ts_ms: int, reason: str = "") -> None:
+        """Record a session break of ``symbol``: ``ts_ms`` is its first trade after it.
+
+        A bar bucket containing ``ts_ms`` or later belongs to the new session
+        (:mod:`analytics.sessions`): no pair window spans the break. Call it before
+        feeding that trade (live), or for every stored break before :meth:`load_bars`
+        (restart). A tracked pair that already holds points of the new session (a
+        break marked late) is dropped and rebuilt from its bars on the next request.
+        """
+        ts_ms = int(ts_ms)
+        with self.lock:
+            old = self._breaks.get(symbol, EMPTY_BREAKS)
+            if ts_ms in old:
+                return
+            self._breaks[symbol] = union_breaks(old, [ts_ms])
+            for key, tr in list(self._pairs.items()):
+                if symbol not in (key.a, key.b):
+                    continue
+                bucket = ts_ms - ts_ms % key.tf_ms
+                if tr.last_point_ts is not None and tr.last_point_ts >= bucket:
+                    self._unregister(tr)
+                else:
+                    tr.set_breaks(self.pair_breaks(key.a, key.b))
+        if reason:
+            log.info("session break %s at %d: %s", symbol, ts_ms, reason)
+
+    def breaks(self, symbol: str) -> np.ndarray:
+        """Session breaks of ``symbol``: sorted int64 ms (first trade after each)."""
+        return self._breaks.get(symbol, EMPTY_BREAKS)
+
+    def pair_breaks(self, a: str, b: str) -> np.ndarray:
+        """A pair's breaks: the union of its legs' breaks."""
+        return union_breaks(self.breaks(a), self.breaks(b))
+
     # ------------------------------------------------------------------ writers
     def on_trade(
         self, symbol: str, time_ms: int, trade_id: int, price: float, qty: float, m: bool
@@ -309,6 +402,11 @@ class MarketEngine:
                     if tf == 1_000:
                         closed_1s = closed
         return closed_1s
+
+    def late_ticks(self, symbol: str) -> int:
+        """Trades of ``symbol`` that came after their 1 s bucket was published."""
+        builder = self._builders.get(symbol, {}).get(1_000)
+        return 0 if builder is None else builder.late_ticks
 
     def on_clock(self, now_ms: int) -> list[tuple[str, Bar]]:
         """Close every bar whose time is up; return the closed 1 s bars."""
@@ -341,14 +439,26 @@ class MarketEngine:
         if tf_ms in series:
             return Bars.from_columns(series[tf_ms].view(), tf_ms=tf_ms)
         base = max(t for t in series if tf_ms % t == 0)
-        fine = Bars.from_columns(series[base].view(), tf_ms=base)
-        # Only complete coarse buckets: drop the last one if it may still grow.
-        floor = self._builders[symbol][base].floor
-        floor = -(2**62) if floor is None else floor
+        buf = series[base]
+        with self.lock:  # one consistent read: a bar closes (floor moves) and is appended
+            floor = self._builders[symbol][base].floor  # under the writers' lock
+            appended = buf.appended
+            fine = Bars.from_columns(buf.view(), tf_ms=base)
         coarse = resample_bars(fine, tf_ms=tf_ms)
-        if len(coarse) and coarse.ts[-1] + tf_ms > floor:
-            coarse = coarse.tail(len(coarse) - 1) if len(coarse) > 1 else Bars.empty(tf_ms)
-        return coarse
+        # Only complete coarse buckets, so a served bar is never amended:
+        # - the last one while it may still grow: bucket [ts, ts + tf) is final once
+        #   ts + tf <= floor (no fine bar before the base builder's floor can appear);
+        # - the first one if the day window evicted fine bars and the bucket starts
+        #   before the first fine bar held (its evicted seconds are gone: partial).
+        floor = -(2**62) if floor is None else floor
+        lo, hi = 0, len(coarse)
+        if hi and coarse.ts[-1] + tf_ms > floor:
+            hi -= 1
+        if hi > lo and appended > len(fine) and coarse.ts[0] < fine.ts[0]:
+            lo += 1
+        if (lo, hi) == (0, len(coarse)):
+            return coarse
+        return coarse.take(slice(lo, hi)) if hi > lo else Bars.empty(tf_ms)
 
     def open_bar(self, symbol: str, tf_ms: int) -> Bar | None:
         builder = self._builders.get(symbol, {}).get(tf_ms)
@@ -381,12 +491,16 @@ class MarketEngine:
         # bars that close meanwhile are caught up under the lock before registering.
         with self.lock:
             bars_a, bars_b = self.bars(a, tf_ms), self.bars(b, tf_ms)
-        tracker = PairTracker(key, DAY_MS // tf_ms)
+            breaks = self.pair_breaks(a, b)
+        tracker = PairTracker(key, DAY_MS // tf_ms, breaks)
         tracker.load_history(bars_a, bars_b, None)
         with self.lock:
             existing = self._pairs.get(key)
             if existing is not None:
                 return existing.snapshot
+            if len(self.pair_breaks(a, b)) != len(breaks):
+                # a break was marked during the build: start again with it
+                return self.pair(a, b, tf_ms, window, regression, prices)
             for leg, sym in (("a", a), ("b", b)):
                 fresh = self.bars(sym, tf_ms).since(tracker.seen_ts(leg) + 1)
                 for i in range(len(fresh)):
@@ -396,6 +510,13 @@ class MarketEngine:
             self._register(tracker)
         return tracker.snapshot
 
+    def _unregister(self, tracker: PairTracker) -> None:
+        self._pairs.pop(tracker.key, None)
+        for sym in (tracker.key.a, tracker.key.b):
+            legs = self._by_leg.get((sym, tracker.key.tf_ms), [])
+            if tracker in legs:
+                legs.remove(tracker)
+
     def _register(self, tracker: PairTracker) -> None:
         key = tracker.key
         self._pairs[key] = tracker
@@ -403,9 +524,7 @@ class MarketEngine:
             self._by_leg.setdefault((sym, key.tf_ms), []).append(tracker)
         while len(self._pairs) > self.max_pairs:
             oldest = min(self._pairs.values(), key=lambda t: t.last_used)
-            del self._pairs[oldest.key]
-            for sym in (oldest.key.a, oldest.key.b):
-                self._by_leg[(sym, oldest.key.tf_ms)].remove(oldest)
+            self._unregister(oldest)
 
     def tracked_pairs(self) -> list[PairKey]:
         return list(self._pairs)

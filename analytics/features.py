@@ -23,7 +23,7 @@ Columns (:data:`FEATURE_COLUMNS`)
     The last ADF p-value of the spread (H0: unit root): the ADF regression
     ``Δs_j = c + γ s_{j-1} + Σ_{i=1..p} φ_i Δs_{j-i} + e_j`` on the trailing ``L`` finite
     spreads ending at the bar it was computed at, with a **fixed** lag ``p`` (no AIC
-    search: that is what makes it cheap; see PERFORMANCE.md), MacKinnon p-value of the
+    search: that is what makes it cheap; see docs/performance.md), MacKinnon p-value of the
     t-statistic of ``γ``. It is computed at every ``K``-th bar of the grid
     (``i ≡ K - 1 mod K``) and held until the next one; ``adf_ts`` is the bar it was
     computed at. Defaults: ``L = max(4w, 100)``, ``p = min(ceil(12 (L/100)^(1/4)), 12)``,
@@ -47,8 +47,8 @@ import pandas as pd
 
 from analytics.align import AlignedPair, align_pair
 from analytics.bars import Bars
-from analytics.engine import ROBUST_MAX_FITS
 from analytics.pair import PairSeries, pair_series
+from analytics.sessions import segment_bounds
 from analytics.rolling import check_window, window_moments
 from analytics.stationarity import ADF_MAX_LAG, ADF_MIN_OBS
 from analytics.timeframes import bars_per_day
@@ -98,14 +98,11 @@ def pair_from_bars(
     """Align two legs' bars and compute the pair series, as the live engine builds it.
 
     The same two calls as :class:`analytics.engine.PairTracker`'s batch build
-    (:func:`align_pair` then :func:`pair_series`, robust refits every
-    ``ceil((n - w + 1) / 300)`` bars), so an uploaded dataset and live data give the same
-    numbers for the same bars.
+    (:func:`align_pair` then :func:`pair_series`, robust refits on the bar-time schedule
+    of :func:`analytics.robust.refit_due`), so an uploaded dataset and live data give
+    the same numbers for the same bars.
     """
     aligned = align_pair(bars_a, bars_b, max_bars=max_bars)
-    step = 1
-    if regression in ("huber", "theilsen"):
-        step = max(1, -(-(len(aligned) - window + 1) // ROBUST_MAX_FITS))
     series = pair_series(
         aligned.ts,
         aligned.a,
@@ -113,7 +110,7 @@ def pair_from_bars(
         window=window,
         regression=regression,
         prices=prices,
-        refit_step=step,
+        tf_ms=aligned.tf_ms,
     )
     return aligned, series
 
@@ -321,6 +318,7 @@ def pair_features(
     adf_every: int | None = None,
     adf_lookback: int | None = None,
     adf_lag: int | None = None,
+    breaks: object | None = None,
 ) -> PairFeatures:
     """Build the features table from the legs' bars and their pair series.
 
@@ -339,6 +337,11 @@ def pair_features(
         Signal thresholds (:func:`signal_positions`).
     adf_every, adf_lookback, adf_lag : int, optional
         ``K``, ``L``, ``p`` of :func:`rolling_adf` (defaults in the module docstring).
+    breaks : array_like of int, optional
+        Session starts on the ``ts`` scale (``PairSnapshot.breaks``): volatility and
+        the signal restart in each session (no return spans a break, no position is
+        carried across one); the series' own columns already restart there, so no
+        ADF window spans one either (its spreads are NaN at a session's start).
 
     Returns
     -------
@@ -357,15 +360,17 @@ def pair_features(
     data.update(_leg_columns(bars_b, ts, series.price_b, "b"))
     for c in ("beta", "alpha", "spread", "zscore", "corr"):
         data[c] = np.asarray(getattr(series, c), dtype=np.float64)
-    if len(ts) > w:
-        data["vol_a"] = rolling_volatility(series.price_a, window=w, tf_ms=tf)
-        data["vol_b"] = rolling_volatility(series.price_b, window=w, tf_ms=tf)
-    else:
-        data["vol_a"] = data["vol_b"] = np.full(len(ts), np.nan)
+    data["vol_a"] = data["vol_b"] = np.full(len(ts), np.nan)
+    data["signal"] = np.zeros(len(ts), dtype=np.int8)
+    for lo, hi in segment_bounds(ts, breaks):
+        if hi - lo > w:
+            for leg in ("a", "b"):
+                px = np.asarray(getattr(series, f"price_{leg}"))[lo:hi]
+                data[f"vol_{leg}"][lo:hi] = rolling_volatility(px, window=w, tf_ms=tf)
+        data["signal"][lo:hi] = signal_positions(data["zscore"][lo:hi], entry=entry, exit=exit)
     pv, at = rolling_adf(data["spread"], ts, every=k, lookback=L, lag=p)
     data["adf_pvalue"] = pv
     data["adf_ts"] = at
-    data["signal"] = signal_positions(data["zscore"], entry=entry, exit=exit)
     frame = pd.DataFrame({c: data[c] for c in FEATURE_COLUMNS})
     return PairFeatures(
         frame, tf, w, regression, prices, float(entry), float(exit), k, L, p

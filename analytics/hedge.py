@@ -19,34 +19,35 @@ chose (raw or natural-log prices, see :mod:`analytics.pair`).
   block-centred kernel :func:`analytics.rolling.window_moments` (O(n) for any ``w``,
   relative error ~1e-13; *not* a day-long cumsum of raw sums, which cancels
   catastrophically).
-* Robust fits (:func:`huber_hedge`, :func:`theilsen_hedge`, :func:`rolling_robust`) call
-  scikit-learn on the window **standardised**: ``x = (B - mean B) / sd B``,
-  ``y = (A - mean A) / sd A`` (population sd; ``sd A = 0`` is replaced by 1), then map
-  back ``beta = coef * sd A / sd B``,
-  ``alpha = mean A + sd A * intercept - beta * mean B``.
-  With ``alpha=0`` (no penalty) Huber is affine-equivariant, so this is the same
-  estimator, only well conditioned: on raw prices (B ~2,680, A ~61,700) sklearn's
-  L-BFGS stops with the intercept still ~0 and beta ~ A/B, the price ratio, without
-  any warning (checked on the sample tape). Theil-Sen's 2-D spatial median is *not*
-  equivariant to rescaling one axis; standardising makes slope and intercept
-  commensurate, and defines the estimator we report.
+* Robust fits (:func:`huber_hedge`, :func:`theilsen_hedge`, :func:`rolling_robust`) are
+  computed exactly to the estimator they name (:mod:`analytics.robust` has the
+  formulas and algorithms), on the window as given:
 
-  - Huber: ``HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=1000, tol=1e-5)``; the
-    scale is estimated jointly (sklearn's concomitant scale), so ``epsilon=1.35`` gives
-    95 % efficiency under Gaussian noise.
-  - Theil-Sen: the window is first **subsampled evenly to at most ``max_points=100``
-    bars**: every ``k``-th bar, ``k = ceil(n / max_points)``, counted backwards from the
-    last bar so the latest bar is always included (bars ``t, t-k, t-2k, ...``). Then
-    ``TheilSenRegressor(n_subsamples=None, max_subpopulation=10_000, random_state=0)``:
-    ``n_subsamples=None`` means pairs of points (classic Theil-Sen slopes); with at most
-    100 points there are <= 4,950 pairs < ``max_subpopulation``, so *all* pairs are used
-    and the fit is deterministic (random_state only matters if you raise max_points
-    above 141).
+  - Theil-Sen: ``beta`` = median of the pairwise slopes ``(A_j - A_i) / (B_j - B_i)``
+    over the pairs with ``B_i != B_j`` (tied pairs, frequent on 1 s bars where a leg
+    did not trade, are excluded), ``alpha`` = median of ``A - beta * B``: the textbook
+    estimator, ``scipy.stats.theilslopes(A, B, method="joint")`` to ~1e-15. All points
+    and all pairs are used (no subsampling). NaN if ``B`` is constant.
+  - Huber: the minimiser of Huber's objective with a jointly estimated scale
+    ``sigma`` (the one scikit-learn's ``HuberRegressor`` states, ``eps = 1.35``)::
+
+        L(alpha, beta, sigma) = sum_i sigma * (1 + H((A_i - alpha - beta B_i) / sigma))
+        H(u) = u^2 if |u| <= eps else 2 eps |u| - eps^2
+
+    solved by Newton's method to a zero gradient (``L`` is jointly convex, so that is
+    its global minimum; checked against scipy.optimize on the same objective).
+    NaN when ``B`` is constant or the minimum lies at ``sigma -> 0`` (so many points on
+    one line that ``L`` degenerates to least absolute deviations).
   - ``r2`` of a robust fit is the in-sample ``1 - SSR / SST`` of its line over the
-    points it was fitted on.
-* :func:`rolling_robust` refits every ``step`` bars, at ``t = w-1, w-1+step, ...``, and
-  holds the last fit in between. A held fit was estimated on bars ending at or before
-  ``t``, so it is still trailing: no look-ahead, just a staler beta.
+    window.
+* :func:`rolling_robust` refits on a schedule anchored to bar time
+  (:func:`analytics.robust.refit_due`): at the bars whose bucket index
+  ``ts // tf`` reaches a new multiple of ``step`` (``step`` =
+  :func:`analytics.robust.refit_step` of the window and method, never of how much
+  history is present), and holds the last fit in between. A held fit was estimated on
+  bars ending at or before ``t``, so it is still trailing: no look-ahead, just a staler
+  beta; and the value at ``t`` is the same whatever bar the series starts at (NaN
+  until the first scheduled refit with a full window).
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.errors import AnalyticsError, InsufficientData
+from analytics.robust import HUBER_EPSILON, refit_due, refit_step, window_fits
 from analytics.rolling import (
     MIN_WINDOW,
     as_float_array,
@@ -69,12 +71,6 @@ log = logging.getLogger(__name__)
 
 MIN_OBS = MIN_WINDOW
 ROBUST_METHODS = ("huber", "theilsen")
-HUBER_EPSILON = 1.35
-HUBER_ALPHA = 0.0
-HUBER_MAX_ITER = 1000
-HUBER_TOL = 1e-5
-THEILSEN_MAX_POINTS = 100
-THEILSEN_MAX_SUBPOPULATION = 10_000
 
 __all__ = [
     "MIN_OBS",
@@ -87,7 +83,6 @@ __all__ = [
     "robust_window_fit",
     "rolling_ols",
     "rolling_robust",
-    "subsample_tail",
     "theilsen_hedge",
     "validate_pair",
 ]
@@ -97,7 +92,7 @@ __all__ = [
 class HedgeFit:
     """One fit of ``A = alpha + beta * B``: ``spread = A - alpha - beta * B``.
 
-    ``n`` is the number of bars the estimator saw (Theil-Sen: after subsampling).
+    ``n`` is the number of bars the estimator saw (every bar of the window).
     """
 
     beta: float
@@ -121,24 +116,14 @@ class RollingFit:
 
 @dataclass(frozen=True, slots=True)
 class RobustParams:
-    """Settings of the robust estimators (see the module docstring)."""
+    """Settings of the robust estimators: Huber's threshold ``epsilon`` (in units of the
+    jointly estimated scale; 1.35 = 95 % Gaussian efficiency). Theil-Sen has none."""
 
     epsilon: float = HUBER_EPSILON
-    huber_alpha: float = HUBER_ALPHA
-    max_iter: int = HUBER_MAX_ITER
-    tol: float = HUBER_TOL
-    max_points: int = THEILSEN_MAX_POINTS
-    max_subpopulation: int = THEILSEN_MAX_SUBPOPULATION
-    random_state: int = 0
 
     def __post_init__(self) -> None:
         if not self.epsilon >= 1.0:
             raise ValueError(f"epsilon must be >= 1.0, got {self.epsilon}")
-        if not self.huber_alpha >= 0.0:
-            raise ValueError(f"huber_alpha must be >= 0, got {self.huber_alpha}")
-        check_window(self.max_iter, minimum=1, name="max_iter")
-        check_window(self.max_points, minimum=MIN_WINDOW, name="max_points")
-        check_window(self.max_subpopulation, minimum=1, name="max_subpopulation")
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -157,15 +142,6 @@ def validate_pair(
     if len(aa) < min_obs:
         raise InsufficientData(what, min_obs, len(aa))
     return aa, bb
-
-
-def subsample_tail(n: int, max_points: int) -> np.ndarray:
-    """Indices of at most ``max_points`` evenly spaced bars of ``n``, the last included.
-
-    Every ``k``-th bar counted back from ``n-1``, ``k = ceil(n / max_points)``.
-    """
-    k = -(-n // max_points)
-    return np.arange(n - 1, -1, -k)[::-1]
 
 
 def _r2(a: np.ndarray, b: np.ndarray, beta: float, alpha: float) -> float:
@@ -195,45 +171,19 @@ def _ols(a: np.ndarray, b: np.ndarray) -> tuple[float, float, float]:
 def robust_window_fit(
     a: np.ndarray, b: np.ndarray, method: str, params: RobustParams = RobustParams()
 ) -> tuple[float, float, float, int]:
-    """(beta, alpha, r2, n_used) of one robust fit on one window (NaN if b constant).
+    """(beta, alpha, r2, n) of one robust fit on one window (NaN if degenerate).
 
-    The single code path behind :func:`huber_hedge`, :func:`theilsen_hedge`,
-    :func:`rolling_robust` and the live engine, so batch and incremental agree bitwise.
+    The same :func:`analytics.robust.window_fits` as :func:`rolling_robust` and the
+    live engine, so a window gives the same bits wherever it is fitted.
     """
-    # imported here: scikit-learn costs ~1 s to import and only robust fits need it
-    from sklearn.linear_model import HuberRegressor, TheilSenRegressor
-
-    if method == "theilsen":
-        idx = subsample_tail(len(a), params.max_points)
-        a, b = a[idx], b[idx]
-    elif method != "huber":
+    if method not in ROBUST_METHODS:
         raise ValueError(f"method must be one of {ROBUST_METHODS}, got {method!r}")
     n = len(a)
-    if np.all(b == b[0]):
-        return math.nan, math.nan, math.nan, n
-    mb, sb = float(b.mean()), float(b.std())
-    ma, sa = float(a.mean()), float(a.std())
-    if sa == 0.0 or np.all(a == a[0]):
-        ma, sa = float(a[0]), 1.0
-    x = ((b - mb) / sb)[:, None]
-    y = (a - ma) / sa
-    if method == "huber":
-        est = HuberRegressor(
-            epsilon=params.epsilon,
-            alpha=params.huber_alpha,
-            max_iter=params.max_iter,
-            tol=params.tol,
-        )
-    else:
-        est = TheilSenRegressor(
-            n_subsamples=None,
-            max_subpopulation=params.max_subpopulation,
-            random_state=params.random_state,
-        )
-    est.fit(x, y)
-    beta = float(est.coef_[0]) * sa / sb
-    alpha = float(ma + sa * float(est.intercept_) - beta * mb)
-    return beta, alpha, _r2(a, b, beta, alpha), n
+    beta, alpha, r2 = window_fits(
+        np.ascontiguousarray(a, dtype=np.float64), np.ascontiguousarray(b, dtype=np.float64),
+        np.array([n - 1]), n, method, params.epsilon,
+    )  # fmt: skip
+    return float(beta[0]), float(alpha[0]), float(r2[0]), n
 
 
 # ------------------------------------------------------------------------ static fits
@@ -269,77 +219,32 @@ def _robust_hedge(a: object, b: object, method: str, params: RobustParams) -> He
     aa, bb = validate_pair(a, b, what=f"{method}_hedge")
     beta, alpha, r2, n = robust_window_fit(aa, bb, method, params)
     if math.isnan(beta):
-        raise AnalyticsError(
-            f"{method}_hedge: b is constant, the hedge ratio is undefined"
-        )
+        what = "b is constant" if np.all(bb == bb[0]) else "the window is degenerate"
+        raise AnalyticsError(f"{method}_hedge: {what}, the hedge ratio is undefined")
     return HedgeFit(beta, alpha, r2, n, method)
 
 
-def huber_hedge(
-    a: object,
-    b: object,
-    *,
-    epsilon: float = HUBER_EPSILON,
-    alpha: float = HUBER_ALPHA,
-    max_iter: int = HUBER_MAX_ITER,
-    tol: float = HUBER_TOL,
-) -> HedgeFit:
-    """Huber-loss hedge ratio of ``a`` on ``b`` (scikit-learn ``HuberRegressor``).
+def huber_hedge(a: object, b: object, *, epsilon: float = HUBER_EPSILON) -> HedgeFit:
+    """Huber hedge ratio of ``a`` on ``b``: the minimiser of Huber's objective with a
+    jointly estimated scale (module docstring, :mod:`analytics.robust`).
 
     Parameters
     ----------
     a, b : array_like
         Aligned prices, leg A regressed on leg B.
     epsilon : float
-        Huber threshold in units of the jointly estimated scale (1.35: 95 % Gaussian
-        efficiency).
-    alpha : float
-        L2 penalty of sklearn (0: none, which keeps the fit equivariant).
-    max_iter, tol : int, float
-        L-BFGS limits.
+        Huber threshold in units of the scale (1.35: 95 % Gaussian efficiency).
 
-    Notes
-    -----
-    Fitted on the standardised bars, mapped back (module docstring).
+    Raises ``AnalyticsError`` if ``b`` is constant or the fit is degenerate.
     """
-    params = RobustParams(
-        epsilon=epsilon, huber_alpha=alpha, max_iter=max_iter, tol=tol
-    )
-    return _robust_hedge(a, b, "huber", params)
+    return _robust_hedge(a, b, "huber", RobustParams(epsilon=epsilon))
 
 
-def theilsen_hedge(
-    a: object,
-    b: object,
-    *,
-    max_points: int = THEILSEN_MAX_POINTS,
-    max_subpopulation: int = THEILSEN_MAX_SUBPOPULATION,
-    random_state: int = 0,
-) -> HedgeFit:
-    """Theil-Sen hedge ratio of ``a`` on ``b`` (scikit-learn ``TheilSenRegressor``).
-
-    Parameters
-    ----------
-    a, b : array_like
-        Aligned prices, leg A regressed on leg B.
-    max_points : int
-        The bars are subsampled evenly to at most this many, the last bar always kept
-        (:func:`subsample_tail`): sklearn's cost grows with the number of pairs.
-    max_subpopulation, random_state
-        Passed to sklearn; with ``max_points <= 141`` all pairs are used
-        (deterministic).
-
-    Notes
-    -----
-    Fitted on the standardised subsample, mapped back (module docstring). ``n`` of the
-    result is the subsample size.
-    """
-    params = RobustParams(
-        max_points=max_points,
-        max_subpopulation=max_subpopulation,
-        random_state=random_state,
-    )
-    return _robust_hedge(a, b, "theilsen", params)
+def theilsen_hedge(a: object, b: object) -> HedgeFit:
+    """Textbook Theil-Sen hedge ratio of ``a`` on ``b``: median of the pairwise slopes
+    over pairs with distinct ``b``, intercept the median of ``a - beta b``
+    (``scipy.stats.theilslopes(a, b, method="joint")``). All bars, all pairs."""
+    return _robust_hedge(a, b, "theilsen", RobustParams())
 
 
 # ---------------------------------------------------------------------- rolling fits
@@ -384,10 +289,11 @@ def rolling_robust(
     *,
     window: int,
     method: str = "huber",
-    step: int = 1,
+    step: int | None = None,
     params: RobustParams = RobustParams(),
+    buckets: object | None = None,
 ) -> RollingFit:
-    """Trailing-window Huber or Theil-Sen fits of ``a`` on ``b``.
+    """Trailing-window Huber or Theil-Sen fits of ``a`` on ``b``, exact and vectorised.
 
     Parameters
     ----------
@@ -396,33 +302,44 @@ def rolling_robust(
     window : int
         ``w >= 3`` bars per fit.
     method : {"huber", "theilsen"}
-    step : int
-        Refit every ``step`` bars (at ``t = w-1, w-1+step, ...``); in between the last
-        fit is held. Held fits only used bars up to their own fit time, so every value
-        at ``t`` depends on bars ``<= t`` only.
+    step : int, optional
+        Refit every ``step`` buckets (default :func:`analytics.robust.refit_step` of
+        ``window`` and ``method``); in between the last fit is held. Held fits only
+        used bars up to their own fit time, so every value at ``t`` depends on bars
+        ``<= t`` only.
     params : RobustParams
         Estimator settings.
+    buckets : array_like of int, optional
+        Bucket index of each bar (``ts // tf``): anchors the schedule to bar time, so
+        the value at a bar does not depend on where the series starts. Default: the
+        bar's position (anchored to the first bar given).
 
     Notes
     -----
-    One sklearn fit per refit (~2-6 ms Huber, ~40 ms Theil-Sen with 100 points): a day
-    of 1 s bars at ``step=1`` is minutes, so use ``step`` (or the live engine, which
-    refits once per closed bar).
+    Only the scheduled windows are fitted, all at once (:mod:`analytics.robust`): a
+    day of 1 s bars at w = 200 takes well under a second (``benchmarks.analytics``).
+    Bars before the first scheduled refit with a full window are NaN.
     """
     w = check_window(window)
-    step = check_window(step, minimum=1, name="step")
     if method not in ROBUST_METHODS:
         raise ValueError(f"method must be one of {ROBUST_METHODS}, got {method!r}")
+    step = refit_step(w, method) if step is None else step
+    step = check_window(step, minimum=1, name="step")
     aa, bb = validate_pair(a, b, min_obs=w, what=f"rolling {method} (w={w})")
     n = len(aa)
+    if buckets is None:
+        k = np.arange(n, dtype=np.int64)
+    else:
+        k = np.asarray(buckets, dtype=np.int64)
+        if k.shape != (n,):
+            raise ValueError(f"buckets must have the length of a and b ({n})")
+    due = refit_due(k, w, step)
+    ends = np.flatnonzero(due)
+    fb, fa, fr = window_fits(aa, bb, ends, w, method, params.epsilon)
+    held = np.cumsum(due) - 1  # index of the last refit at or before each bar
+    have = held >= 0
     beta = np.full(n, np.nan)
     alpha = np.full(n, np.nan)
     r2 = np.full(n, np.nan)
-    fit = (math.nan, math.nan, math.nan)
-    for t in range(w - 1, n):
-        if (t - (w - 1)) % step == 0:
-            lo = t - w + 1
-            fit = robust_window_fit(aa[lo : t + 1], bb[lo : t + 1], method, params)[:3]
-        beta[t], alpha[t], r2[t] = fit
+    beta[have], alpha[have], r2[have] = fb[held[have]], fa[held[have]], fr[held[have]]
     return RollingFit(alpha, beta, r2, w, method, step)
-

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.align import align_pair
+from analytics.sessions import last_session
 from analytics.bars import Bars
 from analytics.errors import InsufficientData
 from analytics.rolling import as_float_array
@@ -122,11 +123,14 @@ def cross_correlation(a: object, b: object, *, max_lag: int = 10) -> LeadLag:
 
 
 def lead_lag_matrix(
-    bars: Mapping[str, Bars], *, max_lag: int = 10, max_bars: int | None = None
+    bars: Mapping[str, Bars], *, max_lag: int = 10, max_bars: int | None = None,
+    breaks: Mapping[str, object] | None = None,
 ) -> LeadLagMatrix:
     """Peak lag of every ordered pair of symbols (each pair aligned on its own grid).
 
     Pairs with too little data are NaN. ``max_bars`` keeps the last N aligned bars.
+    ``breaks`` (symbol -> session break times, ms): each pair uses its last session
+    only (:func:`analytics.sessions.last_session`), so no return spans a break.
     """
     k = _check_max_lag(max_lag)
     syms = tuple(bars)
@@ -137,6 +141,8 @@ def lead_lag_matrix(
     for i in range(n):
         for j in range(i + 1, n):
             al = align_pair(bars[syms[i]], bars[syms[j]], max_bars=max_bars)
+            if breaks:
+                al = last_session(al, breaks.get(syms[i]), breaks.get(syms[j]))
             nobs[i, j] = nobs[j, i] = len(al)
             try:
                 ll = cross_correlation(al.a, al.b, max_lag=k)

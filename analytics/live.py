@@ -8,8 +8,11 @@ every regression). State is bounded: ring buffers of ``w`` bars and a few floats
 * OLS: :class:`analytics.rolling.RollingOLS` (running centred sums, exact recompute
   every ``w`` bars).
 * Huber / Theil-Sen: the last ``w`` model prices in deques; the same
-  :func:`analytics.hedge.robust_window_fit` as the batch, on bar close only, every
-  ``refit_step`` bars (the same schedule as :func:`analytics.hedge.rolling_robust`).
+  :func:`analytics.hedge.robust_window_fit` as the batch, on bar close only, on the
+  bar-time schedule of :func:`analytics.robust.refit_due` (bucket ``ts // tf_ms``
+  reaching a new multiple of ``refit_step``), the same as
+  :func:`analytics.hedge.rolling_robust`: a live pair and a batch build agree at every
+  bar whenever the pair was opened.
 * Kalman: :class:`analytics.kalman.KalmanHedge` (the batch uses the same step).
 * z-score: :class:`analytics.rolling.RollingMoments` over the spreads; correlation:
   :class:`analytics.rolling.RollingCorr` over raw log returns.
@@ -36,6 +39,8 @@ import numpy as np
 from analytics.hedge import RobustParams, robust_window_fit
 from analytics.kalman import KalmanHedge, KalmanParams
 from analytics.pair import check_options, requirements
+from analytics.robust import refit_due
+from analytics.robust import refit_step as schedule_step
 from analytics.rolling import (
     BetaAlpha,
     MeanStd,
@@ -65,9 +70,9 @@ class PairPoint:
 
 
 class _RobustRolling:
-    """Trailing robust refits on bar close, every ``step`` bars, last fit held."""
+    """Trailing robust refits on bar close at scheduled buckets, last fit held."""
 
-    __slots__ = ("_w", "_method", "_params", "_step", "_a", "_b", "_n", "_value")
+    __slots__ = ("_w", "_method", "_params", "_step", "_a", "_b", "_prev", "_value")
 
     def __init__(
         self, window: int, method: str, params: RobustParams, step: int
@@ -75,15 +80,17 @@ class _RobustRolling:
         self._w, self._method, self._params, self._step = window, method, params, step
         self._a: deque[float] = deque(maxlen=window)
         self._b: deque[float] = deque(maxlen=window)
-        self._n = 0
+        self._prev: int | None = None  # bucket // step of the previous bar
         self._value: BetaAlpha | None = None
 
-    def update(self, a: float, b: float) -> BetaAlpha | None:
+    def update(self, a: float, b: float, bucket: int) -> BetaAlpha | None:
         self._a.append(a)
         self._b.append(b)
-        self._n += 1
-        t, w = self._n - 1, self._w
-        if t >= w - 1 and (t - (w - 1)) % self._step == 0:
+        slot = bucket // self._step
+        due = slot != self._prev
+        self._prev = slot
+        w = self._w
+        if due and len(self._a) == w:
             beta, alpha, _, _ = robust_window_fit(
                 np.fromiter(self._a, dtype=np.float64, count=w),
                 np.fromiter(self._b, dtype=np.float64, count=w),
@@ -106,8 +113,12 @@ class IncrementalPair:
         Model price scale; the correlation always uses raw log returns.
     kalman : KalmanParams
     robust : RobustParams
-    refit_step : int
-        Robust regressions refit every ``refit_step`` closed bars.
+    refit_step : int, optional
+        Robust regressions refit every ``refit_step`` buckets (default
+        :func:`analytics.robust.refit_step` of the window and method).
+    tf_ms : int, optional
+        Bar length on the ``ts`` scale: the refit schedule uses bucket ``ts // tf_ms``
+        (bar time). Without it, the bar's position since the first update.
 
     ``update(ts, a, b)`` takes the closed bar's raw prices and returns a
     :class:`PairPoint` once the hedge is defined (None during the first ``w - 1`` bars,
@@ -121,11 +132,15 @@ class IncrementalPair:
         prices: str = "raw",
         kalman: KalmanParams = KalmanParams(),
         robust: RobustParams = RobustParams(),
-        refit_step: int = 1,
+        refit_step: int | None = None,
+        tf_ms: int | None = None,
     ) -> None:
         w = check_options(window, regression, prices, kalman, robust, refit_step)
         self.window, self.regression, self.prices = w, regression, prices
+        if refit_step is None:
+            refit_step = schedule_step(w, regression)
         self._refit_step = refit_step
+        self._tf_ms = None if tf_ms is None else int(tf_ms)
         self._req = requirements(w, regression)
         self._log = prices == "log"
         if regression == "ols":
@@ -187,9 +202,19 @@ class IncrementalPair:
         self._prev_la, self._prev_lb = la, lb
         self._n += 1
 
-        fit = self._hedge.update(pa, pb)
+        if isinstance(self._hedge, _RobustRolling):
+            bucket = self._n - 1 if self._tf_ms is None else int(ts) // self._tf_ms
+            fit = self._hedge.update(pa, pb, bucket)
+        else:
+            fit = self._hedge.update(pa, pb)
         if fit is None:
-            return None
+            if self._n < self.window:
+                return None
+            # a full window whose first scheduled robust refit is still to come: no
+            # hedge yet, but the correlation is defined (as in the batch series)
+            self._last = PairPoint(ts, a, b, math.nan, math.nan, math.nan, math.nan, corr,
+                                   self._n)  # fmt: skip
+            return self._last
         beta, alpha = fit
         spr = pa - alpha - beta * pb
         stats = self._moments.update(spr)
@@ -200,16 +225,23 @@ class IncrementalPair:
         self._last = PairPoint(ts, a, b, alpha, beta, spr, z, corr, self._n)
         return self._last
 
+    @property
+    def refit_step(self) -> int:
+        """Buckets between robust refits (1 for OLS and Kalman)."""
+        return self._refit_step
+
     def warm(self, ts: np.ndarray, a: np.ndarray, b: np.ndarray) -> None:
         """Consume a history of closed aligned bars (raw prices), oldest first.
 
         Leaves the estimator in the state that :meth:`update` on every bar would, but
         only the bars that determine that state go through :meth:`update`: the last
         ``2w + 1`` (the hedge window of the first z-window bar, its spreads, and one
-        return more), started on a multiple of ``refit_step`` so robust refits fall on
-        the same bars as a batch build. The Kalman filter depends on its whole history:
-        its earlier bars are stepped by :meth:`KalmanHedge.absorb` (same arithmetic,
-        no per-bar objects). Requires a fresh estimator.
+        return more), reaching back for robust regressions to the window of the
+        scheduled refit in force at the first z-window bar (the schedule is a function
+        of bar time, so the replay refits on the same bars as a batch build). The
+        Kalman filter depends on its whole history: its earlier bars are stepped by
+        :meth:`KalmanHedge.absorb` (same arithmetic, no per-bar objects). Requires a
+        fresh estimator.
         """
         if self._n:
             raise ValueError("warm() needs a fresh IncrementalPair")
@@ -217,7 +249,18 @@ class IncrementalPair:
         w = self.window
         start = 0
         if n > 2 * w + 1:
-            start = (n - 2 * w - 1) // self._refit_step * self._refit_step
+            start = n - 2 * w - 1
+            if isinstance(self._hedge, _RobustRolling):
+                step = self._refit_step
+                if self._tf_ms is None:
+                    k = np.arange(n, dtype=np.int64)
+                else:
+                    k = np.asarray(ts, dtype=np.int64) // self._tf_ms
+                due = np.flatnonzero(refit_due(k[: n - w + 1], w, step))
+                if len(due):
+                    start = min(start, int(due[-1]) - w + 1)
+                if self._tf_ms is None:  # positions restart at 0 in the replay
+                    start = start // step * step
         if start and self.regression == "kalman":
             pa = np.log(a[:start]) if self._log else np.asarray(a[:start], dtype=float)
             pb = np.log(b[:start]) if self._log else np.asarray(b[:start], dtype=float)

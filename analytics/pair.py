@@ -9,10 +9,10 @@ Window ``w``, bar ``t``; ``P^A, P^B`` are raw prices, and the model prices ``A, 
   trailing only:
 
   - ``"ols"``: OLS over bars ``t-w+1 .. t`` (:func:`analytics.hedge.rolling_ols`);
-  - ``"huber"`` / ``"theilsen"``: scikit-learn estimator on the same window, refitted
-    every ``refit_step`` bars and held in between
-    (:func:`analytics.hedge.rolling_robust`, Theil-Sen subsampled evenly to <= 100 bars,
-    latest bar always in);
+  - ``"huber"`` / ``"theilsen"``: the exact estimator (:mod:`analytics.robust`) on the
+    same window, refitted on the bar-time schedule of
+    :func:`analytics.robust.refit_due` (every ``refit_step(w, method)`` buckets of
+    ``ts // tf_ms``) and held in between (:func:`analytics.hedge.rolling_robust`);
   - ``"kalman"``: the filtered state at ``t`` (:mod:`analytics.kalman`), from bar 2.
 
 * ``spread_t = A_t - alpha_t - beta_t * B_t`` (each bar with its own fit: no
@@ -48,6 +48,7 @@ from analytics.hedge import (
 )
 from analytics.kalman import KALMAN_MIN_BARS, KalmanParams, kalman_hedge
 from analytics.rolling import as_float_array, check_window, log_prices
+from analytics.sessions import segment_starts
 from analytics.spread import rolling_corr, rolling_zscore
 from analytics.stationarity import (
     ADF_MIN_OBS,
@@ -87,7 +88,7 @@ def check_options(
     prices: object,
     kalman: object = KalmanParams(),
     robust: object = RobustParams(),
-    refit_step: object = 1,
+    refit_step: object = None,
 ) -> int:
     """Validate the pair options (ValueError naming the parameter); return ``w``."""
     w = check_window(window)
@@ -99,7 +100,8 @@ def check_options(
         raise ValueError(f"kalman must be KalmanParams, got {type(kalman).__name__}")
     if not isinstance(robust, RobustParams):
         raise ValueError(f"robust must be RobustParams, got {type(robust).__name__}")
-    check_window(refit_step, minimum=1, name="refit_step")
+    if refit_step is not None:
+        check_window(refit_step, minimum=1, name="refit_step")
     return w
 
 
@@ -192,7 +194,9 @@ def pair_series(
     prices: str = "raw",
     kalman: KalmanParams = KalmanParams(),
     robust: RobustParams = RobustParams(),
-    refit_step: int = 1,
+    refit_step: int | None = None,
+    breaks: object | None = None,
+    tf_ms: int | None = None,
 ) -> PairSeries:
     """Hedge, spread, z-score and correlation of an aligned pair at every bar.
 
@@ -212,8 +216,21 @@ def pair_series(
         Used when ``regression="kalman"``.
     robust : RobustParams
         Used when ``regression`` is ``"huber"`` or ``"theilsen"``.
-    refit_step : int
-        Robust refit every ``refit_step`` bars (held in between; still trailing).
+    refit_step : int, optional
+        Robust refit every ``refit_step`` buckets (held in between; still trailing).
+        Default :func:`analytics.robust.refit_step` of ``window`` and ``regression``,
+        as every caller in the app uses.
+    tf_ms : int, optional
+        Bar length on the ``ts`` scale: anchors the robust refit schedule to bar time
+        (bucket ``ts // tf_ms``), so a bar's value does not depend on where the series
+        starts. Without it the schedule counts bars from the first one given.
+    breaks : array_like of int, optional
+        Session starts on the ``ts`` scale (for bucket timestamps: the bucket start of
+        each break, :func:`analytics.sessions.break_buckets`). A point with
+        ``ts >= break`` opens a new segment: every segment is computed on its own
+        (no return, regression, spread window, z or correlation spans a break) and is
+        NaN until it has the bars each quantity needs; a segment shorter than the first
+        hedge is all NaN but for the prices.
 
     Returns
     -------
@@ -233,6 +250,13 @@ def pair_series(
     need = requirements(w, regression)["beta"]
     if n < need:
         raise InsufficientData(f"pair series (w={w}, {regression})", need, n)
+    cuts = segment_starts(t, breaks) if breaks is not None else ()
+    if len(cuts):
+        return _pair_series_by_segment(
+            t, raw_a, raw_b, cuts, need,
+            dict(window=w, regression=regression, prices=prices, kalman=kalman,
+                 robust=robust, refit_step=refit_step, tf_ms=tf_ms),
+        )
     raw_a, raw_b = raw_a.copy(), raw_b.copy()
     # one log pass serves the log model prices and the correlation's log returns
     la, lb = log_prices(raw_a, "a"), log_prices(raw_b, "b")
@@ -246,8 +270,9 @@ def pair_series(
         alpha, beta = kfit.alpha, kfit.beta
     else:
         fit = rolling_robust(
-            pa, pb, window=w, method=regression, step=refit_step, params=robust
-        )
+            pa, pb, window=w, method=regression, step=refit_step, params=robust,
+            buckets=None if tf_ms is None else _buckets(t, tf_ms),
+        )  # fmt: skip
         alpha, beta = fit.alpha, fit.beta
     spr = pa - alpha - beta * pb
     ret_a, ret_b = np.diff(la, prepend=np.nan), np.diff(lb, prepend=np.nan)
@@ -264,6 +289,36 @@ def pair_series(
         regression=regression,
         prices=prices,
     )
+
+
+def _pair_series_by_segment(
+    t: np.ndarray, a: np.ndarray, b: np.ndarray, cuts: np.ndarray, need: int, opts: dict
+) -> PairSeries:
+    """:func:`pair_series` of each session segment on its own, concatenated.
+
+    Each segment is exactly the series of its bars alone (what a fresh start of the
+    data there would give); a segment shorter than the first hedge is NaN but for the
+    prices.
+    """
+    n = len(t)
+    out = {c: np.full(n, np.nan) for c in ("alpha", "beta", "spread", "zscore", "corr")}
+    bounds = [0, *(int(c) for c in cuts), n]
+    for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
+        if hi - lo < need:
+            continue
+        seg = pair_series(t[lo:hi], a[lo:hi], b[lo:hi], **opts)
+        for c, arr in out.items():
+            arr[lo:hi] = getattr(seg, c)
+    return PairSeries(
+        ts=t, price_a=a.copy(), price_b=b.copy(), **out,
+        window=opts["window"], regression=opts["regression"], prices=opts["prices"],
+    )
+
+
+def _buckets(ts: np.ndarray, tf_ms: int) -> np.ndarray:
+    """Bucket index ``ts // tf_ms`` of each bar (datetime64 read as ms)."""
+    t = ts.astype("datetime64[ms]").astype(np.int64) if ts.dtype.kind == "M" else ts
+    return np.asarray(t, dtype=np.int64) // int(tf_ms)
 
 
 def static_fit(a: object, b: object, *, prices: str = "raw") -> HedgeFit:

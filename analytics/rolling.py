@@ -12,7 +12,7 @@ Precision
 ---------
 The textbook shortcut ``cxx = sum x^2 - (sum x)^2 / w`` over cumulative sums of a day of
 raw prices cancels catastrophically (BTC near 60,000 with a window standard deviation of
-a few dollars leaves ~1e-6 relative error; see PERFORMANCE.md). Both implementations
+a few dollars leaves ~1e-6 relative error; see docs/performance.md). Both implementations
 here keep every sum *local and centred*:
 
 * :func:`window_moments` (batch) cuts the series into blocks of ``w`` bars. Every window

@@ -31,15 +31,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.align import align_pair
+from analytics.sessions import last_session
 from analytics.bars import Bars
 from analytics.errors import AnalyticsError, InsufficientData
 from analytics.pair import pair_series, requirements
 from analytics.stationarity import ADF_MIN_OBS, coint_test, half_life
 
 log = logging.getLogger(__name__)
-
-#: Robust hedges refit at most this many times per pair (as the live engine does).
-ROBUST_MAX_FITS = 300
 
 __all__ = ["ScreenResult", "ScreenRow", "screen_pair", "screen_pairs"]
 
@@ -99,19 +97,22 @@ def screen_pair(
     regression: str = "ols",
     prices: str = "raw",
     max_bars: int | None = None,
+    breaks: tuple[object, object] | None = None,
 ) -> ScreenRow:
-    """Screen one pair (module docstring). Too little data gives a row with ``error``."""
+    """Screen one pair (module docstring). Too little data gives a row with ``error``.
+
+    ``breaks`` (each leg's session break times, ms): the pair is screened on its last
+    session only, so no window or test spans a break."""
     al = align_pair(bars_a, bars_b, max_bars=max_bars)
+    if breaks is not None:
+        al = last_session(al, *breaks)
     n = len(al)
     need = max(requirements(window, regression)["zscore"], ADF_MIN_OBS)
     if n < need:
         return ScreenRow(a, b, n, error=f"collecting: {n} of {need} bars")
-    step = 1
-    if regression in ("huber", "theilsen"):
-        step = max(1, -(-(n - window + 1) // ROBUST_MAX_FITS))
     try:
         ps = pair_series(al.ts, al.a, al.b, window=window, regression=regression,
-                         prices=prices, refit_step=step)
+                         prices=prices, tf_ms=al.tf_ms)
         pa, pb = (np.log(al.a), np.log(al.b)) if prices == "log" else (al.a, al.b)
         co = coint_test(pa, pb)
         spread = ps.spread[np.isfinite(ps.spread)]
@@ -152,6 +153,7 @@ def screen_pairs(
     regression: str = "ols",
     prices: str = "raw",
     max_bars: int | None = None,
+    breaks: Mapping[str, object] | None = None,
 ) -> ScreenResult:
     """Screen every unordered pair of the symbols in ``bars`` (same timeframe).
 
@@ -163,6 +165,8 @@ def screen_pairs(
         As :func:`analytics.pair.pair_series`.
     max_bars : int, optional
         Use only the last ``max_bars`` aligned bars of each pair.
+    breaks : mapping of symbol -> break times (ms), optional
+        Session breaks: each pair is screened on its last session.
 
     Returns
     -------
@@ -177,7 +181,8 @@ def screen_pairs(
         raise ValueError(f"all bars must share one timeframe, got {sorted(tfs)} ms")
     rows = [
         screen_pair(a, b, bars[a], bars[b], window=window, regression=regression,
-                    prices=prices, max_bars=max_bars)
+                    prices=prices, max_bars=max_bars,
+                    breaks=None if not breaks else (breaks.get(a), breaks.get(b)))
         for a, b in itertools.combinations(syms, 2)
     ]
     rows.sort(key=_rank_key)

@@ -64,6 +64,19 @@ def _finite(x: float | None) -> bool:
     return x is not None and math.isfinite(float(x))
 
 
+def _pair_text(x: float, ref: float, decimals: int, *, comma: bool = False) -> tuple[str, str]:
+    """``x`` and the threshold ``ref`` printed so the printed numbers agree with the
+    comparison: start at ``decimals`` and add digits (up to 8) while ``x != ref`` prints
+    the same as ``ref`` (ρ = 0.497 against 0.5 reads "0.497 < 0.500", never
+    "0.50 < 0.50")."""
+    spec = ",." if comma else "."
+    for d in range(decimals, 9):
+        xs, rs = format(x, f"{spec}{d}f"), format(ref, f"{spec}{d}f")
+        if x == ref or xs != rs:
+            return xs, rs
+    return xs, rs
+
+
 def signal_summary(
     z: float | None,
     *,
@@ -132,25 +145,25 @@ def signal_summary(
 
     if _finite(coint_pvalue) or _finite(adf_pvalue):
         name, p = ("Engle-Granger", coint_pvalue) if _finite(coint_pvalue) else ("ADF", adf_pvalue)
+        ptext, atext = _pair_text(p, alpha, 3)
         if p < alpha:
             checks.append("ok")
-            reasons.append(f"{name} p = {p:.3f} < {alpha:g}: the legs are cointegrated")
+            reasons.append(f"{name} p = {ptext} < {atext}: the legs are cointegrated")
         else:
             checks.append("fail")
-            reasons.append(f"{name} p = {p:.3f} ≥ {alpha:g}: no evidence of cointegration")
+            reasons.append(f"{name} p = {ptext} ≥ {atext}: no evidence of cointegration")
     else:
         checks.append("unknown")
         reasons.append("cointegration not tested yet (run the ADF test)")
 
     if _finite(corr):
+        ctext, mtext = _pair_text(corr, min_corr, 2)
         if corr >= min_corr:
             checks.append("ok")
-            reasons.append(f"return correlation {corr:.2f} ≥ {min_corr:.2f}: legs move together")
+            reasons.append(f"return correlation {ctext} ≥ {mtext}: legs move together")
         else:
             checks.append("fail")
-            reasons.append(
-                f"return correlation {corr:.2f} < {min_corr:.2f}: legs move independently"
-            )
+            reasons.append(f"return correlation {ctext} < {mtext}: legs move independently")
     else:
         checks.append("unknown")
         reasons.append("correlation not defined yet")
@@ -164,13 +177,13 @@ def signal_summary(
         reasons.append("the spread shows no mean reversion (no finite half-life)")
     elif half_life_bars <= w:
         checks.append("ok")
-        reasons.append(
-            f"half-life {half_life_bars:,.1f} bars ≤ window {w}: reverts within the window"
-        )
+        htext = _pair_text(half_life_bars, w, 1, comma=True)[0]
+        reasons.append(f"half-life {htext} bars ≤ window {w}: reverts within the window")
     else:
         checks.append("fail")
+        htext = _pair_text(half_life_bars, w, 1, comma=True)[0]
         reasons.append(
-            f"half-life {half_life_bars:,.1f} bars > window {w}: reversion too slow for this window"
+            f"half-life {htext} bars > window {w}: reversion too slow for this window"
         )
 
     if "fail" in checks:

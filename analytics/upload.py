@@ -49,6 +49,7 @@ import io
 import logging
 import re
 import zipfile
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -146,9 +147,13 @@ class OhlcUpload:
     time_unit: str
     filename: str | None = None
     notes: tuple[str, ...] = field(default=())
+    #: Per symbol, the 1-based file line of each bar (messages about a stored dataset
+    #: name the line, e.g. an appended row that conflicts with a stored bar).
+    lines: Mapping[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "bars", MappingProxyType(dict(self.bars)))
+        object.__setattr__(self, "lines", MappingProxyType(dict(self.lines)))
 
     @property
     def timeframe(self) -> str:
@@ -483,7 +488,7 @@ def _unzip(
     try:
         zf = zipfile.ZipFile(io.BytesIO(content))
         members = [m for m in zf.infolist() if not m.is_dir()]
-    except zipfile.BadZipFile as exc:
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:  # e.g. a cut file
         raise UploadError([f"not a readable zip file ({exc})"]) from None
     if len(members) != 1:
         raise UploadError(
@@ -500,8 +505,17 @@ def _unzip(
                 f"over the cap of {max_bytes:,} bytes"
             ]
         )
-    with zf.open(member) as fh:
-        data = fh.read(max_bytes + 1)
+    # Inflating reads the member's bytes for the first time: a damaged stream, a CRC
+    # mismatch, a cut file, encryption or an unknown method all surface here.
+    try:
+        with zf.open(member) as fh:
+            data = fh.read(max_bytes + 1)
+    except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as exc:
+        raise UploadError(
+            [f"not a readable zip file: {member.filename[:80]} is damaged ({exc})"]
+        ) from None
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted / unsupported method
+        raise UploadError([f"cannot read the zip file's {member.filename[:80]}: {exc}"]) from None
     if len(data) > max_bytes:
         raise UploadError([f"file too large: over the cap of {max_bytes:,} bytes"])
     return data, member.filename
@@ -747,4 +761,5 @@ def parse_ohlc_csv(
         kind=t.kind,
         time_unit=unit,
         filename=filename,
+        lines={sym: lines[idx] for sym, idx in order_by_sym.items()},
     )

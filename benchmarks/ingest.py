@@ -21,7 +21,10 @@ Ingestor with its bar clock, TradeFeed):
    shares the GIL with the feed) is polled by a separate client process the way a
    browser tab on the markets page does: the markets interval callback every 500 ms,
    the navbar badge callback every 1,000 ms (POST /_dash-update-component, payloads
-   built from /_dash-dependencies), plus GET /api/health every 500 ms.
+   built from the app's callback map and page layout by
+   :class:`benchmarks._dash_client.DashPage`), plus GET /api/health every 500 ms.
+   Any failed request fails the run (``meets_targets.dash_client`` false, exit 1): a
+   "with Dash" latency measured while the page answers 500s means nothing.
 
 Receive-to-ring latency (the figure with the 5 ms target) is measured without
 touching production code: a TradeFeed subclass stamps ``perf_counter_ns()`` on entry
@@ -676,86 +679,50 @@ def stop_dash_client(proc: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
-def _dash_callback_payloads(deps: list[dict], input_id: str) -> dict:
-    """The body dash-renderer POSTs when ``input_id.n_intervals`` fires."""
-    for dep in deps:
-        if any(i["id"] == input_id and i["property"] == "n_intervals" for i in dep["inputs"]):
-            output = dep["output"]
-            if output.startswith(".."):
-                parts = output[2:-2].split("...")
-                outputs = [
-                    {"id": p.rsplit(".", 1)[0], "property": p.rsplit(".", 1)[1]}
-                    for p in parts
-                ]
-            else:
-                cid, prop = output.rsplit(".", 1)
-                outputs = {"id": cid, "property": prop}
-            changed = [f"{input_id}.n_intervals"]
-            return {
-                "output": output,
-                "outputs": outputs,
-                "inputs": [{"id": input_id, "property": "n_intervals", "value": 0}],
-                "changedPropIds": changed,
-                "parsedChangedPropsIds": changed,
-                "state": [{"id": s["id"], "property": s["property"]} for s in dep["state"]]
-                or None,
-            }
-    raise RuntimeError(f"no callback with input {input_id}.n_intervals in /_dash-dependencies")
-
-
 def dash_client_main(url: str) -> int:
-    """Poll the app like a browser tab on ``/`` until SIGTERM; print a JSON summary."""
+    """Poll the app like a browser tab on ``/`` until SIGTERM; print a JSON summary.
+
+    Requests are built from the app's own callback map and page layout
+    (:class:`benchmarks._dash_client.DashPage`); any answer but a 200 with a response
+    is an error, and any error fails the benchmark (``meets_targets.dash_client``)."""
     import requests
 
+    from benchmarks._dash_client import DashPage, http_fetch
     from dashapp.ids import Markets, Shell
 
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     s = requests.Session()
-    # Page load, as the browser does it.
-    for path in ("/", "/_dash-layout"):
-        s.get(url + path, timeout=30).raise_for_status()
-    deps = s.get(url + "/_dash-dependencies", timeout=30).json()
-    markets = _dash_callback_payloads(deps, Markets.TICK_INTERVAL)
-    badge = _dash_callback_payloads(deps, Shell.STATUS_INTERVAL)
-    for body in (markets, badge):
-        if body["state"] is None:
-            del body["state"]
+    s.get(url + "/", timeout=30).raise_for_status()  # page load, as the browser does it
+    page = DashPage(http_fetch(s, url), "/")
     times: dict[str, list[float]] = {"markets_callback": [], "badge_callback": [], "health": []}
     sizes: dict[str, int] = {k: 0 for k in times}
     errors: list[str] = []
 
-    def hit(kind: str, method: str, path: str, body: dict | None = None) -> None:
+    def hit(kind: str, fn) -> None:
         t = time.perf_counter()
         try:
-            if method == "POST":
-                r = s.post(url + path, json=body, timeout=10)
-            else:
-                r = s.get(url + path, timeout=10)
-            dt = time.perf_counter() - t
-            if r.status_code != 200:
-                errors.append(f"{kind}: HTTP {r.status_code} {r.text[:200]}")
-                return
-            if kind == "health":
-                r.json()
-            elif "response" not in r.json():
-                errors.append(f"{kind}: unexpected body {r.text[:200]}")
-                return
-            times[kind].append(dt)
-            sizes[kind] = len(r.content)
+            n = fn()
+            times[kind].append(time.perf_counter() - t)
+            sizes[kind] = n
         except Exception as exc:  # counted, polling continues like a browser would
-            errors.append(f"{kind}: {type(exc).__name__}: {exc}")
+            errors.append(f"{kind}: {type(exc).__name__}: {str(exc)[:200]}")
+
+    def health() -> int:
+        r = s.get(url + "/api/health", timeout=10)
+        if r.status_code != 200:
+            raise RuntimeError(f"HTTP {r.status_code}")
+        r.json()
+        return len(r.content)
 
     print("ready", flush=True)
     tick, next_t = 0, time.monotonic()
     while not stop.is_set():
         tick += 1
-        markets["inputs"][0]["value"] = tick
-        hit("markets_callback", "POST", "/_dash-update-component", markets)
+        hit("markets_callback", lambda: page.tick(Markets.TICK_INTERVAL))
         if tick % round(BADGE_POLL_S / DASH_POLL_S) == 0:
-            badge["inputs"][0]["value"] = tick // 2
-            hit("badge_callback", "POST", "/_dash-update-component", badge)
-        hit("health", "GET", "/api/health")
+            hit("badge_callback", lambda: page.tick(Shell.STATUS_INTERVAL))
+        hit("health", health)
         next_t += DASH_POLL_S
         delay = next_t - time.monotonic()
         if delay < 0:  # a tab's interval does not queue missed ticks
@@ -952,10 +919,26 @@ def main(argv: list[str] | None = None) -> int:
             "zero_loss": bool(zero_loss),
             "p99_alone": bool((alone["receive_to_ring_ms"]["p99"] or 1e9) <= TARGET_P99_MS),
             "p99_with_dash": bool((dash["receive_to_ring_ms"]["p99"] or 1e9) <= TARGET_P99_MS),
+            # the "with Dash" figures mean something only if the page was being served
+            "dash_client": dash_client_ok(dash.get("dash_client")),
         },
     }
     print(json.dumps(result, separators=(",", ":")), flush=True)
+    if not result["meets_targets"]["dash_client"]:
+        print("FAILED: the Dash client's requests failed: "
+              f"{(dash.get('dash_client') or {}).get('first_errors')}", file=sys.stderr)
+        return 1
     return 0
+
+
+def dash_client_ok(summary: dict | None) -> bool:
+    """Every request of the Dash client answered, and it made some of each kind."""
+    if not summary:
+        return False
+    return summary.get("errors") == 0 and all(
+        (summary.get(k) or {}).get("requests", 0) > 0
+        for k in ("markets_callback", "badge_callback", "health")
+    )
 
 
 if __name__ == "__main__":

@@ -133,11 +133,18 @@ class Poller(threading.Thread):
                         )
 
             def response(resp) -> None:
-                if resp.status >= 500:
+                # any refused or failed request of the page is an error (a 4xx/5xx
+                # callback means the page was not being served as measured)
+                if resp.url.startswith(self.url) and resp.status >= 400:
                     self._error(f"browser {resp.url[-40:]}: HTTP {resp.status}")
+
+            def failed(req) -> None:
+                if req.url.startswith(self.url):
+                    self._error(f"browser {req.url[-40:]}: {req.failure}")
 
             page.on("requestfinished", finished)
             page.on("response", response)
+            page.on("requestfailed", failed)
             page.on(
                 "console",
                 lambda m: m.type == "error" and self._error(f"console: {m.text[:120]}"),
@@ -393,6 +400,10 @@ def main(argv: list[str] | None = None) -> int:
         "api_requests": poller.requests,
         "callbacks": sum(r["callback_ms"]["n"] for r in rows),
         "errors": sum(r["errors"] for r in rows),
+        # the figures mean something only if every request of the tab and the API
+        # client was answered, and the page's callbacks did run
+        "requests_ok": sum(r["errors"] for r in rows) == 0
+        and sum(r["callback_ms"]["n"] for r in rows) > 0,
         "final_rows": rows[-1]["rows"] if rows else None,
         "final_gaps": rows[-1]["gaps"] if rows else None,
     }
@@ -404,6 +415,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     print(json.dumps(summary), flush=True)
+    if not summary["requests_ok"]:
+        print(f"FAILED: {summary['errors']} failed requests, {summary['callbacks']} "
+              "callbacks answered", file=sys.stderr, flush=True)
+        return 1
     return 0
 
 

@@ -21,10 +21,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def background_manager(cache_dir: str | Path) -> dash.DiskcacheManager:
     """Background callbacks (ADF, backtests, screens) run in forked processes through
-    diskcache, never on the 500 ms path; results expire after an hour."""
+    diskcache, never on the 500 ms path; results expire after an hour. At most
+    ``PAIRS_HEAVY_SLOTS`` (2) run at once, the others wait (:mod:`dashapp.heavy`)."""
     import diskcache
 
-    return dash.DiskcacheManager(diskcache.Cache(str(cache_dir)), expire=3600)
+    from dashapp.heavy import bounded_background_manager
+
+    return bounded_background_manager(
+        diskcache.Cache(str(cache_dir)), lock_dir=Path(cache_dir) / "heavy-slots", expire=3600
+    )
 
 
 def create_app(services, *, cache_dir: str | Path | None = None) -> dash.Dash:

@@ -20,7 +20,15 @@ epoch ms or ISO-8601, UTC if no offset) and ``limit`` (1-1,000,000: the latest t
 rows). A client polling ``limit=600`` gets the same 600 rows' worth of work whether the
 day held has an hour or 24 in it; cut rows equal the same rows of the whole series (all
 statistics are trailing). All three take ``dataset=NAME`` for an uploaded dataset
-(its own timeframe by default)."""
+(its own timeframe by default). Live ``/api/pair`` and ``/api/adf`` exist at the
+engine's tracked timeframes (1s, 1m, 5m): another is a 400 naming ``timeframe``
+(``/api/bars`` resamples any multiple of 1 s, complete buckets only).
+
+Heavy routes (``/api/pair``, ``/api/adf`` and the trader routes) run under
+:mod:`dashapp.heavy`: over the size budget a 413 ``{"error", "param", "estimated_s",
+"limit_s", "rows"}`` before any work; all slots busy or the time budget spent a 503
+with ``Retry-After``. State-changing requests from a foreign ``Origin`` or ``Host``
+are a 403 ``{"error", "reason"}`` (:mod:`dashapp.webguard`)."""
 
 from __future__ import annotations
 
@@ -31,7 +39,8 @@ import orjson
 import pandas as pd
 
 from analytics.errors import InsufficientData
-from dashapp import alerts_api, data_api, params, queries, trader_api
+from analytics.timeframes import format_timeframe
+from dashapp import alerts_api, data_api, heavy, job_sizes, params, queries, trader_api, webguard
 from dashapp.downloads import file_stem, frame_bytes, iso_ms
 from dashapp.params import BadParam
 from dashapp.services import get_services
@@ -137,10 +146,20 @@ def _pair_args(a, *, dataset: str | None = None) -> dict:
     sym_b = params.symbol(a, "b", known)
     if sym_a == sym_b:
         raise BadParam("b", "must differ from a")
+    tf_ms = _timeframe(a, dataset)
+    if dataset is None:  # live pairs are tracked at the engine's timeframes only
+        tracked = get_services().engine.timeframes_ms
+        if tf_ms not in tracked:
+            names = ", ".join(format_timeframe(t) for t in tracked)
+            raise BadParam(
+                "timeframe",
+                f"live pair series exist for {names}, got {format_timeframe(tf_ms)} "
+                "(bars of any multiple of 1s: /api/bars)",
+            )
     return dict(
         a=sym_a,
         b=sym_b,
-        tf_ms=_timeframe(a, dataset),
+        tf_ms=tf_ms,
         window=params.window(a),
         regression=params.regression(a),
         prices=params.prices(a),
@@ -154,7 +173,11 @@ def pair():
     args = _pair_args(a, dataset=dataset)
     fmt = params.fmt(a)
     start, end, limit = params.row_range(a)
-    frame = queries.pair_frame(**args, dataset=dataset, start=start, end=end, limit=limit)
+    est = job_sizes.pair_job("pair series", **args, dataset=dataset)
+    frame = heavy.run_heavy(
+        est,
+        lambda: queries.pair_frame(**args, dataset=dataset, start=start, end=end, limit=limit),
+    )
     return table_response(
         frame, fmt, file_stem("pair", [args["a"], args["b"]], args["tf_ms"], frame["ts"].to_numpy())
     )
@@ -164,10 +187,28 @@ def pair():
 def adf():
     a = flask.request.args
     dataset = _dataset(a)
-    return _json(queries.adf_report(**_pair_args(a, dataset=dataset), dataset=dataset))
+    args = _pair_args(a, dataset=dataset)
+    est = job_sizes.pair_job("ADF", **args, dataset=dataset, extra_row_us=heavy.ADF_ROW_US)
+    return _json(heavy.run_heavy(est, lambda: queries.adf_report(**args, dataset=dataset)))
+
+
+@bp.errorhandler(heavy.TooHeavy)  # before the blueprint's BadParam handler (a subclass)
+def _too_heavy(exc: heavy.TooHeavy):
+    est = exc.estimate
+    return _json({"error": str(exc), "param": exc.param, "estimated_s": round(est.seconds, 3),
+                  "limit_s": exc.limits.max_cost_s, "rows": est.rows}, 413)
+
+
+def _busy(exc: heavy.Busy):
+    resp = _json({"error": str(exc), "retry_after_s": exc.retry_after_s}, 503)
+    resp.headers["Retry-After"] = str(exc.retry_after_s)
+    return resp
 
 
 def register(server: flask.Flask) -> None:
+    webguard.register(server)  # Origin/Host checks on state-changing requests, JSON 414
+    server.register_error_handler(heavy.TooHeavy, _too_heavy)  # every blueprint's
+    server.register_error_handler(heavy.Busy, _busy)  # heavy routes (dashapp.heavy)
     server.register_blueprint(bp)
     trader_api.register(server)  # /api/backtest, /api/screener, /api/leadlag
     data_api.register(server)  # /api/upload, /api/datasets

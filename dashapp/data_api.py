@@ -4,8 +4,11 @@ the data page calls too.
 =============================  ===============================================================
 ``POST /api/upload``           multipart: ``file`` (the CSV, or a zip holding one), optional
                                ``symbol`` and ``dataset``; 200 ``{"dataset", "symbols",
-                               "added", "rows", "start", "end", "timeframe"}`` or 400
-                               ``{"error", "problems": [...]}``; 413 over the size cap
+                               "added", "rows", "inserted", "identical", "start", "end",
+                               "timeframe"}`` or 400 ``{"error", "problems": [...]}``; 413
+                               over the size cap. To an existing dataset name: adds
+                               symbols, or appends to a symbol held (identical
+                               overlapping bars merge, a conflicting bar is refused)
 ``GET /api/datasets``          ``{"datasets": [{"dataset", "timeframe", "symbols", "rows",
                                "start", "end", "created", "files"}]}``
 ``DELETE /api/datasets/NAME``  200 ``{"removed": NAME}`` or 404
@@ -25,7 +28,7 @@ import flask
 import orjson
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from analytics.upload import MAX_UPLOAD_BYTES, UploadError, parse_ohlc_csv
+from analytics.upload import MAX_UPLOAD_BYTES, OhlcUpload, UploadError, parse_ohlc_csv
 from dashapp.services import get_services
 from ingest.datasets import DATASET_RE, DatasetError, iso_utc
 
@@ -69,16 +72,32 @@ def store_upload(
     UploadError, DatasetError
         With ``.problems``; nothing is stored then.
     """
-    upload = parse_ohlc_csv(
+    return store_parsed(parse_upload(content, filename=filename, symbol=symbol), dataset)
+
+
+def parse_upload(
+    content: bytes, *, filename: str | None = None, symbol: str | None = None
+) -> OhlcUpload:
+    """Parse and validate one file (:class:`UploadError` if refused); stores nothing."""
+    return parse_ohlc_csv(
         content, filename=filename, symbol=symbol, max_bytes=MAX_UPLOAD_BYTES
     )
-    name = (dataset or "").strip() or default_dataset_name(filename, upload.symbols)
-    info = get_services().datasets.add(name, upload)
+
+
+def store_parsed(upload: OhlcUpload, dataset: str | None = None) -> dict:
+    """Store a parsed upload under ``dataset`` (default: from its file name): a new
+    dataset, new symbols of one, or the next part of a symbol it holds (identical
+    overlapping bars merge; ``inserted`` counts the new bars, ``identical`` the merged)."""
+    name = (dataset or "").strip() or default_dataset_name(upload.filename, upload.symbols)
+    stored = get_services().datasets.store(name, upload)
+    info = stored.info
     return {
         "dataset": info.name,
         "symbols": list(info.symbols),
         "added": list(upload.symbols),
         "rows": upload.rows,
+        "inserted": sum(stored.inserted.values()),
+        "identical": sum(stored.identical.values()),
         "start": iso_utc(upload.start_ms),
         "end": iso_utc(upload.end_ms),
         "timeframe": upload.timeframe,

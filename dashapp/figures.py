@@ -118,6 +118,52 @@ def empty_figure(*, height: int, uirevision: str, text: str = "waiting for bars�
     return {"data": [], "layout": layout}
 
 
+def _has_points(trace) -> bool:
+    get = trace.get if isinstance(trace, dict) else lambda k: getattr(trace, k, None)
+    for attr in ("x", "y", "z", "close"):
+        v = get(attr)
+        if v is not None and len(v) > 0:
+            return True
+    return False
+
+
+def mark_empty(fig, text: str = "no data for this selection"):
+    """A figure with no point to draw gets hidden axes and one centred line of text.
+
+    Why: plotly.js draws an empty ``date`` axis as 2000-01-01 .. 2001-01-01, a range a
+    trader may read as data. Works on figure dicts and ``go.Figure`` alike; a figure
+    with any point (or an explicit x range) is returned unchanged."""
+    is_dict = isinstance(fig, dict)
+    data = fig["data"] if is_dict else fig.data
+    layout = fig["layout"] if is_dict else fig.layout
+    xaxis = layout.get("xaxis", {}) if is_dict else layout.xaxis
+    has_range = (xaxis.get("range") if is_dict else xaxis.range) is not None
+    if any(_has_points(t) for t in data) or has_range:
+        return fig
+    note = {
+        "text": text,
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.5,
+        "showarrow": False,
+        "font": {"size": 12, "color": "#8a8f94"},
+    }
+    if is_dict:
+        for key in list(layout):
+            if key.startswith(("xaxis", "yaxis")):
+                layout[key] = {**layout[key], "visible": False}
+        layout.setdefault("xaxis", {})["visible"] = False
+        layout.setdefault("yaxis", {})["visible"] = False
+        layout["annotations"] = [*layout.get("annotations", []), note]
+        layout["shapes"] = []
+    else:
+        fig.update_xaxes(visible=False)
+        fig.update_yaxes(visible=False)
+        fig.update_layout(shapes=[], annotations=[*(layout.annotations or ()), note])
+    return fig
+
+
 def hline(
     fig: dict,
     y: float,
@@ -160,9 +206,13 @@ def hline(
 
 
 def apply_x_range(fig: dict, x_range: tuple[float, float] | None) -> dict:
-    """Set the panel's shared visible range (None: autorange) on the x axis."""
+    """Set the panel's shared visible range (None: autorange) on the x axis; a zoom
+    into a span without bars keeps its (dated) axes so the trader can zoom out."""
     if x_range is not None:
-        fig["layout"]["xaxis"].update(range=[float(x_range[0]), float(x_range[1])], autorange=False)
+        fig["layout"]["xaxis"].update(
+            range=[float(x_range[0]), float(x_range[1])], autorange=False, visible=True
+        )
+        fig["layout"].setdefault("yaxis", {})["visible"] = True
     return fig
 
 
@@ -197,7 +247,7 @@ def line_figure(
     }
     for h in hlines:
         hline(fig, h, color="#666")
-    return fig
+    return mark_empty(fig)
 
 
 def zscore_figure(
@@ -244,7 +294,7 @@ def zscore_figure(
             label=f"alert {metric} {threshold:g}",
             label_pos="left",
         )
-    return fig
+    return mark_empty(fig)
 
 
 def spread_figure(
@@ -266,7 +316,7 @@ def spread_figure(
         {**_line(ts, upper, name=f"+{k:g}σ", color="", fmt=".6g"), "line": band},
         {**_line(ts, lower, name=f"−{k:g}σ", color="", fmt=".6g"), "line": band},
     ]
-    return {"data": data, "layout": base_layout(height=height, uirevision=uirevision)}
+    return mark_empty({"data": data, "layout": base_layout(height=height, uirevision=uirevision)})
 
 
 def overlay_figure(
@@ -280,13 +330,15 @@ def overlay_figure(
     height: int = 300,
 ) -> dict:
     """Both legs rebased to 100 at the first bar of the series (a normalized overlay)."""
-    return {
-        "data": [
-            _line(ts, norm_a, name=f"{a} (=100)", color=COLOR_A, fmt=".4f"),
-            _line(ts, norm_b, name=f"{b} (=100)", color=COLOR_B, fmt=".4f"),
-        ],
-        "layout": base_layout(height=height, uirevision=uirevision),
-    }
+    return mark_empty(
+        {
+            "data": [
+                _line(ts, norm_a, name=f"{a} (=100)", color=COLOR_A, fmt=".4f"),
+                _line(ts, norm_b, name=f"{b} (=100)", color=COLOR_B, fmt=".4f"),
+            ],
+            "layout": base_layout(height=height, uirevision=uirevision),
+        }
+    )
 
 
 def candles_figure(
@@ -338,7 +390,7 @@ def candles_figure(
             }
         )
     layout[f"yaxis{n + 1}"] = _axis(domain=[0.0, vol_top])
-    return {"data": data, "layout": layout}
+    return mark_empty({"data": data, "layout": layout})
 
 
 def sparkline(ts: np.ndarray, close: np.ndarray, *, up: bool, uirevision: str) -> dict:
@@ -407,3 +459,53 @@ def correlation_heatmap(
             "yaxis": {"autorange": "reversed"},
         },
     }
+
+
+#: Session breaks (replay loop seam, outage): dashed vertical lines, and gaps in lines.
+BREAK_COLOR = "#f1c40f"
+BREAK_SHAPE_NAME = "session break"
+
+
+def mark_breaks(fig: dict, breaks_ms) -> dict:
+    """Show session breaks on a time chart (pure, in place; returns ``fig``).
+
+    ``breaks_ms``: the first bucket (epoch ms) of each new session inside the data
+    (``PairSnapshot.breaks``). Each becomes a dashed vertical line (a layout shape named
+    :data:`BREAK_SHAPE_NAME`), and every line trace gets a ``None`` point inserted at
+    the break, so plotly does not draw a segment from the last point of one session to
+    the first of the next (the jump at a replay loop seam is not a price move).
+    Breaks outside a trace's x span leave it unchanged.
+    """
+    import bisect
+
+    br = sorted({int(b) for b in breaks_ms})
+    if not br:
+        return fig
+    for tr in fig.get("data", []):
+        if tr.get("type", "scatter") != "scatter":
+            continue
+        x, y = tr.get("x"), tr.get("y")
+        if not isinstance(x, list) or not isinstance(y, list) or len(x) != len(y) or not x:
+            continue
+        for b in reversed(br):  # from the last: earlier insertion points stay valid
+            i = bisect.bisect_left(x, b)
+            if 0 < i < len(x):
+                x.insert(i, b)
+                y.insert(i, None)
+    shapes = fig.setdefault("layout", {}).setdefault("shapes", [])
+    for b in br:
+        shapes.append(
+            {
+                "type": "line",
+                "name": BREAK_SHAPE_NAME,
+                "xref": "x",
+                "x0": b,
+                "x1": b,
+                "yref": "paper",
+                "y0": 0,
+                "y1": 1,
+                "line": {"color": BREAK_COLOR, "width": 1, "dash": "dash"},
+                "layer": "above",
+            }
+        )
+    return fig

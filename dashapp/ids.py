@@ -84,6 +84,17 @@ class Pair:
     SIGNAL = "pair-signal"
     ALERT_BUTTON = "pair-alert-button"
     TAB = "pair-tab"
+    SOURCE = "pair-source"  # "" (live feed) or a dataset name: components.dataset_select
+    STATUS = "pair-status"  # what the panel is doing: "building Huber fit ..."
+    #: KPIs, signal and charts; class "stale" while they show another choice than the
+    #: controls (set in the browser on every control change, see pages/pair.py)
+    BODY = "pair-body"
+    #: dcc.Store: the extendData of the last refresh, applied in the browser only to
+    #: points after each trace's last x (idempotent whatever order responses land in)
+    EXTEND = "pair-extend"
+    #: dcc.Store the browser bumps when a chart misses bars (a payload was overtaken):
+    #: the next refresh redraws the panel whole
+    RESYNC = "pair-resync"
 
     @staticmethod
     def pid(kind: str, index: int | str) -> dict:
@@ -93,7 +104,8 @@ class Pair:
 class Data:
     """The data page (`/data`): features table, downloads, OHLC upload."""
 
-    SOURCE = "data-source"  # "live" or a dataset name
+    SOURCE = "data-source"  # "(live)" or a dataset name: components.dataset_select
+    URL_SINK = "data-url-sink"  # dcc.Store: the query string last written (url_query)
     A = "data-a"
     B = "data-b"
     TF = "data-tf"
@@ -148,6 +160,8 @@ class Backtest:
     DL_TRADES = "backtest-dl-trades"
     DL_EQUITY = "backtest-dl-equity"
     DOWNLOAD = "backtest-download"
+    SOURCE = "backtest-source"  # "(live)" or a dataset name: components.dataset_select
+    URL_SINK = "backtest-url-sink"  # dcc.Store: the query string last written (url_query)
 
 
 class Screener:
@@ -170,6 +184,8 @@ class Screener:
     LL_A, LL_B, LL_K = "screener-ll-a", "screener-ll-b", "screener-ll-k"
     LL_GRAPH = "screener-ll-graph"
     LL_NOTE = "screener-ll-note"
+    SOURCE = "screener-source"  # "(live)" or a dataset name: components.dataset_select
+    URL_SINK = "screener-url-sink"  # dcc.Store: the query string last written (url_query)
 
 
 class Alerts:
@@ -185,6 +201,15 @@ class Alerts:
     DOWNLOAD = "alerts-download"
     NOTIFY_SWITCH = "alerts-notify-switch"
     PAGE_NOTE = "alerts-page-note"
+    DELETE_MODAL = "alerts-delete-modal"  # "Delete rule #N?" confirmation
+    DELETE_TEXT = "alerts-delete-text"
+    DELETE_CONFIRM = "alerts-delete-confirm"
+    DELETE_CANCEL = "alerts-delete-cancel"
+    DELETE_PENDING = "alerts-delete-pending"  # dcc.Store: id asked about
+    UNDO = "alerts-undo"  # dcc.Store: the last deleted rule (AlertService.delete)
+    UNDO_BAR = "alerts-undo-bar"
+    UNDO_TEXT = "alerts-undo-text"
+    UNDO_BUTTON = "alerts-undo-button"
     # shell: modal
     MODAL = "alerts-modal"
     MODAL_TITLE = "alerts-modal-title"

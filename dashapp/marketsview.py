@@ -16,10 +16,15 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from analytics.timeframes import format_timeframe
-from dashapp import figures, updates
+from dashapp import figures, stores, updates
 
 SPARK_BARS = 120
 HEATMAP_BARS = 600
+#: Below this many shared returns a correlation is noise (the standard error of rho
+#: is about (1 - rho^2) / sqrt(n - 3): at n = 3 any value is possible), so the matrix is
+#: drawn greyed with its n and a caveat instead of in colour.
+HEATMAP_MIN_RETURNS = 30
+HEATMAP_GREY = "#5b6270"
 TIMEFRAMES = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
 
 
@@ -35,15 +40,19 @@ class MarketsUpdate:
 
 
 def refresh(services, tf: str, min_trades, min_volume, state: dict | None) -> MarketsUpdate:
-    state = dict(state or {})
+    state = stores.mapping(state).copy()  # a browser store: forged parts are dropped
     engine = services.engine
     tf_ms = TIMEFRAMES.get(tf, 1_000)
     now = services.ingestor.exchange_now_ms()
     up = MarketsUpdate()
-    prices = dict(state.get("prices") or {})
-    flips = dict(state.get("flip") or {})
-    classes = dict(state.get("cls") or {})
-    spark_ts = dict(state.get("spark_ts") or {}) if state.get("tf") == tf else {}
+    prices = stores.str_keyed(state.get("prices"), lambda v: stores.number(v) is not None)
+    flips = stores.str_keyed(state.get("flip"), lambda v: type(v) is int)
+    classes = stores.str_keyed(state.get("cls"), lambda v: isinstance(v, str))
+    spark_ts = (
+        stores.str_keyed(state.get("spark_ts"), lambda v: type(v) is int)
+        if state.get("tf") == tf
+        else {}
+    )
     closes = {}
     for sym in engine.symbols:
         ring = services.ingestor.rings.get(sym)
@@ -103,19 +112,46 @@ def _spark(sym: str, bars, drawn: dict):
     )
 
 
+HEAT_KEYS = ("heat_syms", "heat_ts", "heat_tf", "heat_ok")
+
+
+def heatmap_hover(n: int) -> str:
+    return f"%{{y}} vs %{{x}}: ρ = %{{z:.4f}} · n = {n:,} returns<extra></extra>"
+
+
+def heatmap_figure(syms: list[str], matrix, n: int) -> dict:
+    """The correlation heatmap with its sample size in the hover; greyed (one grey, no
+    colour bar, muted numbers) when ``n < HEATMAP_MIN_RETURNS``."""
+    fig = figures.correlation_heatmap(syms, matrix, title=None)
+    trace = fig["data"][0]
+    trace["hovertemplate"] = heatmap_hover(n)
+    if n < HEATMAP_MIN_RETURNS:
+        trace["colorscale"] = [[0.0, HEATMAP_GREY], [1.0, HEATMAP_GREY]]
+        trace["showscale"] = False
+        trace["textfont"] = {**trace.get("textfont", {}), "color": "#aab0ba"}
+    return fig
+
+
 def _heatmap(closes: dict, tf: str, state: dict):
     last = max((int(c[0][-1]) for c in closes.values() if len(c[0])), default=None)
     same_set = state.get("heat_syms") == sorted(closes) and state.get("heat_tf") == tf
     if same_set and state.get("heat_ts") == last:
-        return None, None, {k: state.get(k) for k in ("heat_syms", "heat_ts", "heat_tf")}
+        return None, None, {k: state.get(k) for k in HEAT_KEYS}
     syms, matrix, used = updates.returns_correlation(closes, HEATMAP_BARS)
-    heat = {"heat_syms": syms, "heat_ts": last, "heat_tf": tf}
+    ok = used >= HEATMAP_MIN_RETURNS
+    heat = {"heat_syms": syms, "heat_ts": last, "heat_tf": tf, "heat_ok": ok}
     tf_text = format_timeframe(TIMEFRAMES[tf])
     note = (
-        f"Return correlation · ρ of log returns · last {used:,} {tf_text} bars "
-        "shared by all shown symbols"
+        f"Return correlation · ρ of log returns · n = {used:,} returns (last "
+        f"{used + 1 if used else 0:,} {tf_text} bars shared by all shown symbols)"
     )
-    if not same_set:
-        fig = figures.correlation_heatmap(syms, matrix, title=None)
-        return fig, note, heat
-    return updates.heatmap_patch(matrix), note, heat
+    if not ok:
+        note += (
+            f" · too few for a meaningful ρ (n < {HEATMAP_MIN_RETURNS}): greyed until "
+            "more bars close"
+        )
+    if not same_set or state.get("heat_ok") != ok:  # a new set, or greyed <-> coloured
+        return heatmap_figure(syms, matrix, used), note, heat
+    patch = updates.heatmap_patch(matrix)
+    patch["data"][0]["hovertemplate"] = heatmap_hover(used)
+    return patch, note, heat

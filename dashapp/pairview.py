@@ -14,15 +14,16 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlencode
 
 import numpy as np
 import pandas as pd
 
-from analytics.pair import requirements
+from analytics.pair import PRICE_MODES, REGRESSIONS, requirements
 from analytics.stationarity import ADF_MIN_OBS, half_life
-from analytics.timeframes import format_timeframe
+from analytics.timeframes import format_timeframe, parse_timeframe
 from dashapp import downsample, figures, params, updates
 
 TIMEFRAMES = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
@@ -48,37 +49,91 @@ class Selection:
     mode: str = "overlay"  # price chart: "overlay" (normalized lines) or "candles"
     k: float = 2.0  # spread band width in sigmas
     entry: float = 2.0  # z entry threshold (lines, signal summary)
+    dataset: str | None = None  # an uploaded dataset (batch), None = the live feed
 
     @property
     def tf_ms(self) -> int:
-        return TIMEFRAMES[self.tf]
+        return TIMEFRAMES.get(self.tf) or parse_timeframe(self.tf)
 
     @property
     def key(self) -> str:
         """Identity of the analytics (what uirevision and the drawn store follow)."""
-        return f"{self.a}|{self.b}|{self.tf}|{self.window}|{self.regression}|{self.prices}"
+        base = f"{self.a}|{self.b}|{self.tf}|{self.window}|{self.regression}|{self.prices}"
+        return base if self.dataset is None else f"{base}|dataset={self.dataset}"
 
     def engine_args(self) -> tuple:
         return (self.a, self.b, self.tf_ms, self.window, self.regression, self.prices)
 
+    def query_params(self) -> dict:
+        """Every control, as the URL carries it (``dataset`` only when not live)."""
+        out = {
+            "a": self.a,
+            "b": self.b,
+            "tf": self.tf,
+            "w": self.window,
+            "reg": self.regression,
+            "prices": self.prices,
+            "mode": self.mode,
+            "k": f"{self.k:g}",
+            "entry": f"{self.entry:g}",
+        }
+        if self.dataset is not None:
+            out["dataset"] = self.dataset
+        return out
+
     def query(self) -> str:
-        return "?" + urlencode(
-            {
-                "a": self.a,
-                "b": self.b,
-                "tf": self.tf,
-                "w": self.window,
-                "reg": self.regression,
-                "prices": self.prices,
-            }
-        )
+        return "?" + urlencode(self.query_params())
 
     def to_store(self) -> dict:
         return asdict(self)
 
     @classmethod
-    def from_store(cls, data: dict | None) -> Selection | None:
-        return None if not data else cls(**data)
+    def from_store(cls, data) -> Selection | None:
+        """The store's selection, or None when it is absent or not one (the browser
+        can send anything: a forged store is refused here, never a 500 later)."""
+        if not isinstance(data, dict) or set(data) - set(cls.__slots__):
+            return None
+        try:
+            return cls(**_checked_store(data))
+        except (TypeError, ValueError, KeyError):
+            return None
+
+
+def _checked_store(d: dict) -> dict:
+    """Type and range checks of a stored selection (raises ValueError/KeyError)."""
+    out = {}
+    for name in ("a", "b"):
+        v = d[name]
+        if not isinstance(v, str) or not params.SYMBOL_RE.match(v):
+            raise ValueError(name)
+        out[name] = v
+    if out["a"] == out["b"]:
+        raise ValueError("a == b")
+    tf = d.get("tf", "1s")
+    if not isinstance(tf, str) or len(tf) > 8 or not 0 < parse_timeframe(tf) <= 86_400_000:
+        raise ValueError("tf")
+    w = d.get("window", DEFAULT_WINDOW)
+    if type(w) is not int or not 3 <= w <= MAX_WINDOW:
+        raise ValueError("window")
+    choices = {
+        "regression": REGRESSIONS,
+        "prices": PRICE_MODES,
+        "mode": PRICE_CHART_MODES,
+    }
+    for name, allowed in choices.items():
+        v = d.get(name, allowed[0])
+        if v not in allowed:
+            raise ValueError(name)
+        out[name] = v
+    for name in ("k", "entry"):
+        v = d.get(name, 2.0)
+        if type(v) not in (int, float) or not (math.isfinite(v) and NUM_LO <= v <= NUM_HI):
+            raise ValueError(name)
+        out[name] = float(v)
+    ds = d.get("dataset")
+    if ds is not None and (not isinstance(ds, str) or not 0 < len(ds) <= 64):
+        raise ValueError("dataset")
+    return {**out, "tf": tf, "window": w, "dataset": ds}
 
 
 def default_selection(symbols: list[str]) -> Selection:
@@ -90,66 +145,127 @@ def default_selection(symbols: list[str]) -> Selection:
     return Selection(pick[0], pick[1])
 
 
-def validate(values: dict, symbols: list[str]) -> Selection:
-    """Controls/URL values -> Selection; raises :class:`~dashapp.params.BadParam`."""
+#: What the red message calls each control (the labels on screen).
+CONTROL_LABELS = {
+    "a": "A",
+    "b": "B",
+    "tf": "Timeframe",
+    "w": "Window (bars)",
+    "reg": "Regression",
+    "prices": "Prices",
+    "mode": "Price chart",
+    "k": "Bands k σ",
+    "entry": "Entry |z|",
+    "dataset": "Source",
+}
+PRICE_CHART_MODES = ("overlay", "candles")
+_NUMBER_RE = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", re.ASCII)
+NUM_LO, NUM_HI = 0.5, 5.0  # bounds of k and entry
+
+
+def validate(
+    values: dict, symbols: list[str], timeframes=None, dataset: str | None = None
+) -> Selection:
+    """Controls/URL values -> Selection; raises :class:`~dashapp.params.BadParam`.
+
+    Strict, because a control the trader typed into must never be replaced silently: a
+    blank window, ``3.5`` bars, ``k = 0`` are errors, not defaults. ``timeframes`` are
+    the source's (default: the live :data:`TIMEFRAMES`)."""
+    tfs = tuple(timeframes or TIMEFRAMES)
     known = set(symbols)
     a = params.symbol(values, "a", known)
     b = params.symbol(values, "b", known)
     if a == b:
         raise params.BadParam("b", "must differ from a")
-    tf = str(values.get("tf") or "1s").strip()
-    if tf not in TIMEFRAMES:
-        raise params.BadParam("tf", f"{tf[:20]!r} is not one of {', '.join(TIMEFRAMES)}")
-    w = params.integer(values, "w", DEFAULT_WINDOW, 3, MAX_WINDOW)
+    tf = str(values.get("tf") or tfs[0]).strip()
+    if tf not in tfs:
+        raise params.BadParam("tf", f"{tf[:20]!r} is not one of {', '.join(tfs)}")
+    w = whole_number(values, "w", 3, MAX_WINDOW)
     reg = params.regression({"regression": values.get("reg")})
     prices = params.prices({"prices": values.get("prices")})
-    mode = params.choice(values, "mode", ("overlay", "candles"), "overlay")
-    k = _number(values, "k", 2.0, 0.5, 5.0)
-    entry = _number(values, "entry", 2.0, 0.5, 5.0)
-    return Selection(a, b, tf, w, reg, prices, mode, k, entry)
+    mode = params.choice(values, "mode", PRICE_CHART_MODES, "overlay")
+    k = _number(values, "k", NUM_LO, NUM_HI)
+    entry = _number(values, "entry", NUM_LO, NUM_HI)
+    return Selection(a, b, tf, w, reg, prices, mode, k, entry, dataset)
 
 
-def _number(values: dict, name: str, default: float, lo: float, hi: float) -> float:
+def _text(values: dict, name: str) -> str:
     raw = values.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
+    text = "" if raw is None else str(raw).strip()
+    if text == "":
+        raise params.BadParam(name, "is required")
+    return text
+
+
+def whole_number(values: dict, name: str, lo: int, hi: int) -> int:
+    """A required whole number in ``[lo, hi]`` (ASCII digits)."""
+    text = _text(values, name)
+    rule = f"must be a whole number from {lo} to {hi}"
     try:
-        v = float(raw)
-    except (TypeError, ValueError):
-        raise params.BadParam(name, f"{str(raw)[:20]!r} is not a number") from None
+        v = float(text) if params_number(text) else None
+    except ValueError:
+        v = None
+    if v is None or not math.isfinite(v):
+        raise params.BadParam(name, f"{rule}, got {text[:20]!r}")
+    if v != int(v):
+        raise params.BadParam(name, f"{rule}, got {text[:20]}")
+    if not lo <= v <= hi:
+        raise params.BadParam(name, f"{rule}, got {int(v)}")
+    return int(v)
+
+
+def params_number(text: str) -> bool:
+    """ASCII decimal notation only (``float()`` also reads other scripts' digits)."""
+    return _NUMBER_RE.fullmatch(text) is not None
+
+
+def _number(values: dict, name: str, lo: float, hi: float) -> float:
+    text = _text(values, name)
+    rule = f"must be a number from {lo:g} to {hi:g}"
+    v = float(text) if params_number(text) else math.nan
     if not (math.isfinite(v) and lo <= v <= hi):
-        raise params.BadParam(name, f"must be between {lo:g} and {hi:g}, got {v:g}")
+        raise params.BadParam(name, f"{rule}, got {text[:20]}")
     return v
 
 
-def parse_query(query: dict, symbols: list[str]) -> tuple[Selection, list[str]]:
-    """URL query -> Selection; each bad value falls back to its default with a note."""
-    sel = default_selection(symbols)
+def parse_query(
+    query: dict, symbols: list[str], timeframes=None, dataset: str | None = None
+) -> tuple[Selection, list[str]]:
+    """URL query -> Selection; each bad value falls back to its default with a note.
+
+    ``symbols`` and ``timeframes`` are the source's (the live feed's by default, or
+    those of ``dataset``)."""
+    tfs = tuple(timeframes or TIMEFRAMES)
+    sel = replace(default_selection(symbols), tf=tfs[0], dataset=dataset)
     known = set(symbols)
+
+    def tf_check(v):
+        v = str(v).strip()
+        if v not in tfs:
+            raise params.BadParam("tf", f"{v[:20]!r} is not one of {', '.join(tfs)}")
+        return v
+
     checks = {
         "a": lambda v: params.symbol({"a": v}, "a", known),
         "b": lambda v: params.symbol({"b": v}, "b", known),
-        "tf": lambda v: validate({"a": sel.a, "b": sel.b, "tf": v}, symbols).tf,
-        "w": lambda v: params.integer({"w": v}, "w", DEFAULT_WINDOW, 3, MAX_WINDOW),
+        "tf": tf_check,
+        "w": lambda v: whole_number({"w": v}, "w", 3, MAX_WINDOW),
         "reg": lambda v: params.regression({"regression": v}),
         "prices": lambda v: params.prices({"prices": v}),
+        "mode": lambda v: params.choice({"mode": v}, "mode", PRICE_CHART_MODES, "overlay"),
+        "k": lambda v: _number({"k": v}, "k", NUM_LO, NUM_HI),
+        "entry": lambda v: _number({"entry": v}, "entry", NUM_LO, NUM_HI),
     }
-    fields = {
-        "a": "a",
-        "b": "b",
-        "tf": "tf",
-        "w": "window",
-        "reg": "regression",
-        "prices": "prices",
-    }
+    fields = {"w": "window", "reg": "regression"}
     values, notes = {}, []
     for name, check in checks.items():
         if name not in query:
             continue
+        field_name = fields.get(name, name)
         try:
-            values[fields[name]] = check(query[name])
+            values[field_name] = check(query[name])
         except params.BadParam as exc:
-            notes.append(f"URL parameter {exc} (using {getattr(sel, fields[name])})")
+            notes.append(f"URL parameter {exc} (using {getattr(sel, field_name)})")
     chosen = replace(sel, **values)
     if chosen.a == chosen.b:
         notes.append(f"URL parameters a and b are both {chosen.a} (using {sel.a} / {sel.b})")
@@ -239,13 +355,21 @@ def full_figures(
         "price": price_figure(snap, bars_a, bars_b, sel, x_range),
     }
     for fig in out.values():
+        figures.mark_breaks(fig, getattr(snap, "breaks", ()))  # session breaks (h4)
         figures.apply_x_range(fig, x_range)
     return out
 
 
 def price_figure(snap, bars_a, bars_b, sel: Selection, x_range=None):
     s = snap.series
-    ts = np.asarray(s.ts)
+    return price_figure_from(
+        np.asarray(s.ts), np.asarray(s.price_a), np.asarray(s.price_b), bars_a, bars_b, sel,
+        x_range,
+    )
+
+
+def price_figure_from(ts, pa, pb, bars_a, bars_b, sel: Selection, x_range=None):
+    """The price chart from aligned closes (overlay) or each leg's bars (candles)."""
     if sel.mode == "candles":
         legs = []
         for sym, bars in ((sel.a, bars_a), (sel.b, bars_b)):
@@ -267,7 +391,6 @@ def price_figure(snap, bars_a, bars_b, sel: Selection, x_range=None):
             )
         return figures.candles_figure(legs, uirevision=sel.key)
     sl = downsample.visible_slice(ts, x_range)
-    pa, pb = np.asarray(s.price_a), np.asarray(s.price_b)
     if len(ts) == 0:
         return figures.overlay_figure(ts, pa, pb, a=sel.a, b=sel.b, uirevision=sel.key)
     na, nb = normalized(pa, pa[0]), normalized(pb, pb[0])
@@ -275,6 +398,31 @@ def price_figure(snap, bars_a, bars_b, sel: Selection, x_range=None):
     return figures.overlay_figure(
         ts[sl][idx], na[sl][idx], nb[sl][idx], a=sel.a, b=sel.b, uirevision=sel.key
     )
+
+
+def pending_figures(bars_a, bars_b, sel: Selection, notes: dict) -> dict:
+    """Every chart while the pair cannot be computed yet (too few bars): prices from
+    the legs' bars (one common bar is enough), each other chart a placeholder saying
+    what it waits for (``notes``: chart -> "collecting: N of M bars"). Nothing of
+    another selection stays on screen."""
+    from analytics.align import align_pair
+
+    out = {}
+    for chart, height in (("spread", 230), ("z", 230), ("corr", 190), ("beta", 190)):
+        out[chart] = figures.empty_figure(
+            height=height, uirevision=sel.key, text=notes.get(chart) or "collecting…"
+        )
+    ts = pa = pb = np.empty(0)
+    if len(bars_a) and len(bars_b):
+        aligned = align_pair(bars_a, bars_b)
+        ts, pa, pb = np.asarray(aligned.ts), np.asarray(aligned.a), np.asarray(aligned.b)
+    if len(ts) == 0:
+        out["price"] = figures.empty_figure(
+            height=300, uirevision=sel.key, text=notes.get("price") or "collecting: 0 of 1 bars"
+        )
+    else:
+        out["price"] = price_figure_from(ts, pa, pb, bars_a, bars_b, sel)
+    return out
 
 
 # ----------------------------------------------------------------- bar close
@@ -324,19 +472,24 @@ SPREAD_INDEX = tuple(figures.SPREAD_TRACES.values())
 
 
 # ----------------------------------------------------------------- KPIs
-def bar_kpis(snap, sel: Selection) -> dict:
-    """beta, alpha, R^2 (window), half-life (bars), correlation at the last closed bar."""
-    s = snap.series
-    n = len(s)
-    out = {
+def empty_kpis(bars: int = 0) -> dict:
+    """The KPI values of a selection with nothing defined yet (every card says "–")."""
+    return {
         "beta": None,
         "alpha": None,
         "r2": None,
         "half_life": None,
         "corr": None,
         "zscore": None,
-        "bars": n,
+        "bars": bars,
     }
+
+
+def bar_kpis(snap, sel: Selection) -> dict:
+    """beta, alpha, R^2 (window), half-life (bars), correlation at the last closed bar."""
+    s = snap.series
+    n = len(s)
+    out = empty_kpis(n)
     if n == 0:
         return out
     fin = lambda v: float(v) if math.isfinite(float(v)) else None  # noqa: E731
@@ -379,9 +532,10 @@ def collecting(snap, sel: Selection) -> dict[str, str | None]:
 
 
 def describe(sel: Selection) -> str:
+    src = "" if sel.dataset is None else f" · dataset {sel.dataset}"
     return (
         f"{sel.a} / {sel.b} · {format_timeframe(sel.tf_ms)} · w={sel.window} · "
-        f"{sel.regression} · {sel.prices}"
+        f"{sel.prices}{src}"
     )
 
 

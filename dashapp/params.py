@@ -14,6 +14,9 @@ from analytics.pair import PRICE_MODES, REGRESSIONS
 from analytics.timeframes import parse_timeframe
 
 SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
+#: An integer as sent in a URL: ASCII digits, an optional sign (``\d`` would take any
+#: Unicode digit, and ``int()`` reads them).
+INTEGER_RE = re.compile(r"^[+-]?[0-9]+$", re.ASCII)
 MAX_WINDOW = 86_400
 FORMATS = ("json", "csv")
 MAX_TF_MS = 86_400_000
@@ -60,10 +63,12 @@ def integer(args, name: str, default: int | None, lo: int, hi: int) -> int | Non
     raw = args.get(name)
     if raw is None or str(raw).strip() == "":
         return default
-    try:
-        value = int(str(raw).strip())
-    except ValueError:
-        raise BadParam(name, f"{str(raw)[:40]!r} is not an integer") from None
+    text = str(raw).strip()
+    # int() also reads Arabic-Indic, Devanagari, fullwidth... digits ("١٢" -> 12): a
+    # query parameter is ASCII digits only, so what was sent is what is shown.
+    if not INTEGER_RE.match(text):
+        raise BadParam(name, f"{text[:40]!r} is not an integer (ASCII digits 0-9)")
+    value = int(text)
     if not lo <= value <= hi:
         raise BadParam(name, f"must be between {lo} and {hi}, got {value}")
     return value
@@ -99,7 +104,7 @@ def time_ms(args, name: str) -> int | None:
     if raw is None or str(raw).strip() == "":
         return None
     text = str(raw).strip()
-    if text.lstrip("-").isdigit():
+    if INTEGER_RE.match(text):
         value = int(text) if len(text) <= 16 else MAX_EPOCH_MS + 1
         if not 0 <= value <= MAX_EPOCH_MS:
             raise BadParam(name, f"epoch milliseconds must be between 0 and {MAX_EPOCH_MS}")

@@ -9,11 +9,17 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analytics.sessions import last_segment, session_ids
 from analytics.stationarity import adf_test, coint_test, half_life
 from analytics.timeframes import format_timeframe
 from dashapp.services import get_services
 
 PAIR_COLUMNS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
+#: Added after ``PAIR_COLUMNS`` in ``/api/pair`` and the downloads: the session of each
+#: row (how many session breaks of the pair lie at or before it, see
+#: :mod:`analytics.sessions`); a row whose ``session`` differs from the previous row's
+#: starts after a break (replay loop seam, outage): no statistic spans it.
+SESSION_COLUMN = "session"
 BAR_COLUMNS = (
     "ts", "open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap", "buy_volume",
 )
@@ -50,16 +56,31 @@ def pair_frame(
     dataset: str | None = None,
     start: int | None = None, end: int | None = None, limit: int | None = None,
 ) -> pd.DataFrame:
-    """The pair series (columns ``PAIR_COLUMNS``) of live data, or of an uploaded dataset;
-    ``start``/``end``/``limit`` pick rows as in :func:`rows_in`. The statistics are
-    trailing, so a cut of the series equals the same rows of the whole."""
+    """The pair series (columns ``PAIR_COLUMNS`` then ``session``) of live data, or of
+    an uploaded dataset; ``start``/``end``/``limit`` pick rows as in :func:`rows_in`. The
+    statistics are trailing and restart at each session break, so a cut of the series
+    equals the same rows of the whole."""
     if dataset is not None:
         frame = dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
         keep = rows_in(frame["ts"].to_numpy(), start, end, limit)
-        return frame.iloc[keep].reset_index(drop=True)
-    series = get_services().engine.pair(a, b, tf_ms, window, regression, prices).series
+        frame = frame.iloc[keep].reset_index(drop=True)
+        frame[SESSION_COLUMN] = np.zeros(len(frame), dtype=np.int64)  # no breaks in a file
+        return frame
+    snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
+    series = snap.series
     keep = rows_in(series.ts, start, end, limit)
-    return pd.DataFrame({c: getattr(series, c)[keep] for c in PAIR_COLUMNS})
+    frame = pd.DataFrame({c: getattr(series, c)[keep] for c in PAIR_COLUMNS})
+    frame[SESSION_COLUMN] = session_ids(series.ts[keep], snap.session_breaks_ms, tf_ms)
+    return frame
+
+
+def frame_breaks(frame: pd.DataFrame) -> np.ndarray:
+    """``ts`` of the rows of a :func:`pair_frame` that start a new session (the break
+    buckets inside it, the ``breaks`` of :func:`analytics.backtest.run_backtest`)."""
+    if SESSION_COLUMN not in frame or len(frame) < 2:
+        return np.zeros(0, dtype=np.int64)
+    sid = frame[SESSION_COLUMN].to_numpy()
+    return frame["ts"].to_numpy(np.int64)[1:][sid[1:] != sid[:-1]]
 
 
 def dataset_info(dataset: str):
@@ -123,13 +144,28 @@ def adf_report(
     beta, exactly as charted); the Engle-Granger test runs on the aligned prices
     (raw or log as chosen) and is the one to trust for cointegration, because an ADF on
     residuals of a fitted regression is biased towards rejecting the unit root.
+
+    Both run on the **last session** only (the bars after the last session break):
+    a test across a break would see the jump at the seam. ``breaks`` lists the breaks
+    inside the day (bucket starts, epoch ms) and ``since_ms`` the first bar tested.
     """
+    from dashapp import heavy, job_sizes  # the size budget, for the page's job too
+
+    heavy.check(job_sizes.pair_job(
+        "ADF", a=a, b=b, tf_ms=tf_ms, window=window, regression=regression, prices=prices,
+        dataset=dataset, extra_row_us=heavy.ADF_ROW_US))
     if dataset is None:
-        series = get_services().engine.pair(a, b, tf_ms, window, regression, prices).series
-        spread, pa, pb = series.spread, series.price_a, series.price_b
+        snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
+        series = snap.series
+        ts, spread, pa, pb = series.ts, series.spread, series.price_a, series.price_b
+        inside = np.asarray(snap.breaks, dtype=np.int64)
     else:
         frame = dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
+        ts = frame["ts"].to_numpy(np.int64)
         spread, pa, pb = (frame[c].to_numpy() for c in ("spread", "price_a", "price_b"))
+        inside = np.zeros(0, dtype=np.int64)
+    s0 = last_segment(ts, inside)
+    ts, spread, pa, pb = ts[s0:], spread[s0:], pa[s0:], pb[s0:]
     spread = spread[np.isfinite(spread)]
     adf = adf_test(spread)
     if prices == "log":
@@ -153,4 +189,6 @@ def adf_report(
         "coint_pvalue": coint.pvalue,
         "halflife": hl.bars if np.isfinite(hl.bars) else None,
         "halflife_seconds": hl.bars * tf_ms / 1000 if np.isfinite(hl.bars) else None,
+        "since_ms": int(ts[0]) if len(ts) else None,
+        "breaks": [int(x) for x in inside],
     }

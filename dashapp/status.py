@@ -8,6 +8,10 @@ import dash_bootstrap_components as dbc
 from dash import html
 
 
+_WRAP = {"overflowWrap": "anywhere", "wordBreak": "break-word"}
+_KEY_STYLE = {"width": "40%"}
+
+
 def _fmt_int(n: int | None) -> str:
     return "–" if n is None else f"{n:,}"
 
@@ -47,7 +51,8 @@ def feed_badge(feed: dict) -> dbc.Badge:
             text += f" · lag {feed['lag_ms']:,} ms"
         return dbc.Badge(text, color="success", className="p-2")
     err = feed.get("error") or "connecting"
-    return dbc.Badge(f"DISCONNECTED · retrying · {err}"[:120], color="danger", className="p-2")
+    return dbc.Badge(f"DISCONNECTED · retrying · {err}"[:120], color="danger", className="p-2",
+                     style={"whiteSpace": "normal", "maxWidth": "100%", **_WRAP})
 
 
 def feed_card(feed: dict) -> dbc.Card:
@@ -63,18 +68,36 @@ def feed_card(feed: dict) -> dbc.Card:
         ("Reconnects", _fmt_int(feed.get("reconnects"))),
         ("Missing ids (gaps)", _fmt_int(feed.get("gaps"))),
         ("Back-fill", _backfill_line(feed)),
+        # exactness: trades older than a published bar (stored bars rebuilt), frames
+        # refused (trade time far off the feed's clocks / id jump REST disagrees with)
+        ("Late trades", _fmt_int(feed.get("late_trades"))),
+        ("Rejected · quarantined",
+         f"{_fmt_int(feed.get('rejected_times'))} · {_fmt_int(feed.get('quarantined'))}"),
         ("Store", _store_line(feed.get("store"))),
         ("Last message", "–" if age is None else f"{age:,} ms ago"),
         ("Lag (now − T)", "–" if feed.get("lag_ms") is None else f"{feed['lag_ms']:,} ms"),
         ("Error", feed.get("error") or "none"),
     ]
+    # Long values (the combined-stream URL, a resolver error with no internet) wrap
+    # anywhere instead of widening the card past the page.
+    # (overflow-wrap is inherited: set once on the table; with a fixed layout the first
+    # row's header width sets the column, so the card's bytes barely grow.)
     body = html.Table(
-        [html.Tr([html.Th(k, className="pe-3 text-muted fw-normal"), html.Td(v)]) for k, v in rows],
+        [
+            html.Tr([
+                html.Th(k, className="pe-3 text-muted fw-normal",
+                        **({"style": _KEY_STYLE} if i == 0 else {})),
+                html.Td(v),
+            ])
+            for i, (k, v) in enumerate(rows)
+        ],
         className="small",
+        style={"width": "100%", "tableLayout": "fixed", **_WRAP},
     )
     color = "success" if feed.get("connected") else "danger"
     if feed.get("connected") and not (feed.get("store") or {}).get("writable", True):
         color = "warning"
     return dbc.Card(
-        [dbc.CardHeader("Feed"), dbc.CardBody(body)], color=color, outline=True
+        [dbc.CardHeader("Feed"), dbc.CardBody(body)], color=color, outline=True,
+        style={"minWidth": 0, "maxWidth": "100%"},
     )

@@ -26,7 +26,7 @@ import numpy as np
 import orjson
 
 from analytics.errors import InsufficientData
-from dashapp import params, trader_queries as tq
+from dashapp import heavy, job_sizes, params, trader_queries as tq
 from dashapp.params import BadParam
 
 log = logging.getLogger(__name__)
@@ -43,6 +43,13 @@ def _bad_param(exc: BadParam):
     return _json({"error": str(exc), "param": exc.param}, 400)
 
 
+@bp.errorhandler(heavy.TooHeavy)  # a BadParam too: 413, not this blueprint's 400
+def _too_heavy(exc: heavy.TooHeavy):
+    from dashapp.api import _too_heavy as answer
+
+    return answer(exc)
+
+
 @bp.errorhandler(InsufficientData)
 def _insufficient(exc: InsufficientData):
     return _json({"error": str(exc), "needed": exc.needed, "have": exc.have}, 409)
@@ -57,26 +64,31 @@ def backtest():
     args = flask.request.args
     pair, bt = tq.backtest_args(args)
     curve = _flag(args, "curve")
-    result = tq.backtest(**pair, bt=bt)
+    est = job_sizes.pair_job("backtest", **pair, extra_row_us=heavy.BACKTEST_ROW_US)
+    result = heavy.run_heavy(est, lambda: tq.backtest(**pair, bt=bt))
     return _json(tq.backtest_payload(result, pair, curve=curve))
 
 
 @bp.route("/screener")
 def screener():
     args = tq.screen_args(flask.request.args)
-    return _json(tq.screen_payload(tq.screen(**args)))
+    result = heavy.run_heavy(job_sizes.screen_job(**args), lambda: tq.screen(**args))
+    return _json(tq.screen_payload(result))
 
 
 @bp.route("/leadlag")
 def leadlag():
     a = flask.request.args
-    known = set(tq.get_services().ingestor.rings)
+    tf = tq.screen_args(a)  # dataset= too: its symbols
+    known = set(tq.source_symbols(tf.get("dataset")))
     sym_a, sym_b = params.symbol(a, "a", known), params.symbol(a, "b", known)
     if sym_a == sym_b:
         raise BadParam("b", "must differ from a")
-    tf = tq.screen_args(a)
     k = tq.max_lag_arg(a)
-    ll = tq.lead_lag(sym_a, sym_b, tf["tf_ms"], k, tf["max_bars"])
+    ds = tf.get("dataset")
+    est = job_sizes.leadlag_job(sym_a, sym_b, tf["tf_ms"], k, tf["max_bars"], ds)
+    ll = heavy.run_heavy(
+        est, lambda: tq.lead_lag(sym_a, sym_b, tf["tf_ms"], k, tf["max_bars"], ds))
     return _json({
         "a": sym_a, "b": sym_b, "timeframe": tq.format_timeframe(tf["tf_ms"]), "max_lag": k,
         "convention": "corr(r_A[t], r_B[t+lag]); positive lag = A leads B",

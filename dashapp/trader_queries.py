@@ -20,6 +20,7 @@ from analytics.backtest import trades_frame as _trades_frame
 from analytics.errors import InsufficientData
 from analytics.leadlag import MAX_LAG, LeadLag, LeadLagMatrix, cross_correlation, lead_lag_matrix
 from analytics.align import align_pair
+from analytics.sessions import last_session
 from analytics.pair import requirements
 from analytics.screener import ScreenResult, screen_pairs
 from analytics.timeframes import bars_per_day, format_timeframe
@@ -51,6 +52,8 @@ def number(args: Mapping, name: str, default: float | None, lo: float, hi: float
     if raw is None or str(raw).strip() == "":
         return default
     try:
+        if not str(raw).strip().isascii():  # float() reads "١٢" as 12: refuse, as params does
+            raise ValueError
         value = float(str(raw).strip())
     except ValueError:
         raise BadParam(name, f"{str(raw)[:40]!r} is not a number") from None
@@ -123,6 +126,11 @@ def backtest(
 ) -> BacktestResult:
     """Backtest over the pair series (``/api/pair`` numbers), optionally cut to
     ``[since_ts, until_ts]`` (a page re-running the exact range it showed)."""
+    from dashapp import heavy, job_sizes  # the size budget, for the page's job too
+
+    heavy.check(job_sizes.pair_job(
+        "backtest", a=a, b=b, tf_ms=tf_ms, window=window, regression=regression,
+        prices=prices, dataset=dataset, extra_row_us=heavy.BACKTEST_ROW_US))
     # the first z-score plus the bar its entry fills at
     need = requirements(window, regression)["zscore"] + 1
     what = f"backtest (z-score w={window}, {regression})"
@@ -138,7 +146,7 @@ def backtest(
     return run_backtest(
         frame["ts"].to_numpy(np.int64), frame["price_a"].to_numpy(), frame["price_b"].to_numpy(),
         frame["beta"].to_numpy(), frame["zscore"].to_numpy(), params=bt, tf_ms=tf_ms,
-        prices=prices,
+        prices=prices, breaks=queries.frame_breaks(frame),
     )
 
 
@@ -184,40 +192,90 @@ def backtest_payload(result: BacktestResult, pair: dict, *, curve: bool = False)
 
 
 # ---------------------------------------------------------------- screener, lead-lag
+def _dataset_arg(args: Mapping) -> str | None:
+    dataset = args.get("dataset")
+    dataset = None if dataset is None or str(dataset).strip() == "" else str(dataset).strip()
+    if dataset is not None and len(dataset) > MAX_DATASET_LEN:
+        raise BadParam("dataset", f"at most {MAX_DATASET_LEN} characters")
+    return dataset
+
+
 def screen_args(args: Mapping) -> dict:
-    tf_ms = params.timeframe(args)
-    tracked = get_services().engine.timeframes_ms
-    if tf_ms not in tracked:
-        names = ", ".join(format_timeframe(t) for t in tracked)
-        raise BadParam("timeframe", f"bars exist for {names}, got {format_timeframe(tf_ms)}")
-    return dict(tf_ms=tf_ms, window=params.window(args), regression=params.regression(args),
-                prices=params.prices(args),
-                max_bars=params.integer(args, "lookback", bars_per_day(tf_ms), 30,
-                                        bars_per_day(tf_ms)))
+    """``tf_ms, window, regression, prices, max_bars`` of a screen, plus ``dataset`` when
+    one is named: its symbols at its timeframe (or a multiple), all its bars by default
+    (``lookback`` bars at most when given); live: the last day by default."""
+    dataset = _dataset_arg(args)
+    if dataset is None:
+        tf_ms = params.timeframe(args)
+        tracked = get_services().engine.timeframes_ms
+        if tf_ms not in tracked:
+            names = ", ".join(format_timeframe(t) for t in tracked)
+            raise BadParam("timeframe", f"bars exist for {names}, got {format_timeframe(tf_ms)}")
+        max_bars = params.integer(args, "lookback", bars_per_day(tf_ms), 30,
+                                  bars_per_day(tf_ms))
+    else:
+        info = queries.dataset_info(dataset)
+        tf_ms = params.timeframe(args, default=format_timeframe(info.tf_ms))
+        if tf_ms < info.tf_ms or tf_ms % info.tf_ms:
+            raise BadParam("timeframe", f"dataset {dataset!r} has {format_timeframe(info.tf_ms)} "
+                                        f"bars: use a multiple of it")
+        max_bars = params.integer(args, "lookback", None, 30, 10**8)
+    out = dict(tf_ms=tf_ms, window=params.window(args), regression=params.regression(args),
+               prices=params.prices(args), max_bars=max_bars)
+    if dataset is not None:
+        out["dataset"] = dataset
+    return out
 
 
-def all_bars(tf_ms: int) -> dict:
-    """Closed bars of every ingested symbol with at least one bar (sorted by symbol)."""
-    engine = get_services().engine
-    with engine.lock:
-        out = {s: engine.bars(s, tf_ms) for s in sorted(_known())}
+def source_symbols(dataset: str | None = None) -> list[str]:
+    """Symbols of the live feed (ingested) or of a dataset, sorted."""
+    if dataset is None:
+        return sorted(_known())
+    return sorted(queries.dataset_info(dataset).symbols)
+
+
+def all_bars(tf_ms: int, dataset: str | None = None) -> dict:
+    """Closed bars of every symbol of the source with at least one bar (sorted by symbol):
+    the ingested ones, or a dataset's (resampled to ``tf_ms`` exactly)."""
+    if dataset is not None:
+        out = {s: queries.dataset_bars(dataset, s, tf_ms) for s in source_symbols(dataset)}
+    else:
+        engine = get_services().engine
+        with engine.lock:
+            out = {s: engine.bars(s, tf_ms) for s in sorted(_known())}
     return {s: b for s, b in out.items() if len(b)}
 
 
-def bar_count(tf_ms: int) -> int:
-    """Cheap change marker: total closed bars of the timeframe over all symbols."""
+def all_breaks(symbols, dataset: str | None = None) -> dict:
+    """Session breaks (ms) of each live symbol (none in an uploaded dataset): the
+    screener and lead-lag use each pair's last session only."""
+    if dataset is not None:
+        return {}
+    engine = get_services().engine
+    return {s: engine.breaks(s) for s in symbols}
+
+
+def bar_count(tf_ms: int, dataset: str | None = None) -> int:
+    """Cheap change marker: total closed bars of the timeframe over all symbols (a
+    dataset's: its stored rows, which only an upload changes)."""
+    if dataset is not None:
+        info = get_services().datasets.get(dataset)
+        return -1 if info is None else sum(info.rows.values())
     engine = get_services().engine
     return sum(len(engine.bars(s, tf_ms)) for s in sorted(_known()))
 
 
 def screen(tf_ms: int, window: int, regression: str, prices: str,
-           max_bars: int | None = None) -> ScreenResult:
-    bars = all_bars(tf_ms)
+           max_bars: int | None = None, dataset: str | None = None) -> ScreenResult:
+    from dashapp import heavy, job_sizes  # the size budget, for the page's job too
+
+    heavy.check(job_sizes.screen_job(tf_ms, window, regression, prices, max_bars, dataset))
+    bars = all_bars(tf_ms, dataset)
     if len(bars) < 2:
         raise InsufficientData(f"screener ({format_timeframe(tf_ms)} bars of 2 symbols)",
                                2, len(bars))
     return screen_pairs(bars, window=window, regression=regression, prices=prices,
-                        max_bars=max_bars)
+                        max_bars=max_bars, breaks=all_breaks(bars, dataset))
 
 
 def screen_frame(result: ScreenResult) -> pd.DataFrame:
@@ -239,18 +297,27 @@ def screen_payload(result: ScreenResult) -> dict:
 
 
 def lead_lag(a: str, b: str, tf_ms: int, max_lag: int,
-             max_bars: int | None = None) -> LeadLag:
-    engine = get_services().engine
-    with engine.lock:
-        ba, bb = engine.bars(a, tf_ms), engine.bars(b, tf_ms)
+             max_bars: int | None = None, dataset: str | None = None) -> LeadLag:
+    if dataset is not None:
+        ba, bb = queries.dataset_bars(dataset, a, tf_ms), queries.dataset_bars(dataset, b, tf_ms)
+    else:
+        engine = get_services().engine
+        with engine.lock:
+            ba, bb = engine.bars(a, tf_ms), engine.bars(b, tf_ms)
     al = align_pair(ba, bb, max_bars=max_bars)
+    brk = all_breaks((a, b), dataset)
+    if brk:
+        al = last_session(al, brk[a], brk[b])  # no return spans a session break
     if len(al) == 0:
         raise InsufficientData(f"lead-lag {a}/{b}", max_lag + 21, 0)
     return cross_correlation(al.a, al.b, max_lag=max_lag)
 
 
-def lead_lag_all(tf_ms: int, max_lag: int, max_bars: int | None = None) -> LeadLagMatrix:
-    return lead_lag_matrix(all_bars(tf_ms), max_lag=max_lag, max_bars=max_bars)
+def lead_lag_all(tf_ms: int, max_lag: int, max_bars: int | None = None,
+                 dataset: str | None = None) -> LeadLagMatrix:
+    bars = all_bars(tf_ms, dataset)
+    return lead_lag_matrix(bars, max_lag=max_lag, max_bars=max_bars,
+                           breaks=all_breaks(bars, dataset))
 
 
 def max_lag_arg(args: Mapping) -> int:

@@ -165,11 +165,11 @@ LANES = [
     Lane("ingest", "ingest/", "trades in: feed, back-fill, rings, SQLite, alerts, restart",
          (0, 3), (0, 4), "right"),
     Lane("dashapp", "dashapp/", "Dash pages, components, view builders + HTTP API (read-only)",
-         (4, 9), (0, 5), "center"),
+         (4, 10), (0, 5), "center"),
     Lane("analytics", "analytics/", "pure, no I/O: the engine, the blocks it composes",
          (4, 6), (6, 10), "right"),
-    Lane("tools", "analytics/", "pure tools: trader, data, alerts", (7, 9), (6, 8),
-         "center"),
+    Lane("tools", "analytics/", "pure tools: trader, data, alerts",
+         (7, 9), (6, 8), "center"),
 ]
 
 N = Node
@@ -181,7 +181,7 @@ NODES = [
       "· wss://stream.binance.com:9443", "REST historicalTrades / aggTrades (back-fill)"),
       "external", (2, 3), -1, kind="external"),
     N("ext_browser", "Browser / researcher", ("Dash pages in a browser;",
-      "curl or notebooks on /api/*"), "external", (4, 9), -1, kind="external"),
+      "curl or notebooks on /api/*"), "external", (4, 10), -1, kind="external"),
     # ingest/
     N("tapes", "tapes.py", ("load_tape(): recorded formats",
       "→ one time-ordered Tape"), "ingest", 0, 0, "ingest/tapes.py"),
@@ -220,6 +220,8 @@ NODES = [
       "RSS → health \"process\""), "ingest", 1, 4, "ingest/memory.py"),
     N("alert_service", "alert_service.py", ("AlertService thread: rules", "on new ticks + every",
       "closed bar (alerts.py)"), "ingest", 3, 4, "ingest/alert_service.py"),
+    N("writer_lock", "writer_lock.py", ("WriterLock: one ingesting", "process per DB (flock),",
+      "names the holder"), "ingest", 0, 4, "ingest/writer_lock.py"),
     # outside the packages
     N("app", "app.py",
       ("composition root: CLI →", "build_services → create_app", "→ app.run()"),
@@ -294,6 +296,21 @@ NODES = [
       "dashapp", 7, 5, "dashapp/trader_queries.py"),
     N("data_api", "data_api.py", ("POST /api/upload,", "/api/datasets"),
       "dashapp", 9, 5, "dashapp/data_api.py"),
+    # column 10: guards, budgets and shared page helpers
+    N("webguard", "webguard.py", ("Origin / Host check for", "state-changing requests"),
+      "dashapp", 10, 0, "dashapp/webguard.py"),
+    N("stores", "stores.py", ("browser stores validated", "like any input"),
+      "dashapp", 10, 1, "dashapp/stores.py"),
+    N("url_query", "components/url_query.py", ("address bar in step", "with a page's controls"),
+      "dashapp", 10, 2, "dashapp/components/url_query.py"),
+    N("dataset_select", "components/dataset_select.py", ("Source select: live", "or any dataset"),
+      "dashapp", 10, 3, "dashapp/components/dataset_select.py"),
+    N("heavy", "heavy.py", ("bounded pool: size, queue", "and time budgets (413/503)"),
+      "dashapp", 10, 4, "dashapp/heavy.py"),
+    N("job_sizes", "job_sizes.py", ("cost model of each", "heavy job"),
+      "dashapp", 10, 5, "dashapp/job_sizes.py"),
+    N("pairbuilds", "pairbuilds.py", ("pair builds off the", "refresh path, superseded"),
+      "dashapp", 6, 3, "dashapp/pairbuilds.py"),
     # analytics/: the engine and its blocks
     N("engine", "engine.py", ("MarketEngine: bars per symbol × 1 s/1 m/5 m;",
       "PairTracker → frozen PairSnapshot"), "analytics", (4, 5), 6, "analytics/engine.py"),
@@ -339,6 +356,10 @@ NODES = [
       "tools", 9, 7, "analytics/signals.py"),
     N("alerts", "alerts.py", ("alert rules: parse_rule,", "evaluate_series (pure)"),
       "tools", 7, 8, "analytics/alerts.py"),
+    N("robust", "robust.py", ("exact Huber + textbook", "Theil-Sen, vectorised"),
+      "tools", 8, 8, "analytics/robust.py"),
+    N("sessions", "sessions.py", ("session breaks: segments,", "no window spans one"),
+      "tools", 9, 8, "analytics/sessions.py"),
 ]
 del N
 
@@ -456,7 +477,7 @@ def label_box_size(e: Edge) -> tuple[float, float]:
 
 # Gaps between columns (right of column i) and rows (below row r): the base value; layout()
 # widens a gap so that the label of a straight edge crossing it fits.
-COL_GAP = {0: 56, 1: 150, 2: 200, 3: 96, 4: 60, 5: 60, 6: 60, 7: 60, 8: 60}
+COL_GAP = {0: 56, 1: 150, 2: 200, 3: 96, 4: 60, 5: 60, 6: 60, 7: 60, 8: 60, 9: 60}
 ROW_GAP = {-1: 20 + 2 * PAD + HEADER + 12, 0: 54, 1: 80, 2: 60, 3: 54, 4: 54,
            5: 2 * PAD + HEADER + 70, 6: 40, 7: 40, 8: 40, 9: 40}
 # app.py and the legend sit below ingest/, left of analytics/, in no lane.

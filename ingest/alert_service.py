@@ -28,9 +28,21 @@ transaction (at once when something fired, else at most every ``save_interval_s`
 so a restart resumes at the saved frontier and re-fires nothing (events are also
 unique per ``(rule_id, data_ts)``).
 
-A rule is initialised on its first evaluation after it was created, edited or
-re-enabled: bar rules start at the last closed point (history is not alerted on),
-price rules at the ring's current end. A disabled rule is not evaluated at all.
+A rule starts at its **creation** (or edit, or re-enabling) on the feed's data clock
+``C`` (the later of the engine's bar clock and the last trade received): a bar rule
+evaluates every point with ``ts > C - tf`` (every bar that closed after it was created),
+however late its first evaluation runs (a replay landing at full speed before the
+evaluator's first tick, a starved evaluator), with the point before as the "previous
+value"; a price rule every trade after the ring's end at creation. With no data yet
+(``C`` unknown) every bar counts. History before ``C`` is not alerted on. A rule
+without a creation state (stored before, or created in another process and seen at the
+first load) starts at its first evaluation, at the last closed point. A disabled rule
+is not evaluated at all; disabling keeps its last value and last firing for display.
+
+Session breaks (:meth:`analytics.engine.MarketEngine.breaks`): no crossing is taken
+across one (the first point after a break has no previous value), ``change_pct`` is
+undefined when its ``w`` bars span one, and ``live_zscore`` is undefined between a
+break and the pair's first closed point after it.
 """
 
 from __future__ import annotations
@@ -60,6 +72,7 @@ from analytics.alerts import (
     step,
 )
 from analytics.errors import InsufficientData
+from analytics.sessions import break_buckets, session_ids
 from analytics.stationarity import adf_test
 from ingest.alert_store import AlertStore, NewEvent, StoredEvent, StoredRule
 
@@ -124,6 +137,9 @@ class AlertService:
         self._dirty: set[int] = set()
         self._adf: dict[int, _AdfJob] = {}
         self._notes: dict[int, str] = {}  # soft errors of the last evaluation
+        #: Rules started at their creation and not evaluated yet: their first point
+        #: takes the point before the frontier as its previous value.
+        self._fresh: set[int] = set()
         self._unsaved: list[NewEvent] = []
         self._adf_pool: ThreadPoolExecutor | None = None
         self._version = None
@@ -210,16 +226,73 @@ class AlertService:
                 continue
             rules[sr.id], meta[sr.id] = replace(rule, enabled=sr.enabled), sr
         with self._lock:
-            for rid in rules:
+            initial = self._version is None
+            start: list[tuple[int, int | None]] = []
+            for rid, rule in rules.items():
                 old = self._meta.get(rid)
-                if old is not None and old.updated_ms != meta[rid].updated_ms:
-                    self._forget_state(rid)  # edited by another process
+                if old is None:
+                    if not initial and self.evaluating and rid not in self._states:
+                        start.append((rid, None))  # created by another process
+                elif old.updated_ms != meta[rid].updated_ms:  # edited by another process
+                    prev = self._rules.get(rid)
+                    same = prev is not None and replace(prev, enabled=rule.enabled) == rule
+                    kept = self._states.get(rid)
+                    if same and not rule.enabled:
+                        self._fresh.discard(rid)
+                        continue  # only disabled: the store kept its state
+                    self._forget_state(rid)
+                    if rule.enabled and self.evaluating:
+                        start.append((rid, kept.last_fired_ts if same and kept else None))
             for rid in set(self._rules) - set(rules):
                 self._forget_state(rid)
             self._rules, self._meta = rules, meta
             self._version = self.store.rules_version()
+            for rid, last_fired in start:
+                self._start_state(rules[rid], last_fired)
+
+    def data_clock_ms(self) -> int | None:
+        """The feed's data clock: the later of the engine's bar clock and the last
+        trade of any ring (exchange ms), None before any data."""
+        times = [getattr(self.engine, "_clock_ms", None)]
+        for ring in list(self.ingestor.rings.values()):
+            last = ring.last()
+            if last is not None:
+                times.append(int(last.time_ms))
+        times = [int(t) for t in times if t is not None]
+        return max(times) if times else None
+
+    def _start_state(self, rule: AlertRule, last_fired: int | None = None) -> None:
+        """Start ``rule`` at the data clock now (module notes); caller holds the lock."""
+        clock = self.data_clock_ms()
+        rid = rule.id
+        self._forget_state(rid)
+        if rule.metric == "price":
+            ring = self.ingestor.rings.get(rule.symbol)
+            last = None if ring is None else ring.last()
+            if ring is not None:
+                self._cursors[rid] = ring.seq
+            st = RuleState(
+                last_value=math.nan if last is None else float(last.price),
+                frontier_ts=_BEFORE_ANY if last is None else int(last.time_ms),
+                last_fired_ts=last_fired,
+            )
+            if ring is None:
+                return
+        elif rule.kind == "bar" and rule.metric != "adf_pvalue":
+            st = RuleState(
+                frontier_ts=_BEFORE_ANY if clock is None else clock - rule.tf_ms,
+                last_fired_ts=last_fired,
+            )
+            self._fresh.add(rid)
+        elif last_fired is not None:
+            st = RuleState(last_fired_ts=last_fired)
+        else:
+            return
+        self._states[rid] = st
+        self._dirty.add(rid)
 
     def _forget_state(self, rule_id: int) -> None:
+        self._fresh.discard(rule_id)
         self._states.pop(rule_id, None)
         self._cursors.pop(rule_id, None)
         self._errors.pop(rule_id, None)
@@ -242,6 +315,8 @@ class AlertService:
             sr = self.store.insert_rule(rule_to_json(rule), rule.enabled)
             self._rules[sr.id], self._meta[sr.id] = replace(rule, id=sr.id), sr
             self._version = self.store.rules_version()
+            if self.evaluating and rule.enabled:
+                self._start_state(self._rules[sr.id])
         log.info("alerts: rule %d created: %s", sr.id, describe(rule))
         return self.rule_json(sr.id)
 
@@ -267,25 +342,87 @@ class AlertService:
                         merged.pop(key, None)
                 data = {**merged, **data}
             rule = self._parse(data, rule_id)
-            sr = self.store.update_rule(rule_id, rule_to_json(rule), rule.enabled)
+            old = self._rules[rule_id]
+            same = replace(old, enabled=rule.enabled) == rule
+            sr = self.store.update_rule(rule_id, rule_to_json(rule), rule.enabled,
+                                        keep_state=same and (old.enabled or not rule.enabled))
             if sr is None:
                 raise RuleNotFound(rule_id)
-            self._forget_state(rule_id)
+            kept = self._states.get(rule_id)
             self._rules[rule_id], self._meta[rule_id] = rule, sr
             self._version = self.store.rules_version()
+            if same and not rule.enabled:
+                # disabled: keep its last value and last firing (not evaluated)
+                self._fresh.discard(rule_id)
+                self._cursors.pop(rule_id, None)
+            elif same and old.enabled and kept is not None:
+                pass  # nothing changed
+            elif not rule.enabled:
+                self._forget_state(rule_id)
+            elif self.evaluating:
+                # edited or re-enabled: restart at the data clock now; a re-enabled rule
+                # keeps its last firing (the cooldown still counts from it)
+                self._start_state(
+                    rule, kept.last_fired_ts if same and kept is not None else None
+                )
+            else:
+                self._forget_state(rule_id)
         log.info("alerts: rule %d updated: %s%s", rule_id, describe(rule),
                  "" if rule.enabled else " (disabled)")
         return self.rule_json(rule_id)
 
-    def delete(self, rule_id: int) -> None:
+    def delete(self, rule_id: int) -> dict:
+        """Delete a rule (its events stay in the log); returns what :meth:`restore`
+        needs to undo it: ``{"id", "spec", "enabled", "created_ms", "description",
+        "state"}`` (JSON-safe)."""
         with self._lock:
-            if rule_id not in self._meta or not self.store.delete_rule(rule_id):
+            meta, rule = self._meta.get(rule_id), self._rules.get(rule_id)
+            st = self._states.get(rule_id)
+            if meta is None or not self.store.delete_rule(rule_id):
                 raise RuleNotFound(rule_id)
             self._rules.pop(rule_id, None)
             self._meta.pop(rule_id, None)
             self._forget_state(rule_id)
             self._version = self.store.rules_version()
         log.info("alerts: rule %d deleted", rule_id)
+        state = None if st is None else {
+            "armed": st.armed,
+            "last_value": st.last_value if math.isfinite(st.last_value) else None,
+            "frontier_ts": st.frontier_ts, "last_fired_ts": st.last_fired_ts,
+        }
+        return {"id": rule_id, "spec": meta.spec, "enabled": rule.enabled,
+                "created_ms": meta.created_ms, "description": describe(rule), "state": state}
+
+    def restore(self, deleted: dict) -> dict:
+        """Undo :meth:`delete`: the rule comes back under its id, with its creation
+        time and evaluation state (so it goes on from where it was, and its events in
+        the log are its own again). Raises RuleError if the snapshot is not valid."""
+        if not isinstance(deleted, dict) or not isinstance(deleted.get("id"), int):
+            raise RuleError("rule", "not a deleted rule")
+        rid = deleted["id"]
+        rule = replace(self._parse(deleted.get("spec"), rid),
+                       enabled=bool(deleted.get("enabled", True)))
+        st = deleted.get("state")
+        state = None
+        if isinstance(st, dict):
+            lv, ft, lf = st.get("last_value"), st.get("frontier_ts"), st.get("last_fired_ts")
+            if not (all(v is None or type(v) is int for v in (ft, lf))
+                    and (lv is None or isinstance(lv, int | float))):
+                raise RuleError("state", "not a rule state")
+            state = RuleState(bool(st.get("armed", True)),
+                              math.nan if lv is None else float(lv), ft, lf)
+        stored = StoredRule(rid, rule_to_json(rule), rule.enabled,
+                            int(deleted.get("created_ms") or 0), 0)
+        with self._lock:
+            sr = self.store.restore_rule(stored, state)
+            if sr is None:
+                raise RuleError("rule", f"rule {rid} exists already")
+            self._rules[rid], self._meta[rid] = rule, sr
+            if state is not None:
+                self._states[rid] = state
+            self._version = self.store.rules_version()
+        log.info("alerts: rule %d restored: %s", rid, describe(rule))
+        return self.rule_json(rid)
 
     def rule(self, rule_id: int) -> AlertRule:
         with self._lock:
@@ -447,28 +584,56 @@ class AlertService:
             if snap is None:
                 snap = snaps[key] = self.engine.pair(*key)
             if m == "live_zscore":
+                if self._hold_ms((rule.a, rule.b)) is not None:
+                    return st, []  # a leg's gap is unsettled: a break may be coming
                 return self._eval_live_z(rule, st, snap)
             if m == "adf_pvalue":
                 return self._eval_adf(rule, st, snap)
             ts, col = snap.series.ts, getattr(snap.series, _PAIR_COLUMN[m])
-            return self._eval_points(rule, st, ts, lambda i0: col[i0:])
+            brk = break_buckets(getattr(snap, "session_breaks_ms", None), rule.tf_ms)
+            hold = self._hold_ms((rule.a, rule.b))
+            return self._eval_points(rule, st, ts, lambda i0: col[i0:], brk, hold)
         bars = self.engine.bars(rule.symbol, rule.tf_ms)
+        brk = break_buckets(self._breaks(rule.symbol), rule.tf_ms)
+        hold = self._hold_ms((rule.symbol,))
         if m == "volume":
-            return self._eval_points(rule, st, bars.ts, lambda i0: bars.volume[i0:])
+            return self._eval_points(rule, st, bars.ts, lambda i0: bars.volume[i0:], brk,
+                                     hold)
         close, w = bars.close, rule.window
+        sid = session_ids(bars.ts, brk)
 
         def change(i0: int) -> np.ndarray:
             idx = np.arange(i0, len(close))
             out = np.full(len(idx), np.nan)
             ok = idx >= w
+            ok[ok] = sid[idx[ok]] == sid[idx[ok] - w]  # never across a session break
             out[ok] = 100.0 * (close[idx[ok]] / close[idx[ok] - w] - 1.0)
             return out
 
-        return self._eval_points(rule, st, bars.ts, change)
+        return self._eval_points(rule, st, bars.ts, change, brk, hold)
 
-    @staticmethod
-    def _eval_points(rule, st, ts, values_from):
-        """Walk every point with ``ts`` after the rule's frontier."""
+    def _breaks(self, symbol: str) -> np.ndarray | None:
+        fn = getattr(self.engine, "breaks", None)
+        return None if fn is None else fn(symbol)
+
+    def _hold_ms(self, symbols) -> int | None:
+        """Earliest data time of an unsettled gap (being back-filled) of ``symbols``:
+        until it is filled or marked a session break, points after it are not final
+        for alerts (a seam found late would otherwise fire as a crossing)."""
+        fn = getattr(self.ingestor, "unsettled_since_ms", None)
+        if fn is None:
+            return None
+        holds = [h for h in (fn(s) for s in symbols) if h is not None]
+        return min(holds) if holds else None
+
+    def _eval_points(self, rule, st, ts, values_from, breaks=None, hold=None):
+        """Walk every point with ``ts`` after the rule's frontier (and, with ``hold``,
+        whose bucket ends at or before it).
+
+        A rule started at its creation (:meth:`_start_state`) takes the value of the
+        point at or before its frontier as the previous value of its first point."""
+        if hold is not None:
+            ts = ts[: int(np.searchsorted(ts, hold - rule.tf_ms, side="right"))]
         n = len(ts)
         if st is None or st.frontier_ts is None:
             if n == 0:
@@ -478,7 +643,12 @@ class AlertService:
         i0 = int(np.searchsorted(ts, st.frontier_ts, side="right"))
         if i0 >= n:
             return st, []
-        return evaluate_series(rule, st, ts[i0:], values_from(i0))
+        if rule.id in self._fresh:
+            self._fresh.discard(rule.id)
+            if i0 > 0:
+                st = replace(st, last_value=float(values_from(i0 - 1)[0]),
+                             frontier_ts=int(ts[i0 - 1]))
+        return evaluate_series(rule, st, ts[i0:], values_from(i0)[: n - i0], breaks)
 
     def _eval_price(self, rule, st):
         ring = self.ingestor.rings[rule.symbol]
@@ -493,10 +663,17 @@ class AlertService:
                 ), []
             return st, []
         batch = ring.since(cursor)
-        self._cursors[rule.id] = batch.end_seq
-        if len(batch) == 0:
+        times, prices = batch.time_ms, batch.price
+        hold = self._hold_ms((rule.symbol,))
+        if hold is not None and len(batch):
+            k = int(np.argmax(times > hold)) if (times > hold).any() else len(times)
+            times, prices = times[:k], prices[:k]
+            self._cursors[rule.id] = batch.end_seq - (len(batch) - k)
+        else:
+            self._cursors[rule.id] = batch.end_seq
+        if len(times) == 0:
             return st, []
-        return evaluate_series(rule, st, batch.time_ms, batch.price)
+        return evaluate_series(rule, st, times, prices, self._breaks(rule.symbol))
 
     def _eval_live_z(self, rule, st, snap):
         la = self.ingestor.rings[rule.a].last()
@@ -506,7 +683,7 @@ class AlertService:
         ts = max(int(la.time_ms), int(lb.time_ms))
         if st is not None and st.frontier_ts is not None and ts <= st.frontier_ts:
             return st, []
-        z = snap.live_zscore(float(la.price), float(lb.price))
+        z = snap.live_zscore(float(la.price), float(lb.price), at_ms=ts)
         st, fired = step(rule, st or RuleState(), ts, math.nan if z is None else z)
         return st, [fired] if fired else []
 

@@ -172,8 +172,39 @@ class AlertStore:
 
         return self._write(run)
 
-    def update_rule(self, rule_id: int, spec: dict, enabled: bool) -> StoredRule | None:
-        """Replace a rule's spec; its state is dropped (an edited rule starts afresh)."""
+    def restore_rule(self, rule: StoredRule, state: RuleState | None) -> StoredRule | None:
+        """Put a deleted rule back under its own id (undo of a delete), with the state
+        it had; None if that id is taken (AUTOINCREMENT never reuses one, so only a
+        second undo of the same rule)."""
+        now = _now_ms()
+
+        def run(conn):
+            try:
+                conn.execute(
+                    "INSERT INTO alert_rules (id, spec, enabled, created_ms, updated_ms) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (int(rule.id), json.dumps(rule.spec), int(rule.enabled),
+                     int(rule.created_ms), now),
+                )
+            except sqlite3.IntegrityError:
+                return None
+            if state is not None:
+                conn.execute(
+                    "INSERT OR REPLACE INTO alert_state "
+                    "(rule_id, armed, last_value, frontier_ts, last_fired_ts) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (int(rule.id), int(state.armed), _real(state.last_value),
+                     state.frontier_ts, state.last_fired_ts),
+                )
+            return StoredRule(int(rule.id), rule.spec, rule.enabled, int(rule.created_ms), now)
+
+        return self._write(run)
+
+    def update_rule(
+        self, rule_id: int, spec: dict, enabled: bool, *, keep_state: bool = False
+    ) -> StoredRule | None:
+        """Replace a rule's spec; its state is dropped (an edited rule starts afresh)
+        unless ``keep_state`` (a rule only disabled keeps its last value and firing)."""
         now = _now_ms()
 
         def run(conn):
@@ -183,7 +214,8 @@ class AlertStore:
             )
             if cur.rowcount == 0:
                 return None
-            conn.execute("DELETE FROM alert_state WHERE rule_id = ?", (rule_id,))
+            if not keep_state:
+                conn.execute("DELETE FROM alert_state WHERE rule_id = ?", (rule_id,))
             row = conn.execute(
                 "SELECT created_ms FROM alert_rules WHERE id = ?", (rule_id,)
             ).fetchone()

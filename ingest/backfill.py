@@ -135,6 +135,10 @@ class Backfiller(threading.Thread):
     deliver : callable(symbol, list[Trade])
         Called in this thread with each page's missing trades, ascending ids.
     on_filled : callable(symbol, gap_first_id, filled_ms), optional
+    on_unrecoverable : callable(symbol, first_id, last_id, next_time_ms), optional
+        Called once per range the server does not have; ``next_time_ms`` is the
+        time of the server's first trade after it (None if not in the page). The
+        runtime marks a session break there (``Ingestor.mark_break``).
     fetch : callable(url, timeout_s) -> bytes
         Injected in tests; default :func:`http_get`.
     """
@@ -147,9 +151,11 @@ class Backfiller(threading.Thread):
         base_url: str | None,
         deliver: Callable[[str, list[Trade]], None],
         on_filled: Callable[[str, int, int], None] | None = None,
+        on_unrecoverable: Callable[[str, int, int, int | None], None] | None = None,
         page_limit: int = REST_MAX_LIMIT,
         backoff_base_s: float = 1.0,
         backoff_cap_s: float = 60.0,
+        hole_attempts: int = MAX_HOLE_ATTEMPTS,
         timeout_s: float = 10.0,
         fetch: Callable[[str, float], bytes] = http_get,
         name: str = "backfill",
@@ -161,9 +167,13 @@ class Backfiller(threading.Thread):
         self.market, self.stream, self.base_url = market, stream, base_url
         self._deliver = deliver
         self._on_filled = on_filled
+        self._on_unrecoverable = on_unrecoverable
         self.page_limit = int(page_limit)
         self.backoff_base_s = backoff_base_s
         self.backoff_cap_s = backoff_cap_s
+        #: Answers "no such ids" before a hole is unrecoverable (1 for the built-in
+        #: replay's REST: it serves the whole tape, so a hole there is final).
+        self.hole_attempts = max(1, int(hole_attempts))
         self.timeout_s = timeout_s
         self._fetch = fetch
         self._lock = threading.Lock()
@@ -208,6 +218,33 @@ class Backfiller(threading.Thread):
         self._wake.set()
         if self.is_alive() and threading.current_thread() is not self:
             self.join(timeout)
+
+    def verify(self, trade: Trade, timeout_s: float = 3.0) -> bool | None:
+        """Does the exchange have ``trade`` (same id, time, price, quantity)?
+
+        True / False from REST's answer for that id; None if REST cannot answer now
+        (unreachable, rate limited, malformed). Called by the feed for a suspect id
+        jump before the jump may move the high-water mark (``ingest/feed.py``).
+        """
+        url = rest_trades_url(
+            trade.symbol, trade.trade_id, 1,
+            market=self.market, stream=self.stream, base_url=self.base_url,
+        )
+        try:
+            body = self._fetch(url, min(timeout_s, self.timeout_s))
+            rows = parse_rest_trades(body, trade.symbol, self.stream)
+        except (RateLimited, OSError, BadFrame, ValueError) as exc:
+            log.warning("backfill: cannot verify %s id %d: %s",
+                        trade.symbol, trade.trade_id, exc)
+            return None
+        if not rows or rows[0].trade_id != trade.trade_id:
+            return False
+        got = rows[0]
+        return (
+            got.time_ms == trade.time_ms
+            and got.price == trade.price
+            and got.qty == trade.qty
+        )
 
     @property
     def idle(self) -> bool:
@@ -308,7 +345,7 @@ class Backfiller(threading.Thread):
             # The server's first id at or after next_id: ids before it it does not have
             later = [i for i in ids if i > job.next_id]
             if later:
-                return self._hole(job, later[0], wanted)
+                return self._hole(job, later[0], wanted, trades)
             return self._failed(
                 f"{job.symbol}: no trades from id {job.next_id} yet (got {len(trades)})"
             )
@@ -351,14 +388,16 @@ class Backfiller(threading.Thread):
                 if self._on_filled is not None:
                     self._on_filled(job.symbol, job.gap_first, int(time.time() * 1000))
 
-    def _hole(self, job: _Job, server_first: int, wanted: list[Trade]) -> float:
+    def _hole(
+        self, job: _Job, server_first: int, wanted: list[Trade], page: list[Trade] = ()
+    ) -> float:
         """The server's first id after ``next_id`` is later: ids it does not have."""
         hole_last = min(server_first - 1, job.last_id)
         job.hole_attempts += 1
-        if job.hole_attempts < MAX_HOLE_ATTEMPTS:
+        if job.hole_attempts < self.hole_attempts:
             return self._failed(
                 f"{job.symbol}: server has no ids {job.next_id}..{hole_last} "
-                f"(attempt {job.hole_attempts} of {MAX_HOLE_ATTEMPTS})"
+                f"(attempt {job.hole_attempts} of {self.hole_attempts})"
             )
         log.error(
             "backfill: %s ids %d..%d unrecoverable (not on the server)",
@@ -366,6 +405,12 @@ class Backfiller(threading.Thread):
             job.next_id,
             hole_last,
         )
+        if self._on_unrecoverable is not None:
+            after = next((t.time_ms for t in page if t.trade_id > hole_last), None)
+            try:
+                self._on_unrecoverable(job.symbol, job.next_id, hole_last, after)
+            except Exception:
+                log.exception("backfill: on_unrecoverable failed")
         with self._lock:
             self._unrecoverable.append(GapRange(job.symbol, job.next_id, hole_last))
             self._unrecoverable_gaps.add((job.symbol, job.gap_first))

@@ -24,7 +24,7 @@ from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
 log = logging.getLogger(__name__)
 
 # Futures market data moved under /market with Binance's 2026 "Base URL split";
-# the old root paths were switched off on 2026-04-23 (see BINANCE_PROTOCOL.md).
+# the old root paths were switched off on 2026-04-23 (see docs/binance-protocol.md).
 DEFAULT_WS_BASE = {
     "spot": "wss://stream.binance.com:9443",
     "futures": "wss://fstream.binance.com/market",
@@ -339,7 +339,7 @@ def parse_frame(
 
 
 # ---------------------------------------------------------------------------
-# REST (gap back-fill, BINANCE_PROTOCOL.md section 4)
+# REST (gap back-fill, docs/binance-protocol.md section 4)
 
 DEFAULT_REST_BASE = {
     "spot": "https://api.binance.com",

@@ -2,7 +2,12 @@
 
 A dataset is what an accepted upload (:func:`analytics.upload.parse_ohlc_csv`) becomes:
 a name, one timeframe, and bars per symbol. Files uploaded under the same name add
-their symbols to it (two one-symbol files make a pair). Datasets live in their own
+their symbols to it (two one-symbol files make a pair), or **append** to a symbol it
+already holds (November after October): the bars are the union of both, a bar whose
+time is stored already must be identical (every column the file carries; it is then
+merged, i.e. skipped) and a different bar for a stored time refuses the whole file,
+naming its line. Gaps between the parts are allowed (a pair carries the last close
+forward, as within one file). Datasets live in their own
 tables of the app DB, so they survive a restart, and they are **never mixed into the
 live ticks**: the feed, the rings, the engine and the ``trades``/``bars_1s`` tables never
 see them; pages and the API read them through :meth:`DatasetStore.bars` and analyse them
@@ -16,7 +21,7 @@ Tables (``WITHOUT ROWID``, parameterized SQL only)::
                     quote_volume, trades, buy_volume
 
 An upload is one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``): every check that can
-refuse it (name, timeframe of an existing dataset, a symbol already there, limits) runs
+refuse it (name, timeframe of an existing dataset, a conflicting bar, limits) runs
 inside it before the first insert, and any error rolls it back, so a refused upload
 changes nothing. The store has its **own connection** (not the tick store's writer),
 guarded by a lock; a forked child (Dash background callbacks) drops it and reconnects.
@@ -38,7 +43,9 @@ import numpy as np
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.upload import OhlcUpload
 
-__all__ = ["DATASET_RE", "DatasetError", "DatasetInfo", "DatasetStore", "iso_utc"]
+__all__ = [
+    "DATASET_RE", "DatasetError", "DatasetInfo", "DatasetStore", "StoredUpload", "iso_utc",
+]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +54,15 @@ MAX_DATASETS = 200
 MAX_SYMBOLS_PER_DATASET = 20
 #: Bars cached in memory (pages page through a dataset's table many times).
 CACHE_BARS = 2_000_000
+#: Conflicting lines named in a refusal.
+SHOW_CONFLICTS = 5
+#: Columns an appended bar must repeat exactly when its time is stored already.
+_SAME_ALWAYS = ("open", "high", "low", "close", "volume")
+#: Columns compared only when both the stored bar and the file carry them (a generic
+#: CSV has no quote volume: NaN; no trade count: 0).
+_SAME_IF_CARRIED = ("quote_volume", "trades", "buy_volume")
+#: Separates the file names of one symbol's parts in ``dataset_symbols.filename``.
+_FILE_SEP = "\n"
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS datasets (
@@ -122,6 +138,70 @@ class DatasetInfo:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class StoredUpload:
+    """What :meth:`DatasetStore.store` did: the dataset after it, and per symbol of the
+    file the bars ``inserted`` (new times) and ``identical`` (times stored already with
+    the same bar, merged)."""
+
+    info: DatasetInfo
+    inserted: dict[str, int]
+    identical: dict[str, int]
+
+
+def _same(stored: np.ndarray, new: np.ndarray, col: str) -> np.ndarray:
+    """Per bar: does the file agree with the stored value of ``col``?"""
+    if col in _SAME_ALWAYS:
+        return stored == new
+    if col == "trades":  # 0 = not carried
+        return (stored == new) | (stored == 0) | (new == 0)
+    return (stored == new) | np.isnan(stored) | np.isnan(new)
+
+
+def overlap(
+    symbol: str, stored: dict[str, np.ndarray], new, lines: np.ndarray | None
+) -> tuple[np.ndarray, list[str]]:
+    """Which bars of ``new`` (a :class:`Bars`) are not stored yet, and the conflicts.
+
+    ``stored`` holds the stored columns (``_BAR_COLS``) of ``symbol`` in the file's time
+    range. A bar of the file whose ``ts`` is stored is *identical* when every column in
+    :data:`_SAME_ALWAYS` is equal (exactly: both come from the same decimal text) and
+    every column in :data:`_SAME_IF_CARRIED` is equal where both carry it; otherwise it
+    is a conflict, reported with its file line (``lines``), time and first differing
+    column. Returns ``(is_new, problems)``.
+    """
+    ts = np.asarray(new.ts)
+    pos = np.searchsorted(stored["ts"], ts)
+    pos_c = np.minimum(pos, max(len(stored["ts"]) - 1, 0))
+    hit = (pos < len(stored["ts"])) & (stored["ts"][pos_c] == ts) if len(stored["ts"]) else (
+        np.zeros(len(ts), bool)
+    )
+    same = np.ones(int(hit.sum()), bool)
+    first_diff: list[str | None] = [None] * len(same)
+    k = np.flatnonzero(hit)
+    for col in _SAME_ALWAYS + _SAME_IF_CARRIED:
+        old_v = np.asarray(stored[col])[pos[k]]
+        new_v = np.asarray(getattr(new, col))[k]
+        ok = _same(old_v.astype(np.float64), new_v.astype(np.float64), col)
+        for j in np.flatnonzero(~ok & same):
+            first_diff[j] = f"{col} {new_v[j]:.10g} (stored {old_v[j]:.10g})"
+        same &= ok
+    bad = np.flatnonzero(~same)
+    problems = []
+    if len(bad):
+        shown = []
+        for j in bad[:SHOW_CONFLICTS]:
+            i = k[j]
+            where = f"line {int(lines[i])} " if lines is not None and len(lines) > i else ""
+            shown.append(f"{where}({iso_utc(int(ts[i]))}) has {first_diff[j]}")
+        more = f" and {len(bad) - SHOW_CONFLICTS} more" if len(bad) > SHOW_CONFLICTS else ""
+        problems.append(
+            f"{symbol}: {len(bad)} bar(s) differ from the bars stored for the same times: "
+            + "; ".join(shown) + more
+        )
+    return ~hit, problems
+
+
 def iso_utc(ms: int | None) -> str | None:
     if ms is None:
         return None
@@ -132,6 +212,10 @@ def iso_utc(ms: int | None) -> str | None:
 def check_name(name: object) -> str:
     """A valid dataset name or :class:`DatasetError`."""
     text = "" if name is None else str(name).strip()
+    if text.lower() == "live":  # ?dataset=live in links means the live feed
+        raise DatasetError(
+            ["dataset name 'live' is reserved (links use dataset=live for the live feed)"]
+        )
     if not DATASET_RE.match(text):
         raise DatasetError(
             [
@@ -236,7 +320,9 @@ class DatasetStore:
             rows={s[0]: int(s[1]) for s in syms},
             start_ms=min((int(s[2]) for s in syms), default=None),
             end_ms=max((int(s[3]) for s in syms), default=None),
-            files=tuple(dict.fromkeys(s[4] for s in syms if s[4])),
+            files=tuple(
+                dict.fromkeys(f for s in syms for f in (s[4] or "").split(_FILE_SEP) if f)
+            ),
         )
 
     def bars(self, name: str, symbol: str) -> Bars:
@@ -285,13 +371,19 @@ class DatasetStore:
 
     # -- writes -------------------------------------------------------------------------
     def add(self, name: str, upload: OhlcUpload) -> DatasetInfo:
-        """Store an accepted upload under ``name`` (new, or adding symbols), atomically.
+        """Store an accepted upload under ``name``: :meth:`store`, returning the dataset."""
+        return self.store(name, upload).info
+
+    def store(self, name: str, upload: OhlcUpload) -> StoredUpload:
+        """Store an accepted upload under ``name`` (new, adding symbols, or appending to a
+        symbol it holds: identical overlapping bars merge), atomically.
 
         Raises
         ------
         DatasetError
-            Read-only store, invalid name, a timeframe different from the dataset's, a
-            symbol already in the dataset, or a limit reached. Nothing is written then.
+            Read-only store, invalid name, a timeframe different from the dataset's, a bar
+            that differs from the stored bar of the same time (naming the file line), or
+            a limit reached. Nothing is written then.
         """
         if self.readonly:
             raise DatasetError(
@@ -299,44 +391,32 @@ class DatasetStore:
             )
         name = check_name(name)
         now = int(time.time() * 1000)
+        inserted: dict[str, int] = {}
+        identical: dict[str, int] = {}
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                self._check_add(conn, name, upload)
-                if (
-                    conn.execute(
-                        "SELECT 1 FROM datasets WHERE name = ?", (name,)
-                    ).fetchone()
-                    is None
-                ):
+                info = self._check_add(conn, name, upload)
+                held = set() if info is None else set(info.symbols)
+                new_rows = self._new_rows(conn, name, upload, held)
+                if info is None:
                     conn.execute(
                         "INSERT INTO datasets (name, tf_ms, created_ms) VALUES (?, ?, ?)",
                         (name, upload.tf_ms, now),
                     )
                 for sym in upload.symbols:
-                    b = upload.bars[sym]
-                    conn.execute(
-                        "INSERT INTO dataset_symbols (dataset, symbol, rows, start_ms, end_ms, "
-                        "filename, kind, uploaded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            name,
-                            sym,
-                            len(b),
-                            int(b.ts[0]),
-                            int(b.ts[-1]),
-                            upload.filename,
-                            upload.kind,
-                            now,
-                        ),
-                    )
-                    columns = [getattr(b, c).tolist() for c in _BAR_COLS]
+                    b, is_new = upload.bars[sym], new_rows[sym]
+                    inserted[sym] = int(is_new.sum())
+                    identical[sym] = len(b) - inserted[sym]
+                    columns = [getattr(b, c)[is_new].tolist() for c in _BAR_COLS]
                     conn.executemany(
                         "INSERT INTO dataset_bars (dataset, symbol, ts, open, high, low, close, "
                         "volume, quote_volume, trades, buy_volume) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         ((name, sym, *row) for row in zip(*columns, strict=True)),
                     )
+                    self._write_symbol(conn, name, sym, upload, sym in held, now)
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
@@ -345,18 +425,88 @@ class DatasetStore:
                 self._cache.pop((name, sym), None)
             info = self._info(conn, name)
         log.info(
-            "datasets: %s += %s (%d bars, %s)",
+            "datasets: %s += %s (%d new bars, %d identical, %s)",
             name,
             ",".join(upload.symbols),
-            upload.rows,
+            sum(inserted.values()),
+            sum(identical.values()),
             upload.timeframe,
         )
         assert info is not None
-        return info
+        return StoredUpload(info=info, inserted=inserted, identical=identical)
+
+    def _new_rows(
+        self, conn: sqlite3.Connection, name: str, upload: OhlcUpload, held: set[str]
+    ) -> dict[str, np.ndarray]:
+        """Per symbol of the upload, the mask of bars not stored yet; refuses conflicts."""
+        out, problems = {}, []
+        for sym in upload.symbols:
+            b = upload.bars[sym]
+            if sym not in held:
+                out[sym] = np.ones(len(b), bool)
+                continue
+            rows = conn.execute(
+                "SELECT " + ", ".join(_BAR_COLS) + " FROM dataset_bars "
+                "WHERE dataset = ? AND symbol = ? AND ts BETWEEN ? AND ? ORDER BY ts",
+                (name, sym, int(b.ts[0]), int(b.ts[-1])),
+            ).fetchall()
+            cols = list(zip(*rows, strict=True)) if rows else [()] * len(_BAR_COLS)
+            stored = {
+                c: np.array([np.nan if x is None else x for x in v], np.float64)
+                if c not in ("ts",) else np.array(v, np.int64)
+                for c, v in zip(_BAR_COLS, cols, strict=True)
+            }
+            is_new, found = overlap(sym, stored, b, upload.lines.get(sym))
+            problems += found
+            out[sym] = is_new
+        if problems:
+            raise DatasetError(
+                [
+                    *problems,
+                    f"nothing was stored: identical bars merge, but a stored bar is never "
+                    f"replaced; to replace the data remove the dataset first "
+                    f"(DELETE /api/datasets/{name}) or upload under another name",
+                ]
+            )
+        return out
+
+    @staticmethod
+    def _write_symbol(
+        conn: sqlite3.Connection, name: str, sym: str, upload: OhlcUpload, held: bool,
+        now: int,
+    ) -> None:
+        """The symbol's row in ``dataset_symbols``: counts and range over all its bars."""
+        n, lo, hi = conn.execute(
+            "SELECT count(*), min(ts), max(ts) FROM dataset_bars "
+            "WHERE dataset = ? AND symbol = ?",
+            (name, sym),
+        ).fetchone()
+        if not held:
+            conn.execute(
+                "INSERT INTO dataset_symbols (dataset, symbol, rows, start_ms, end_ms, "
+                "filename, kind, uploaded_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (name, sym, n, lo, hi, upload.filename, upload.kind, now),
+            )
+            return
+        (files,) = conn.execute(
+            "SELECT filename FROM dataset_symbols WHERE dataset = ? AND symbol = ?",
+            (name, sym),
+        ).fetchone()
+        names = [f for f in (files or "").split(_FILE_SEP) if f]
+        if upload.filename and upload.filename not in names:
+            names.append(upload.filename)
+        # uploaded_ms is kept: it orders the symbols (leg A first), as first uploaded
+        conn.execute(
+            "UPDATE dataset_symbols SET rows = ?, start_ms = ?, end_ms = ?, filename = ? "
+            "WHERE dataset = ? AND symbol = ?",
+            (n, lo, hi, _FILE_SEP.join(names) or None, name, sym),
+        )
 
     def _check_add(
         self, conn: sqlite3.Connection, name: str, upload: OhlcUpload
-    ) -> None:
+    ) -> DatasetInfo | None:
+        """The dataset as it is (None if new), or :class:`DatasetError` if the upload
+        cannot go into it (timeframe, limits)."""
         from analytics.timeframes import format_timeframe
 
         info = self._info(conn, name)
@@ -368,25 +518,21 @@ class DatasetStore:
                         f"too many datasets ({count}, at most {MAX_DATASETS}): remove one first"
                     ]
                 )
-            return
+            return None
         problems = []
         if info.tf_ms != upload.tf_ms:
             problems.append(
                 f"dataset {name!r} holds {format_timeframe(info.tf_ms)} bars, this file has "
                 f"{format_timeframe(upload.tf_ms)} bars: use another dataset name"
             )
-        dup = [s for s in upload.symbols if s in info.symbols]
-        if dup:
-            problems.append(
-                f"dataset {name!r} already holds {', '.join(dup)}: remove the dataset "
-                "(DELETE /api/datasets/NAME) or upload under another name"
-            )
-        if len(info.symbols) + len(upload.symbols) > MAX_SYMBOLS_PER_DATASET:
+        added = [s for s in upload.symbols if s not in info.symbols]
+        if len(info.symbols) + len(added) > MAX_SYMBOLS_PER_DATASET:
             problems.append(
                 f"a dataset holds at most {MAX_SYMBOLS_PER_DATASET} symbols"
             )
         if problems:
             raise DatasetError(problems)
+        return info
 
     def remove(self, name: str) -> bool:
         """Delete a dataset and its bars (one transaction); False if there is none."""

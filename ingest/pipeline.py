@@ -12,10 +12,25 @@ The engine is mutated by two threads (the feed and the clock), so those two call
 serialised by one lock; readers (Dash callbacks, API) only see the engine's immutable
 snapshots and the rings' copies.
 
-The clock closes bars when no trade comes. It runs on *exchange* time, estimated as the
-trade time of the last trade plus the monotonic time since it arrived, because the
-feed may be a replay of a recording from another day (wall clock would close every bar
-at once) and the local clock may be off from Binance's.
+**Bars close on the feed's data clock, never on the local clock.** Trades arrive in
+order on a connection, so once it has delivered a trade with time ``T`` every bucket
+ending before ``T - bar_close_delay_ms`` is complete (the delay absorbs the small
+cross-symbol reordering of a combined stream). The clock thread closes buckets at::
+
+    close_at = D - bar_close_delay_ms + Q
+
+``D`` = the latest trade time delivered live, ``Q`` = how long the connection has been
+*verifiably quiet*: each 100 ms tick adds its elapsed time (capped at 200 ms, so a
+process that was stopped or starved adds at most one step) only if no trade came in
+since the last tick and the socket has nothing pending (``quiet_probe``: a ``select``
+with timeout 0 on it). A local stall (SIGSTOP, GC, CPU contention, a VM pause) leaves
+``D`` where it was and finds the socket full on resume, so it delays a bar but never
+changes it; a quiet market still closes its bars about a second late.
+
+A trade older than a bucket already published (after a reconnect, or a back-fill) is
+*late*: it is stored, counted per symbol (``late_trades``, shown in ``/api/health``
+and the feed card) and the store's 1 s bars of its bucket are rebuilt from the stored
+trades (``TickStore.rebuild_bars``); the in-memory published bars are not amended.
 
 ``DbFollower`` is the read-only twin used by ``python app.py --no-ingest``: it polls the
 SQLite file that another process is writing and pushes new trades through the same
@@ -37,9 +52,16 @@ from ingest.ring import TickRing
 from ingest.store import TickStore
 
 log = logging.getLogger(__name__)
+#: Longest an unsettled gap holds alert evaluation (wall s): a back-fill normally
+#: settles in well under a second; the built-in replay's seams in one round trip.
+GAP_HOLD_MAX_S = 15.0
 
 RING_REFILL_MS = 15 * 60_000  # recent ticks put back into the rings after a restart
 DAY_MS = 86_400_000
+CLOCK_TICK_S = 0.1
+#: The most one clock tick may add to the quiet time: a stopped or starved process
+#: must not count its own stall as the connection being quiet.
+QUIET_STEP_MAX_S = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +99,22 @@ class Ingestor:
         self._clock = threading.Thread(target=self._run_clock, name="bar-clock", daemon=True)
         self.bar_close_delay_ms = bar_close_delay_ms
         self.unknown_symbol_trades = 0
+        #: Returns True while the source has data not yet handed to on_trade (the
+        #: feed's socket is readable or a frame is being handled); None = no probe.
+        self.quiet_probe: Callable[[], bool] | None = None
+        self._data_ms: int | None = None  # D: latest trade time delivered live
+        self._quiet_ms = 0.0  # Q: verified quiet time since the last trade
+        self._trades_seen = 0
+        self._quiet_seen = -1
+        #: Trades older than a published 1 s bar, per symbol (stored; bars rebuilt).
+        self.late_trades: dict[str, int] = {}
+        #: Session breaks per symbol: (count, last ts_ms, last reason), for health.
+        self.breaks: dict[str, tuple[int, int, str]] = {}
+        # symbol -> reason: mark a break at that symbol's next live trade
+        self._break_pending: dict[str, str] = {}
+        # symbol -> {(first_id, last_id): (data time before it, monotonic s)}: gaps
+        # not settled yet (hold_gap)
+        self._holds: dict[str, dict[tuple[int, int], tuple[int, float]]] = {}
         #: Called in the clock thread every tick (100 ms) with the exchange time, after
         #: the bars that were due closed and outside the engine lock: the place for
         #: server-side work that must run whether or not a browser is open (alerts).
@@ -94,6 +132,8 @@ class Ingestor:
     # ------------------------------------------------------------------ hot path
     def on_trade(self, t: Trade) -> None:
         """Called in the feed thread for every new trade."""
+        if self._break_pending and t.symbol in self._break_pending:
+            self.mark_break(t.symbol, t.time_ms, self._break_pending.pop(t.symbol))
         ring = self.rings.get(t.symbol)
         if ring is None:
             ring = self._add_symbol(t.symbol)
@@ -101,18 +141,86 @@ class Ingestor:
         self._counts[t.symbol] = self._counts.get(t.symbol, 0) + 1
         if self.write:
             self.store.add_trade(t)
+        engine = self.engine
         with self._lock:
-            closed = self.engine.on_trade(
+            late_before = engine.late_ticks(t.symbol)
+            closed = engine.on_trade(
                 t.symbol, t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker
             )
+            late = engine.late_ticks(t.symbol) != late_before
             self._last_trade_ms = t.time_ms
             self._last_trade_mono = time.monotonic()
+            if self._data_ms is None or t.time_ms > self._data_ms:
+                self._data_ms = t.time_ms
+            self._trades_seen += 1
         if closed is not None and self.write:
             self.store.add_bar(t.symbol, closed.as_row())
+        if late:
+            self._count_late(t.symbol, [t.time_ms])
+
+    def _count_late(self, symbol: str, times_ms: list[int]) -> None:
+        """Trades older than a published 1 s bar: count them and rebuild the stored
+        bars of their buckets from the stored trades (queued after the trades)."""
+        self.late_trades[symbol] = self.late_trades.get(symbol, 0) + len(times_ms)
+        log.warning(
+            "%s: %d late trade(s) for published bars from %d; rebuilding stored bars",
+            symbol, len(times_ms), min(times_ms),
+        )
+        if self.write:
+            start = min(times_ms) - min(times_ms) % 1_000
+            end = max(times_ms) - max(times_ms) % 1_000 + 1_000
+            self.store.rebuild_bars(symbol, start, end)
 
     def on_gap(self, symbol: str, first_id: int, last_id: int) -> None:
         if self.write:
             self.store.add_gap(symbol, first_id, last_id, int(time.time() * 1000))
+
+    # Gaps being back-filled: until one is settled (filled, or a break marked) the data
+    # after it may still change session, so alerts hold the points after it.
+    def hold_gap(self, symbol: str, first_id: int, last_id: int) -> None:
+        """A gap of ``symbol`` went to the back-fill: hold its data from the last trade
+        delivered before it (``unsettled_since_ms``) until :meth:`settle_gap`."""
+        since = -(2**62) if self._data_ms is None else int(self._data_ms)
+        self._holds.setdefault(symbol, {})[(int(first_id), int(last_id))] = (
+            since, time.monotonic())
+
+    def settle_gap(self, symbol: str, first_id: int, last_id: int | None = None) -> None:
+        """The gap containing ``first_id`` (of ``symbol``) is filled or marked a break."""
+        holds = self._holds.get(symbol)
+        if not holds:
+            return
+        for lo, hi in list(holds):
+            if lo <= first_id <= hi or (last_id is not None and first_id <= lo <= last_id):
+                del holds[(lo, hi)]
+
+    def unsettled_since_ms(self, symbol: str) -> int | None:
+        """Data time from which ``symbol``'s data may still be split by a session break
+        (an unsettled gap), or None: alerts evaluate only before it. A gap unsettled
+        for ``GAP_HOLD_MAX_S`` (an exchange outage REST keeps retrying) stops holding:
+        alerts must not stall behind it."""
+        holds = self._holds.get(symbol)
+        if not holds:
+            return None
+        now = time.monotonic()
+        live = [since for since, t0 in list(holds.values()) if now - t0 < GAP_HOLD_MAX_S]
+        return min(live) if live else None
+
+    def break_at_next_trade(self, symbol: str, reason: str) -> None:
+        """Mark a session break at ``symbol``'s next live trade (a gap nothing can
+        fill, e.g. with back-fill off: the trade that revealed it starts a session)."""
+        self._break_pending[symbol] = reason
+
+    def mark_break(self, symbol: str, ts_ms: int, reason: str, *, store: bool = True) -> None:
+        """A session break of ``symbol`` at ``ts_ms`` (its first trade after the break):
+        into the engine (no pair window spans it), the store (a restart re-applies
+        it) and the health counts."""
+        with self._lock:
+            self.engine.mark_break(symbol, int(ts_ms), reason)
+        n = self.breaks.get(symbol, (0, 0, ""))[0]
+        self.breaks[symbol] = (n + 1, int(ts_ms), reason)
+        if store and self.write:
+            self.store.add_break(symbol, int(ts_ms), reason)
+        log.warning("%s: session break at %d (%s)", symbol, ts_ms, reason)
 
     def on_backfill(self, symbol: str, trades: list[Trade]) -> None:
         """Called in the back-fill thread with a page of recovered trades (ids ascending,
@@ -139,15 +247,11 @@ class Ingestor:
                 )
             open_bar = self.engine.open_bar(symbol, 1_000)
         self._backfilled[symbol] = self._backfilled.get(symbol, 0) + len(trades)
-        if not self.write:
-            return
         # Buckets before the open one are closed (or were skipped) for good.
         limit = open_bar.ts if open_bar is not None else None
         late = [t.time_ms for t in trades if limit is None or t.time_ms < limit]
         if late:
-            start = min(late) - min(late) % 1_000
-            end = max(late) - max(late) % 1_000 + 1_000
-            self.store.rebuild_bars(symbol, start, end)
+            self._count_late(symbol, late)
 
     def _add_symbol(self, symbol: str) -> TickRing:
         # A stream we subscribed to can only carry our symbols; a replay file may carry
@@ -188,20 +292,70 @@ class Ingestor:
         }
         self._rate_prev, self._rate_mono = counts, now
 
+    def close_clock_ms(self) -> int | None:
+        """``D - bar_close_delay_ms + Q`` (module notes): where bars may close now."""
+        if self._data_ms is None:
+            return None
+        return self._data_ms - self.bar_close_delay_ms + int(self._quiet_ms)
+
+    def _advance_quiet(self, elapsed_s: float) -> None:
+        """Add ``elapsed_s`` (capped) to the quiet time if nothing came or is pending."""
+        probe = self.quiet_probe
+        pending = False
+        if probe is not None:
+            try:
+                pending = probe()
+            except Exception:
+                log.exception("quiet probe failed")
+                pending = True
+        seen = self._trades_seen
+        if pending or seen != self._quiet_seen:
+            self._quiet_seen = seen
+            self._quiet_ms = 0.0
+        else:
+            self._quiet_ms += min(elapsed_s, QUIET_STEP_MAX_S) * 1000
+
+    def clock_tick(self, elapsed_s: float) -> list:
+        """One tick of the bar clock: update the quiet time, close the bars that are
+        due on the data clock (stored), return them as ``(symbol, Bar)``."""
+        self._advance_quiet(elapsed_s)
+        close_at = self.close_clock_ms()
+        if close_at is None:
+            return []
+        with self._lock:
+            closed = self.engine.on_clock(close_at)
+        if self.write:
+            for symbol, bar in closed:
+                self.store.add_bar(symbol, bar.as_row())
+        return closed
+
+    def flush_open_bars(self) -> int:
+        """Store every open 1 s bar as it stands (shutdown). A restart re-runs the
+        stored trades of the open buckets, so a later, fuller version replaces it."""
+        if not self.write:
+            return 0
+        n = 0
+        with self._lock:
+            for symbol in list(self.rings):
+                bar = self.engine.open_bar(symbol, 1_000)
+                if bar is not None:
+                    self.store.add_bar(symbol, bar.as_row())
+                    n += 1
+        return n
+
     def _run_clock(self) -> None:
-        while not self._stop.wait(0.1):
+        prev = time.monotonic()
+        while not self._stop.wait(CLOCK_TICK_S):
             self._update_rates()
+            mono = time.monotonic()
+            elapsed, prev = mono - prev, mono
+            try:
+                self.clock_tick(elapsed)
+            except Exception:
+                log.exception("bar clock failed")
             now = self.exchange_now_ms()
             if now is None:
                 continue
-            try:
-                with self._lock:
-                    closed = self.engine.on_clock(now - self.bar_close_delay_ms)
-                if self.write:
-                    for symbol, bar in closed:
-                        self.store.add_bar(symbol, bar.as_row())
-            except Exception:
-                log.exception("bar clock failed")
             for listener in self.clock_listeners:
                 try:
                     listener(now)
@@ -230,11 +384,16 @@ class Ingestor:
         started = time.perf_counter()
         n_bars = n_replayed = n_ring = 0
         last_ids = self.store.last_trade_ids()
+        stored_breaks = self.store.read_breaks()
         for symbol in sorted(set(self.symbols) | set(last_ids)):
             if symbol not in self.rings:
                 self.rings[symbol] = TickRing(self._ring_capacity)
                 self.symbols.append(symbol)
                 self.engine.add_symbol(symbol)
+            # Breaks first: the bars loaded next must be split into their sessions.
+            for sym, ts_ms, reason, _created in stored_breaks:
+                if sym == symbol:
+                    self.mark_break(sym, ts_ms, reason, store=False)
             self._counts[symbol] = self.store.count_trades(symbol)
             cols = self.store.read_recent_trades(symbol, 1)
             if len(cols.time_ms) == 0:
@@ -265,6 +424,8 @@ class Ingestor:
             n_ring += len(recent.time_ms)
             if self._last_trade_ms is None or last_ms > self._last_trade_ms:
                 self._last_trade_ms, self._last_trade_mono = last_ms, time.monotonic()
+            if self._data_ms is None or last_ms > self._data_ms:
+                self._data_ms = last_ms
         report = RestoreReport(
             len(self.symbols), n_bars, n_replayed, n_ring, time.perf_counter() - started
         )

@@ -61,7 +61,7 @@ log = logging.getLogger(__name__)
 Profile = Literal["spot", "futures"]
 PROFILE_DEFAULT = "profile"
 
-# Binance's limits (BINANCE_PROTOCOL.md section 2).
+# Binance's limits (docs/binance-protocol.md section 2).
 PROFILES: dict[str, dict[str, float]] = {
     "spot": {"ping_interval": 20.0, "ping_timeout": 60.0, "rate_limit": 5.0},
     "futures": {"ping_interval": 180.0, "ping_timeout": 600.0, "rate_limit": 10.0},
@@ -75,6 +75,11 @@ WRITE_HIGH = 512 * 1024  # per-client buffer above which speed 0 waits for the c
 SLOW_CLIENT_BYTES = 64 * 1024 * 1024  # speed > 0: drop a client this far behind
 
 _KINDS = {"trade": "trade", "aggtrade": "aggTrade"}
+#: Ids left out between two loop passes by ``python app.py --replay``: the seam where
+#: prices snap back to the tape's start then looks like what it is, an outage that
+#: cannot be back-filled (the REST side never had those ids), and the client marks a
+#: session break there. 0 (the class default) keeps the passes' ids contiguous.
+APP_LOOP_SEAM_IDS = 1_000
 
 
 # ---------------------------------------------------------------------------
@@ -99,6 +104,10 @@ class FaultPlan:
     drop_every:     close every connection after each N events (N, 2N, 3N, ...).
     duplicate:      (N, K) after event N send the K events before it again
                     (clients see K duplicate ids).
+    bad_id:         (N, D) after event N send one copy of event N with its id + D
+                    (a valid-looking frame with a poisoned id; REST never has it).
+    future_time:    (N, MS) after event N send one copy of event N with id + 1 and
+                    T and E moved MS ms ahead (the genuine id + 1 follows).
     """
 
     drop_after: int | None = None
@@ -108,6 +117,8 @@ class FaultPlan:
     shutdown_after: int | None = None
     drop_every: int | None = None
     duplicate: tuple[int, int] | None = None
+    bad_id: tuple[int, int] | None = None
+    future_time: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         for name in ("drop_after", "shutdown_after"):
@@ -117,7 +128,7 @@ class FaultPlan:
         every = self.drop_every
         if every is not None and (type(every) is not int or every < 1):
             raise ValueError(f"FaultPlan.drop_every must be an int >= 1, got {every!r}")
-        for name in ("skip", "garbage", "silence", "duplicate"):
+        for name in ("skip", "garbage", "silence", "duplicate", "bad_id", "future_time"):
             value = getattr(self, name)
             if value is None:
                 continue
@@ -312,6 +323,8 @@ class ReplayServer:
         rest_weight_limit: int | None | str = PROFILE_DEFAULT,
         rest_window_s: float = 60.0,
         max_lifetime_s: float | None = None,
+        rest_port_fallback: bool = False,
+        loop_seam_ids: int = 0,
     ) -> None:
         if profile not in PROFILES:
             raise ValueError(f"invalid profile {profile!r}: expected spot or futures")
@@ -353,7 +366,7 @@ class ReplayServer:
             )
             self.rest = RestServer(
                 self, host=host, port=rest_port, weight_limit=limit,  # type: ignore
-                window_s=rest_window_s,
+                window_s=rest_window_s, port_fallback=rest_port_fallback,
             )
         self._aggs_lock = threading.Lock()
         self._requested_port = port
@@ -375,8 +388,14 @@ class ReplayServer:
         self._aggs: dict[int, _Item] | None = None
         self._agg_first: dict[int, int] = {}
         self._agg_span: dict[str, int] = {}
+        if type(loop_seam_ids) is not int or loop_seam_ids < 0:
+            raise ValueError(f"loop_seam_ids must be an int >= 0, got {loop_seam_ids!r}")
+        self.loop_seam_ids = loop_seam_ids
         first, last = self.tape.first_id, self.tape.last_id
-        self._id_span = {s: last[s] - first[s] + 1 for s in self.tape.symbols}
+        # Each pass moves ids by the tape's span plus the seam (ids nobody ever has).
+        self._id_span = {
+            s: last[s] - first[s] + 1 + loop_seam_ids for s in self.tape.symbols
+        }
         self._sub_span = self._aggtrade_sub_spans()
         self._time_shift_ms = self.tape.duration_ms + 1000
 
@@ -508,6 +527,7 @@ class ReplayServer:
             "total": len(self.tape),
             "passes": self.passes,
             "looped": self.passes > 1,
+            "loop_seam_ids": self.loop_seam_ids,
             "ended": self.ended,
             "clients": len(self._clients),
             "subscribed_clients": self._active,
@@ -797,7 +817,7 @@ class ReplayServer:
             agg_first[done_at] = index_of[(agg.symbol, agg.data["f"])]
             first.setdefault(agg.symbol, agg.trade_id)
             last[agg.symbol] = agg.trade_id
-        self._agg_span = {s: last[s] - first[s] + 1 for s in first}
+        self._agg_span = {s: last[s] - first[s] + 1 + self.loop_seam_ids for s in first}
         self._agg_first = agg_first
         self._aggs = aggs
         log.info(
@@ -817,7 +837,7 @@ class ReplayServer:
                     lo[ev.symbol] = min(lo.get(ev.symbol, f), f)
                     hi[ev.symbol] = max(hi.get(ev.symbol, l), l)
         for sym in lo:
-            spans[sym] = hi[sym] - lo[sym] + 1
+            spans[sym] = hi[sym] - lo[sym] + 1 + self.loop_seam_ids
         return spans
 
     def _variant(
@@ -1007,7 +1027,8 @@ class ReplayServer:
     def _fault_positions(self) -> set[int]:
         plan = self.faults
         positions = {plan.drop_after, plan.shutdown_after}
-        for pair in (plan.garbage, plan.silence, plan.duplicate):
+        for pair in (plan.garbage, plan.silence, plan.duplicate, plan.bad_id,
+                     plan.future_time):
             if pair is not None:
                 positions.add(pair[0])
         positions.discard(None)
@@ -1033,6 +1054,11 @@ class ReplayServer:
             shift = seconds
         if plan.duplicate and plan.duplicate[0] == pos and "duplicate" not in fired:
             await self._fault_duplicate(pos, plan.duplicate[1])
+        if plan.bad_id and plan.bad_id[0] == pos and "bad_id" not in fired:
+            await self._fault_forged(pos, "bad_id", id_add=plan.bad_id[1], ms_add=0)
+        if plan.future_time and plan.future_time[0] == pos and "future_time" not in fired:
+            await self._fault_forged(pos, "future_time", id_add=1,
+                                     ms_add=plan.future_time[1])
         if plan.shutdown_after == pos and "shutdown" not in fired:
             self._fault_shutdown(pos)
         if plan.drop_after == pos and "drop" not in fired:
@@ -1055,6 +1081,29 @@ class ReplayServer:
             if clients:
                 await self._deliver(clients, item, j // n, False)
                 self.duplicates_sent += 1
+
+    async def _fault_forged(self, pos: int, name: str, *, id_add: int, ms_add: int) -> None:
+        """Send one forged copy of event ``pos`` (the last one played): id + id_add,
+        T and E + ms_add. Trade tapes only (the ``@trade`` stream)."""
+        n = len(self._items)
+        j = max(pos - 1, 0)
+        item = self._items[j % n]
+        data = dict(item.event.data)
+        key = "a" if data.get("e") == "aggTrade" else "t"
+        data[key] += id_add + (j // n) * self._id_span[item.event.symbol]
+        data["T"] += ms_add + (j // n) * self._time_shift_ms
+        data["E"] += ms_add + (j // n) * self._time_shift_ms
+        bare = orjson.dumps(data)
+        forged = _Item(item.stream, bare, _wrap(item.stream.encode(), bare), item.event)
+        clients = self._fanout.get(item.stream, ())
+        self._note_fault(name, pos, symbol=item.event.symbol, trade_id=data[key],
+                         time_ms=data["T"], clients=len(clients))
+        log.warning("replay: fault %s: %s id %d T %d", name, item.event.symbol,
+                    data[key], data["T"])
+        for client in clients:
+            if not client.closing and item.stream in client.subs:
+                await self._send(client, forged.wrapped if client.combined else forged.bare,
+                                 True)
 
     def _drop_every(self, pos: int) -> None:
         clients = [c for c in self._clients.values() if not c.closing]
@@ -1194,10 +1243,14 @@ def _build_parser() -> argparse.ArgumentParser:
                         help="close every connection after each N events")
     faults.add_argument("--duplicate", type=int, nargs=2, metavar=("N", "K"),
                         help="after event N resend the K events before it")
+    faults.add_argument("--bad-id", type=int, nargs=2, metavar=("N", "D"),
+                        help="after event N send a copy of it with its id + D")
+    faults.add_argument("--future-time", type=int, nargs=2, metavar=("N", "MS"),
+                        help="after event N send a copy with id + 1 and times + MS")
     parser.add_argument(
         "--rest-port", type=int, default=None,
-        help="HTTP port of the REST back-fill endpoints (default: --port + 1; "
-        "0 picks a free port)",
+        help="HTTP port of the REST back-fill endpoints (default: --port + 1, or a free "
+        "port printed at start if that one is taken; 0 picks a free port)",
     )
     parser.add_argument("--no-rest", action="store_true", help="no REST endpoints")
     parser.add_argument(
@@ -1229,6 +1282,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutdown_after=args.shutdown_after,
         drop_every=args.drop_every,
         duplicate=tuple(args.duplicate) if args.duplicate else None,
+        bad_id=tuple(args.bad_id) if args.bad_id else None,
+        future_time=tuple(args.future_time) if args.future_time else None,
     )
     optional: dict[str, float | None] = {}
     if args.rate_limit is not None:
@@ -1240,13 +1295,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.rest_weight_limit is not None:
         optional["rest_weight_limit"] = args.rest_weight_limit or None
     rest_port = args.rest_port
-    if rest_port is None:
+    if rest_port is None:  # default --port + 1, or any free port if that one is taken
         rest_port = args.port + 1 if args.port else 0
     files = args.files or default_sample_files()
     server = ReplayServer(
         files, host=args.host, port=args.port, speed=args.speed, loop=args.loop,
         profile=args.profile, faults=plan, rest=not args.no_rest, rest_port=rest_port,
-        max_lifetime_s=args.max_lifetime, **optional,
+        max_lifetime_s=args.max_lifetime, rest_port_fallback=args.rest_port is None,
+        **optional,
     )
     stop = threading.Event()
 
@@ -1270,6 +1326,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         + (f"; REST {server.rest_base}" if server.rest_base else ""),
         flush=True,
     )
+    if server.rest is not None and server.rest.fell_back_from is not None:
+        print(f"REST port {server.rest.fell_back_from} is taken: REST listens on "
+              f"{server.rest_base} instead", flush=True)
     stop.wait()
     server.stop()
     return 0

@@ -93,8 +93,13 @@ class RestServer:
         port: int = 0,
         weight_limit: int | None = None,
         window_s: float = 60.0,
+        port_fallback: bool = False,
     ) -> None:
         self.replay = replay
+        #: When the requested port is taken, listen on a free one instead of failing
+        #: (the CLI's default ``--port + 1``; an explicit ``--rest-port`` must hold).
+        self.port_fallback = port_fallback
+        self.fell_back_from: int | None = None
         self.host = host
         self._requested_port = port
         self.weight_limit = weight_limit
@@ -113,7 +118,15 @@ class RestServer:
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> RestServer:
         handler = type("Handler", (_Handler,), {"rest": self})
-        self._httpd = ThreadingHTTPServer((self.host, self._requested_port), handler)
+        try:
+            self._httpd = ThreadingHTTPServer((self.host, self._requested_port), handler)
+        except OSError as exc:
+            if not (self.port_fallback and self._requested_port):
+                raise
+            self._httpd = ThreadingHTTPServer((self.host, 0), handler)
+            self.fell_back_from = self._requested_port
+            log.warning("replay REST: port %d unavailable (%s); listening on %d instead",
+                        self._requested_port, exc, self._httpd.server_address[1])
         self._httpd.daemon_threads = True
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, name="replay-rest", daemon=True

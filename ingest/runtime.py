@@ -31,6 +31,7 @@ from ingest.feed import TradeFeed
 from ingest.memory import HeapTrimmer, tune_malloc
 from ingest.pipeline import DbFollower, Ingestor
 from ingest.store import TickStore
+from ingest.writer_lock import WriterLock, WriterLockHeld, forget_in_child
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ class Runtime:
         self.backfill = None
         symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
-            from ingest.replay import ReplayServer
+            from ingest.replay import APP_LOOP_SEAM_IDS, ReplayServer
             from ingest.tapes import default_sample_files, load_tape, shift_times
 
             files = list(cfg.replay) or default_sample_files()
@@ -74,12 +75,19 @@ class Runtime:
                 speed=cfg.replay_speed,
                 loop=cfg.replay_loop,
                 profile=market,
+                loop_seam_ids=APP_LOOP_SEAM_IDS if cfg.replay_loop else 0,
             )
         self.symbols = tuple(symbols)
         self.market, self.stream = market, stream
         readonly = not cfg.ingest
         if readonly and not Path(cfg.db).exists():
             raise SystemExit(f"--no-ingest: database {cfg.db} does not exist")
+        self.writer_lock: WriterLock | None = None
+        if not readonly:
+            try:
+                self.writer_lock = WriterLock(cfg.db).acquire()
+            except WriterLockHeld as exc:
+                raise SystemExit(f"error: {exc}") from None
         self.store = TickStore(cfg.db, readonly=readonly)
         # Uploaded OHLC datasets: own tables and connection in the same file, never
         # mixed into the live ticks (ingest/datasets.py).
@@ -105,6 +113,7 @@ class Runtime:
         os.register_at_fork(after_in_child=self._after_fork_in_child)
 
     def _after_fork_in_child(self) -> None:
+        forget_in_child(self.writer_lock)
         self.engine.lock = threading.RLock()
         self.ingestor.reset_after_fork()
         self.store.reset_after_fork()
@@ -136,7 +145,9 @@ class Runtime:
             on_gap=self._on_gap,
             last_ids=self.store.last_trade_ids(),
             watchdog_s=self.cfg.watchdog_s,
+            verify_trade=None if self.backfill is None else self.backfill.verify,
         )
+        self.ingestor.quiet_probe = self.feed.has_pending
         self.feed.start()
 
     def _start_backfill(self):
@@ -147,11 +158,17 @@ class Runtime:
         rest = getattr(self.cfg, "rest_url", None)
         if rest == "off":
             return None
-        if self.replay is not None and self.replay.rest_base is not None and not rest:
+        own_replay = self.replay is not None and self.replay.rest_base is not None and not rest
+        if own_replay:
             rest = self.replay.rest_base
         backfill = Backfiller(
             market=self.market, stream=self.stream, base_url=rest or None,
-            deliver=self.ingestor.on_backfill, on_filled=self.store.mark_gap_filled,
+            deliver=self.ingestor.on_backfill, on_filled=self._on_filled,
+            on_unrecoverable=self._on_unrecoverable,
+            # the built-in replay's REST serves the whole tape: ids it lacks (a loop
+            # seam) never come, so its first "no such ids" is final and the seam is a
+            # session break within one round trip (alerts hold until then)
+            **({"hole_attempts": 1} if own_replay else {}),
         )
         for gap in self.store.unfilled_gaps():
             for first, last in self.store.missing_ranges(
@@ -163,12 +180,48 @@ class Runtime:
         backfill.start()
         return backfill
 
+    def _on_filled(self, symbol: str, first_id: int, filled_ms: int) -> None:
+        self.store.mark_gap_filled(symbol, first_id, filled_ms)
+        self.ingestor.settle_gap(symbol, first_id)
+
     def _on_gap(self, symbol: str, first_id: int, last_id: int) -> None:
         self.ingestor.on_gap(symbol, first_id, last_id)
         if self.backfill is not None:
+            self.ingestor.hold_gap(symbol, first_id, last_id)  # alerts wait for it
             self.backfill.submit(symbol, first_id, last_id)
+        else:  # nothing can fill it: the trade that revealed it starts a new session
+            self.ingestor.break_at_next_trade(
+                symbol, f"ids {first_id}..{last_id} missing, back-fill off"
+            )
+
+    def _on_unrecoverable(
+        self, symbol: str, first_id: int, last_id: int, next_ms: int | None
+    ) -> None:
+        """Ids the exchange cannot give back (an outage beyond REST, a replay loop
+        seam): a session break at the first trade after them."""
+        try:
+            self._mark_unrecoverable(symbol, first_id, last_id, next_ms)
+        finally:  # the break is in the engine: alerts may evaluate past the gap
+            self.ingestor.settle_gap(symbol, first_id, last_id)
+
+    def _mark_unrecoverable(
+        self, symbol: str, first_id: int, last_id: int, next_ms: int | None
+    ) -> None:
+        if next_ms is None:
+            self.store.flush(2.0)
+            after = self.store.first_trade_after(symbol, last_id)
+            if after is None:
+                log.warning("%s: no trade after unrecoverable ids %d..%d yet; no break",
+                            symbol, first_id, last_id)
+                return
+            next_ms = after[1]
+        self.ingestor.mark_break(
+            symbol, next_ms, f"ids {first_id}..{last_id} not recoverable from REST"
+        )
 
     def stop(self) -> None:
+        """Orderly stop (Ctrl-C, SIGTERM): sources first, then the open 1 s bars and
+        the last batch go to the store, then the writer lock is released."""
         self.memory.stop()
         if self.feed is not None:
             self.feed.stop()
@@ -177,11 +230,15 @@ class Runtime:
         if self.follower is not None:
             self.follower.stop()
         self.ingestor.stop()
+        flushed = self.ingestor.flush_open_bars()
         self.alerts.stop()
         if self.replay is not None:
             self.replay.stop()
         self.store.close()
         self.datasets.close()
+        if self.writer_lock is not None:
+            self.writer_lock.release()
+        log.info("stopped: %d open bars flushed, store closed", flushed)
 
     # ------------------------------------------------------------------ health
     def health(self) -> dict:
@@ -197,6 +254,8 @@ class Runtime:
                 "ticks": self.ingestor.ticks_held(sym),
                 "ring": len(ring),
                 "msgs_per_s": self.ingestor.rate(sym),
+                "late_trades": self.ingestor.late_trades.get(sym, 0),
+                "session_breaks": self._breaks_of(sym),
             }
         return {
             "feed": self.feed_health(store),
@@ -213,6 +272,10 @@ class Runtime:
             },
         }
 
+    def _breaks_of(self, symbol: str) -> dict:
+        n, last, reason = self.ingestor.breaks.get(symbol, (0, None, None))
+        return {"count": n, "last_ms": last, "last_reason": reason}
+
     def feed_health(self, store: dict | None = None) -> dict:
         """The ``feed`` part of :meth:`health`, alone: what the badges poll every
         500 ms / 1 s, without reading every ring and the replay's status."""
@@ -222,7 +285,7 @@ class Runtime:
             feed = self.feed.status().as_dict()
             if self.replay is not None:
                 feed["replay_speed"] = self.cfg.replay_speed
-                if self.cfg.replay_speed != 1:
+                if self.cfg.replay_speed != 1 or not self.cfg.replay_rebase:
                     # Replayed trade times advance `speed` times faster than the wall
                     # clock, so now - T says nothing about the feed: no lag figure.
                     feed["lag_ms"] = None
@@ -255,6 +318,8 @@ class Runtime:
                 if self.follower is not None
                 else "not started",
             }
+        # Trades older than a published bar (stored, bars rebuilt): exactness signal.
+        feed["late_trades"] = sum(self.ingestor.late_trades.values())
         # The feed card and badge get only ``feed``: they must still say when ticks
         # are held in memory because the store cannot write.
         feed["store"] = {k: store[k] for k in ("writable", "last_error", "pending")}

@@ -4,7 +4,7 @@ cryptofeed's backend pattern: callers enqueue (O(1), never blocks the feed threa
 ONE writer thread owns the only write connection. It commits each batch as one
 ``executemany`` per table inside a single transaction, because that is what makes
 SQLite fast: one row per commit manages ~20k rows/s, batches of 1,000 131-337k rows/s
-(see /work/shared/PERFORMANCE.md). WAL mode lets any number of readers, in this process
+(see docs/performance.md). WAL mode lets any number of readers, in this process
 or another one, read while the writer writes.
 
 Readers use their own read-only connection, one per calling thread, never the
@@ -76,6 +76,16 @@ CREATE TABLE IF NOT EXISTS gaps (
     PRIMARY KEY (symbol, first_id)
 ) WITHOUT ROWID;
 
+-- Session breaks (a replay loop seam, an outage whose trades could not be back-filled):
+-- ts_ms = trade time of the first trade after the break. Re-applied at restore.
+CREATE TABLE IF NOT EXISTS session_breaks (
+    symbol      TEXT,
+    ts_ms       INTEGER,
+    reason      TEXT,
+    created_at  INTEGER,
+    PRIMARY KEY (symbol, ts_ms)
+) WITHOUT ROWID;
+
 CREATE TABLE IF NOT EXISTS meta (
     key    TEXT PRIMARY KEY,
     value  TEXT
@@ -125,6 +135,8 @@ _RETRY_MAX_S = 5.0
 # Queue tags for everything that is not a Trade (trades go in as they are: no tuple
 # to build on the feed thread).
 _BAR, _GAP, _FILL, _FLUSH, _REBUILD = "bar", "gap", "fill", "flush", "rebuild"
+_BREAK = "break"  # rides with the rebuilds: (tag, symbol, ts_ms, reason, created_at)
+_INSERT_BREAK = "INSERT OR IGNORE INTO session_breaks VALUES (?, ?, ?, ?)"
 _STOP = object()
 
 # Errors caused by the rows themselves: retrying cannot help, so the batch is written
@@ -413,6 +425,30 @@ class TickStore:
         it (so the trades of a back-filled page are in)."""
         self._put((_REBUILD, symbol, int(start_ms), int(end_ms)))
 
+    def add_break(self, symbol: str, ts_ms: int, reason: str) -> None:
+        """Queue a session break of ``symbol`` at ``ts_ms`` (first trade after it)."""
+        self._put((_BREAK, symbol, int(ts_ms), str(reason)[:200], _now_ms()))
+
+    def read_breaks(self, symbol: str | None = None) -> list[tuple[str, int, str, int]]:
+        """Stored session breaks as (symbol, ts_ms, reason, created_at), by time."""
+        sql = "SELECT symbol, ts_ms, reason, created_at FROM session_breaks"
+        args: tuple = ()
+        if symbol is not None:
+            sql, args = sql + " WHERE symbol = ?", (symbol,)
+        try:
+            rows = self._reader().execute(sql + " ORDER BY ts_ms", args).fetchall()
+        except sqlite3.OperationalError:  # a DB from before the table (read-only)
+            return []
+        return [tuple(r) for r in rows]
+
+    def first_trade_after(self, symbol: str, trade_id: int) -> tuple[int, int] | None:
+        """(id, time_ms) of the first stored trade of ``symbol`` with id > trade_id."""
+        row = self._reader().execute(
+            "SELECT trade_id, time_ms FROM trades WHERE symbol = ? AND trade_id > ? "
+            "ORDER BY trade_id LIMIT 1", (symbol, int(trade_id)),
+        ).fetchone()
+        return None if row is None else (int(row[0]), int(row[1]))
+
     def _refuse_readonly(self, _item) -> None:
         raise RuntimeError(f"TickStore: {self._path} was opened readonly")
 
@@ -523,6 +559,8 @@ class TickStore:
                     fills.append((item[3], item[1], item[2]))
                 elif tag is _REBUILD:
                     rebuilds.append(item[1:])
+                elif tag is _BREAK:
+                    rebuilds.append(item)
                 elif tag is _FLUSH:
                     waiters.append(item[1])
                     commit = True
@@ -615,7 +653,11 @@ class TickStore:
     def _rebuild(self, conn: sqlite3.Connection, rebuilds) -> None:
         """Recompute back-filled buckets, inside the batch's transaction and after its
         trades and bars, so the rebuilt bars see every trade queued before them."""
-        for symbol, start_ms, end_ms in rebuilds:
+        for step in rebuilds:
+            if step[0] is _BREAK:
+                conn.execute(_INSERT_BREAK, step[1:])
+                continue
+            symbol, start_ms, end_ms = step
             lo = self._first_id_at(conn, symbol, start_ms)
             if lo is None:
                 continue

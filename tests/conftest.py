@@ -26,10 +26,20 @@ SLOW_MODULES = frozenset({
 })
 
 
+#: Single tests (module::name, parameters ignored) that take more than a few seconds.
+SLOW_TESTS = frozenset({
+    "ingest/test_feed.py::test_faults_drop_skip_garbage_and_40s_silence",
+    "ingest/test_exactness.py::test_far_future_frame_is_rejected_and_counted",
+    "ingest/test_exactness.py::test_unrecoverable_ids_mark_a_break_at_the_first_trade_after_them",
+})
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         rel = Path(str(item.fspath)).resolve().relative_to(TESTS).as_posix()
         if rel.startswith("browser/"):
             item.add_marker(pytest.mark.browser)
-        if rel.startswith("browser/") or rel in SLOW_MODULES or item.get_closest_marker("browser"):
+        name = f"{rel}::{item.originalname or item.name}"
+        if (rel.startswith("browser/") or rel in SLOW_MODULES or name in SLOW_TESTS
+                or item.get_closest_marker("browser")):
             item.add_marker(pytest.mark.slow)

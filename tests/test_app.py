@@ -200,6 +200,7 @@ class _FakeServices:
 class _FakeApp:
     def __init__(self):
         self.run_kwargs = None
+        self.server = type("FakeServer", (), {"config": {}})()  # webguard config
 
     def run(self, **kwargs):
         self.run_kwargs = kwargs
@@ -238,3 +239,92 @@ def test_no_debug_flag_exists():
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--debug"])
+
+
+# ---------------------------------------------------------------------- stop, lock
+def _db_count(db: Path) -> int:
+    if not db.exists():
+        return 0
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            return con.execute("SELECT count(*) FROM trades").fetchone()[0]
+        finally:
+            con.close()
+    except sqlite3.OperationalError:
+        return 0  # schema not created yet
+
+
+def _wait_rows(db: Path, n: int, proc, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, f"exited with {proc.returncode} before {n} rows"
+        if _db_count(db) > n:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {n} rows in {db}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", [["app.py"], ["-m", "ingest"]], ids=["app", "ingest"])
+def test_sigterm_stops_cleanly_flushing_the_last_batch_and_open_bars(tmp_path, entry):
+    """``docker stop`` / ``systemctl stop``: SIGTERM must stop like Ctrl-C. The process
+    exits 0 and the open 1 s bar of every symbol is in the store: the bucket of the
+    last stored trade has its bar, equal to the stored trades."""
+    from tests.ingest.test_stall_bars import assert_bars_equal_resample, stored_trades_and_bars
+
+    db = tmp_path / "m.db"
+    args = [*entry, "--replay", "--replay-speed", "1", "--db", str(db), "--rest-url", "off"]
+    if entry == ["app.py"]:
+        args += ["--port", str(free_port())]
+    proc = start(args, tmp_path / "run.log")
+    try:
+        _wait_rows(db, 300, proc)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, (tmp_path / "run.log").read_text()[-2000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    trades, bars = stored_trades_and_bars(db)
+    for sym, t in trades.groupby("symbol"):
+        last_bucket = int(t["time_ms"].max()) // 1000 * 1000
+        got = bars[(bars["symbol"] == sym) & (bars["ts"] == last_bucket)]
+        assert len(got) == 1, f"{sym}: the open bar {last_bucket} was not flushed"
+    assert_bars_equal_resample(trades, bars)
+    assert "open bars flushed" in (tmp_path / "run.log").read_text()
+
+
+@pytest.mark.slow
+def test_second_writer_on_the_same_db_is_refused_and_told_who_holds_it(tmp_path):
+    db = tmp_path / "m.db"
+    args = ["-m", "ingest", "--replay", "--replay-speed", "1", "--db", str(db),
+            "--rest-url", "off"]
+    first = start(args, tmp_path / "first.log")
+    try:
+        _wait_rows(db, 50, first)
+        second = start(args, tmp_path / "second.log")
+        try:
+            code = second.wait(30)
+        finally:
+            if second.poll() is None:
+                second.kill()
+                second.wait(10)
+        out = (tmp_path / "second.log").read_text()
+        assert code != 0, "a second writer ran on the same DB"
+        assert "already being written" in out and f"pid {first.pid}" in out, out[-1500:]
+        assert first.poll() is None, "the first writer keeps running"
+        # after the holder stops, the DB can be written again
+        first.send_signal(signal.SIGTERM)
+        first.wait(30)
+        third = start(args, tmp_path / "third.log")
+        try:
+            n = _db_count(db)
+            _wait_rows(db, n + 20, third)
+        finally:
+            third.send_signal(signal.SIGTERM)
+            third.wait(30)
+    finally:
+        if first.poll() is None:
+            first.kill()
+            first.wait(10)

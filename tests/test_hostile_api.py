@@ -613,3 +613,98 @@ def test_csv_upload_size_cap():
         "byte" in p.lower() or "large" in p.lower() or "size" in p.lower()
         for p in info.value.problems
     )
+
+
+# ---------------------------------------------------------------------- issue 13 hardening
+def _dash_payload() -> dict:
+    return {"output": "x.children", "outputs": {"id": "x", "property": "children"},
+            "inputs": [], "changedPropIds": []}
+
+
+@pytest.mark.parametrize(
+    ("headers", "base_url", "reason"),
+    [
+        ({"Origin": "http://evil.example"}, None, "origin"),
+        ({"Origin": "null"}, None, "origin"),
+        ({}, "http://rebound.example/", "host"),
+    ],
+)
+def test_state_changing_routes_refuse_a_foreign_origin_or_host(client, headers, base_url,
+                                                                reason):
+    """Every POST/PUT/PATCH/DELETE route (Dash's callback route too) answers a foreign
+    Origin or Host with a 403 JSON naming the reason, before the view runs."""
+    kw = {"base_url": base_url} if base_url else {}
+    paths = [(m, _fill_path(r, "1")) for r, m in RULES if m in ("POST", "PUT", "PATCH",
+                                                                 "DELETE")]
+    paths.append(("POST", "/_dash-update-component"))
+    problems = []
+    for method, path in paths:
+        resp = client.open(path, method=method, json=_dash_payload(), headers=headers, **kw)
+        body = resp.get_json(silent=True) or {}
+        if resp.status_code != 403 or body.get("reason") != reason or not body.get("error"):
+            problems.append(f"{method} {path}: {resp.status_code} {body}")
+    assert len(paths) >= 5 and problems == [], "\n".join(problems)
+    # the page's own callbacks (same origin) and clients without Origin still pass
+    resp = client.post("/_dash-update-component", json=_dash_payload(),
+                       headers={"Origin": "http://localhost"})
+    assert resp.status_code != 403
+
+
+HEAVY_ROUTES = {
+    "/api/backtest": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s", "window": "30"},
+    "/api/adf": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s", "window": "30"},
+    "/api/pair": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s", "window": "31",
+                  "regression": "huber"},
+    "/api/screener": {"timeframe": "1s", "window": "30"},
+    "/api/leadlag": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s"},
+}
+
+
+def test_heavy_routes_answer_413_over_the_size_budget_and_503_when_busy(client):
+    """Each heavy route, on the real replayed tape: 413 naming a parameter and the limit
+    when the job is over the size budget; 503 with Retry-After when every slot stays
+    busy past the queue wait; 200 again once a slot is free."""
+    import threading
+
+    from dashapp import heavy
+
+    assert set(HEAVY_ROUTES) <= {r for r, _ in RULES}
+    problems = []
+    try:
+        heavy.configure(heavy.HeavyLimits(max_cost_s=1e-6))
+        for path, query in HEAVY_ROUTES.items():
+            resp = client.get(path, query_string=query)
+            problems += check(resp, f"{path} (size)")
+            body = resp.get_json(silent=True) or {}
+            if resp.status_code != 413 or body.get("param") not in query \
+                    and body.get("param") != "lookback" or "limit_s" not in body:
+                problems.append(f"{path}: expected 413 naming a parameter, got "
+                                f"{resp.status_code} {body}")
+        gate = heavy.configure(heavy.HeavyLimits(slots=1, queue_wait_s=0.2,
+                                                 inline_below_s=0.0))
+        release, started = threading.Event(), threading.Event()
+        est = heavy.Estimate("blocker", 1e6, 1, "window", "a test job")
+        holder = threading.Thread(
+            target=lambda: gate.run(est, lambda: (started.set(), release.wait(30))),
+            daemon=True,
+        )
+        holder.start()
+        assert started.wait(10)
+        try:
+            for path, query in HEAVY_ROUTES.items():
+                resp = client.get(path, query_string=query)
+                body = resp.get_json(silent=True) or {}
+                if resp.status_code != 503 or not resp.headers.get("Retry-After") \
+                        or not body.get("error"):
+                    problems.append(f"{path}: expected 503 + Retry-After, got "
+                                    f"{resp.status_code}")
+        finally:
+            release.set()
+            holder.join(10)
+        for path, query in HEAVY_ROUTES.items():
+            resp = client.get(path, query_string=query)
+            if resp.status_code != 200:
+                problems.append(f"{path}: {resp.status_code} after the slot was freed")
+    finally:
+        heavy.configure(heavy.HeavyLimits())
+    assert problems == [], "\n".join(problems)

@@ -22,7 +22,7 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 
 from analytics.alerts import METRIC_LABELS, METRICS, OP_LABELS, OPS, PAIR_METRICS, RuleError
 from analytics.pair import PRICE_MODES, REGRESSIONS
-from dashapp import ids
+from dashapp import ids, stores
 from dashapp.services import get_services
 
 #: Form inputs, in the order of the callbacks' outputs.
@@ -196,10 +196,10 @@ _FEEDBACK = [Output(ids.Alerts.feedback(n), "children", allow_duplicate=True)
 )
 def open_modal(prefill):
     """Any page asks for the modal by writing a (partial) rule to the shell store."""
-    if prefill is None:
+    if not isinstance(prefill, dict):  # nothing asked, or a forged store
         return (no_update,) * (4 + 3 * len(FORM_FIELDS) + 1)
     values = prefill_values(prefill, sorted(get_services().ingestor.rings))
-    rule_id = prefill.get("id")
+    rule_id = stores.int_id(prefill.get("id"))
     title = f"Edit alert rule #{rule_id}" if rule_id is not None else "New alert rule"
     n = len(FORM_FIELDS)
     return (True, title, rule_id, bool(values.get("enabled", True)),
@@ -227,14 +227,17 @@ def save_rule(_save, _cancel, edit_id, enabled, changed, *values):
         return (False, *[False] * n, *[""] * n, "", False, no_update)
     rule = form_rule(dict(zip(FORM_FIELDS, values, strict=True)), enabled)
     svc = get_services().alerts
+    if edit_id is not None and stores.int_id(edit_id) is None:  # a forged store
+        return (True, *[False] * n, *[""] * n, "this form lost its rule id: reopen it", True,
+                no_update)
     try:
-        svc.create(rule) if edit_id is None else svc.update(int(edit_id), rule)
+        svc.create(rule) if edit_id is None else svc.update(stores.int_id(edit_id), rule)
     except RuleError as exc:
         invalid, messages, other = field_feedback(exc.fields)
         return (True, *invalid, *messages, other, bool(other), no_update)
     except (KeyError, RuntimeError) as exc:  # rule deleted meanwhile, read-only DB
         return (True, *[False] * n, *[""] * n, str(exc), True, no_update)
-    return (False, *[False] * n, *[""] * n, "", False, (changed or 0) + 1)
+    return (False, *[False] * n, *[""] * n, "", False, stores.counter(changed) + 1)
 
 
 @callback(
@@ -260,9 +263,10 @@ def poll_events(_n, cursor):
     """A toast on whatever page is open when an alert fires (events are stored by the
     engine-side service; this only reads the ones this tab has not shown)."""
     svc = get_services().alerts
+    cursor = stores.int_id(cursor)  # None (first poll, or a forged store): start now
     if cursor is None:
         return no_update, svc.last_event_id(), no_update
-    events = svc.events(after_id=int(cursor), limit=50)
+    events = svc.events(after_id=cursor, limit=50)
     if not events:
         return no_update, no_update, no_update
     notes = [{"title": f"Alert #{e.rule_id}", "body": e.description} for e in events]

@@ -14,9 +14,10 @@ import numpy as np
 import plotly.graph_objects as go
 from dash import html
 
-from analytics.backtest import BacktestResult
+from analytics.backtest import YEAR_MS, BacktestResult
 from analytics.leadlag import LeadLag, LeadLagMatrix
 from dashapp.downloads import iso_ms
+from dashapp.figures import mark_empty
 from dashapp.downsample import minmax_indices
 
 MAX_POINTS = 2_000
@@ -58,16 +59,50 @@ def kpi_card(title: str, value: str, *, hint: str | None = None, color: str | No
     )
 
 
+#: An annualised Sharpe needs at least this span of bars: below it the page shows the
+#: per-bar Sharpe instead (13 minutes scaled by sqrt(bars per year) gives numbers like
+#: -879 that say nothing about a year).
+MIN_ANNUALISE_DAYS = 30
+
+
+def _span_text(ms: float) -> str:
+    s = ms / 1000
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 86_400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86_400:.1f} days"
+
+
+def sharpe_kpi(r: BacktestResult) -> tuple[str, float | None, str]:
+    """(title, value, hint) of the Sharpe card, by the sample rule.
+
+    The span is ``n_bars * tf`` (the bars the run covers). With at least
+    :data:`MIN_ANNUALISE_DAYS` days it is the annualised Sharpe of the result,
+    ``mean(ΔE) / sd(ΔE) * sqrt(year / tf)``; below, the per-bar Sharpe
+    ``mean(ΔE) / sd(ΔE)`` (the same number without the sqrt(bars per year) factor)
+    with a note saying why."""
+    span = r.n_bars * r.tf_ms
+    if span >= MIN_ANNUALISE_DAYS * 86_400_000:
+        return "Sharpe (ann.)", r.sharpe, f"per-bar PnL, 24/7; {_span_text(span)} of bars"
+    per_bar = None if r.sharpe is None else r.sharpe / math.sqrt(YEAR_MS / r.tf_ms)
+    return ("Sharpe (per bar)", per_bar,
+            f"{_span_text(span)} of bars: too short to annualise "
+            f"(needs {MIN_ANNUALISE_DAYS} days)")
+
+
 def backtest_kpis(r: BacktestResult) -> dbc.Row:
     ret = None if r.total_return is None else 100 * r.total_return
     dd = None if r.max_drawdown_return is None else 100 * r.max_drawdown_return
     hit = None if r.hit_rate is None else 100 * r.hit_rate
     colour = "text-success" if r.total_pnl > 0 else ("text-danger" if r.total_pnl < 0 else "")
     hold = r.avg_holding_seconds
+    sharpe_title, sharpe, sharpe_hint = sharpe_kpi(r)
+    per_bar = sharpe_title != "Sharpe (ann.)"
     return dbc.Row([
         kpi_card("Total return", _fmt(ret, "+.3f", " %"), color=colour,
                  hint=f"PnL {_fmt(r.total_pnl, '+,.2f')} on {_fmt(r.capital, ',.0f')}"),
-        kpi_card("Sharpe (ann.)", _fmt(r.sharpe, ".2f"), hint="per-bar PnL, 24/7"),
+        kpi_card(sharpe_title, _fmt(sharpe, ".4f" if per_bar else ".2f"), hint=sharpe_hint),
         kpi_card("Max drawdown", _fmt(dd, ".3f", " %"), hint=_fmt(r.max_drawdown, ",.2f")),
         kpi_card("Hit rate", _fmt(hit, ".1f", " %"), hint=f"{r.n_trades} closed trades"),
         kpi_card("Avg holding", _fmt(hold, ",.1f", " s"),
@@ -89,7 +124,7 @@ def _layout(fig: go.Figure, *, height: int, uirevision: str, title: str) -> go.F
     )
     fig.update_xaxes(type="date", gridcolor="#2c2c2c", hoverformat="%Y-%m-%d %H:%M:%S")
     fig.update_yaxes(gridcolor="#2c2c2c", zerolinecolor="#555")
-    return fig
+    return mark_empty(fig, "no backtest run yet")  # no 2000-2001 axis when empty
 
 
 def equity_figure(r: BacktestResult, uirevision: str) -> go.Figure:
@@ -120,37 +155,67 @@ def drawdown_figure(r: BacktestResult, uirevision: str) -> go.Figure:
     return _layout(fig, height=200, uirevision=uirevision, title="Drawdown")
 
 
+#: (field, header, minimum width, flex). Net PnL and the exit reason come right after the
+#: times, and the widths sum to ~1,300 px, so the whole trade fits a 1,400 px screen
+#: (the signal time, always the bar before the entry, is the entry cell's tooltip and a
+#: column of the CSV).
 TRADE_COLS = [
-    ("side", "Side", 70), ("signal_ts", "Signal (UTC)", 205), ("entry_ts", "Entry (UTC)", 205),
-    ("exit_ts", "Exit (UTC)", 205), ("entry_a", "A in", 110), ("entry_b", "B in", 100),
-    ("exit_a", "A out", 110), ("exit_b", "B out", 100), ("beta", "β", 90),
-    ("hedge", "B units", 90), ("pnl_a", "PnL A", 95), ("pnl_b", "PnL B", 95),
-    ("fees", "Fees", 80), ("slippage", "Slip", 75), ("pnl", "PnL", 95),
-    ("exit_reason", "Exit by", 90),
+    ("side", "Side", 60, 1), ("entry_ts", "Entry (UTC)", 140, 2),
+    ("exit_ts", "Exit (UTC)", 140, 2), ("pnl", "Net PnL", 86, 1.2),
+    ("exit_reason", "Exit by", 74, 1), ("beta", "β", 78, 1.1), ("hedge", "B units", 78, 1.1),
+    ("entry_a", "A in", 84, 1.2), ("exit_a", "A out", 84, 1.2), ("entry_b", "B in", 76, 1.1),
+    ("exit_b", "B out", 76, 1.1), ("pnl_a", "PnL A", 78, 1.1), ("pnl_b", "PnL B", 78, 1.1),
+    ("fees", "Fees", 64, 1), ("slippage", "Slip", 58, 1),
 ]
-_NUM = "params.value == null ? '' : d3.format(',.6~f')(params.value)"
+#: ``2024-08-08T23:55:00.000Z`` -> ``2024-08-08 23:55:00`` (bar times are whole seconds;
+#: any milliseconds stay); "open" (a trade still open) as is. Plain string replaces: the
+#: grid's function-string evaluator has no regular expressions.
+_TIME = ("params.value == null ? '' : params.value.replace('T', ' ')"
+         ".replace('.000Z', '').replace('Z', '')")
+#: Display formats (the CSV download keeps every digit): prices and β to 8 and 6
+#: significant digits, money (quote currency) to cents.
+_FORMATS = {"entry_a": ",.8~g", "exit_a": ",.8~g", "entry_b": ",.8~g", "exit_b": ",.8~g",
+            "beta": ",.6~g", "hedge": ",.6~g", "pnl": ",.2f", "pnl_a": ",.2f",
+            "pnl_b": ",.2f", "fees": ",.2f", "slippage": ",.2f"}
+TRADES_THEME = {
+    "function": GRID_THEME["function"].replace(
+        "fontSize: 12", "fontSize: 12, dataFontSize: 12, rowHeight: 30, "
+        "cellHorizontalPaddingScale: 0.5")
+}
 
 
 def trades_grid(id_: str) -> dag.AgGrid:
     cols = []
-    for field, name, width in TRADE_COLS:
-        col = {"field": field, "headerName": name, "width": width, "sortable": True}
-        if field not in ("side", "exit_reason") and not field.endswith("_ts"):
-            col["valueFormatter"] = {"function": _NUM}
+    for field, name, width, flex in TRADE_COLS:
+        col = {"field": field, "headerName": name, "minWidth": width, "flex": flex,
+               "sortable": True, "headerTooltip": name}
+        if field.endswith("_ts"):
+            col["valueFormatter"] = {"function": _TIME}
+        elif field in _FORMATS:
+            col["valueFormatter"] = {
+                "function": f"params.value == null ? '' : d3.format('{_FORMATS[field]}')"
+                            "(params.value)"}
             col["type"] = "rightAligned"
+        if field == "entry_ts":
+            col["tooltipField"] = "signal_ts"
+            col["headerTooltip"] = ("Entry fill (UTC): the close of the bar after the signal; "
+                                    "hover a cell for the signal bar")
         if field == "pnl":
+            col["headerTooltip"] = "Net PnL: gross minus fees and slippage"
             col["cellClassRules"] = {"text-success": "params.value > 0",
                                      "text-danger": "params.value < 0"}
         cols.append(col)
     return dag.AgGrid(id=id_, columnDefs=cols, rowData=[],
-                      dashGridOptions={"theme": GRID_THEME, "animateRows": False},
+                      dashGridOptions={"theme": TRADES_THEME, "animateRows": False,
+                                       "tooltipShowDelay": 300},
                       style={"height": "320px"})
 
 
 def trade_rows(r: BacktestResult) -> list[dict]:
     rows = []
     for t in r.trades:
-        row = {f: getattr(t, f) for f, _n, _w in TRADE_COLS}
+        row = {f: getattr(t, f) for f, *_ in TRADE_COLS}
+        row["signal_ts"] = t.signal_ts
         row["side"] = "long" if t.side > 0 else "short"
         for f in ("signal_ts", "entry_ts", "exit_ts"):
             row[f] = "open" if row[f] is None else str(iso_ms(np.array([row[f]]))[0])

@@ -15,14 +15,14 @@ import numpy as np
 import pandas as pd
 from dash import html
 
-from analytics.timeframes import format_timeframe, parse_timeframe
-from analytics.upload import UploadError
+from analytics.upload import OhlcUpload, UploadError
 from dashapp import downloads, queries
-from dashapp.components.data_table import LIVE, Selection, export_frame, features_for
-from dashapp.data_api import store_upload
+from dashapp.components import dataset_select
+from dashapp.components.data_table import Selection, export_frame, features_for
+from dashapp.data_api import parse_upload, store_parsed
 from dashapp.params import BadParam
 from dashapp.services import get_services
-from ingest.datasets import DatasetError
+from ingest.datasets import DATASET_RE, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,9 @@ log = logging.getLogger(__name__)
 #: SQLite directly instead).
 MAX_TICKS = 1_000_000
 MAX_TICK_RANGE_MS = 86_400_000
-#: Coarser timeframes a dataset can be resampled to (those that are multiples of its own).
-DATASET_TFS = ("5s", "15s", "1m", "5m", "15m", "1h", "4h", "1d")
+#: The tick download's default range: the last minutes held of the symbol.
+DEFAULT_TICK_MINUTES = 5
+TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
 BAR_EXPORT_COLUMNS = ("symbol", *queries.BAR_COLUMNS)
 
 
@@ -108,7 +109,50 @@ def ticks_frame(symbol: str, start_ms: int, end_ms: int) -> pd.DataFrame:
     )
 
 
-def ticks_file(symbol: str, start: str, end: str, fmt: str) -> dict:
+def tick_span(symbol: str | None) -> tuple[int, int] | None:
+    """(first, last) trade time held of ``symbol`` (epoch ms), or None if none is held.
+
+    Two indexed reads: the first and the last trade by id."""
+    if not symbol or symbol not in get_services().ingestor.rings:
+        return None
+    store = get_services().store
+    first, last = store.read_trades(symbol, limit=1), store.read_recent_trades(symbol, 1)
+    if not len(first.time_ms) or not len(last.time_ms):
+        return None
+    return int(first.time_ms[0]), int(last.time_ms[-1])
+
+
+def _utc_text(ms: int) -> str:
+    return pd.Timestamp(int(ms), unit="ms", tz="UTC").strftime(TIME_FORMAT)
+
+
+def tick_defaults(symbol: str | None) -> dict:
+    """Values and placeholders of the From/To fields for ``symbol``: the last
+    :data:`DEFAULT_TICK_MINUTES` minutes held (whole seconds; To is exclusive, so it is
+    the second after the last trade), and as placeholders the first and last times held.
+    Without ticks: empty values and placeholders saying so."""
+    span = tick_span(symbol)
+    if span is None:
+        return {"start": None, "end": None, "start_ph": "no ticks held yet",
+                "end_ph": "no ticks held yet"}
+    first, last = span
+    end = (last // 1000 + 1) * 1000
+    start = max(first // 1000 * 1000, end - DEFAULT_TICK_MINUTES * 60_000)
+    return {"start": _utc_text(start), "end": _utc_text(end),
+            "start_ph": f"first held {_utc_text(first)}",
+            "end_ph": f"last held {_utc_text(last)}"}
+
+
+def ticks_file(symbol: str, start: str | None, end: str | None, fmt: str) -> dict:
+    """Ticks of ``symbol`` in [start, end); empty fields mean the default range
+    (:func:`tick_defaults`: the last minutes held)."""
+    blank = [v is None or not str(v).strip() for v in (start, end)]
+    if any(blank):
+        d = tick_defaults(symbol)
+        if d["start"] is None:
+            raise BadParam("symbol", f"no ticks of {symbol} are held yet")
+        start = d["start"] if blank[0] else start
+        end = d["end"] if blank[1] else end
     frame = ticks_frame(symbol, parse_utc(start, "start"), parse_utc(end, "end"))
     stem = downloads.file_stem("ticks", [symbol], None, frame["ts"].to_numpy())
     return downloads.send_frame(frame, stem, fmt)
@@ -125,43 +169,73 @@ def decode_upload(contents: str) -> bytes:
         ) from None
 
 
+def drop_dataset_name(uploads: list[OhlcUpload]) -> str:
+    """The one dataset a multi-file drop without a name goes into: its symbols (in file
+    order) and timeframe, ``BTCUSDT-ETHUSDT-1h`` (a pair), ``BTCUSDT-1h`` (months)."""
+    symbols = list(dict.fromkeys(s for u in uploads for s in u.symbols))
+    tfs = list(dict.fromkeys(u.timeframe for u in uploads))
+    name = "-".join([*symbols, *tfs])[:64].strip("_.-")
+    return name if DATASET_RE.match(name) else "upload"
+
+
+def _refused(name: str, problems: list[str]) -> dbc.Alert:
+    return dbc.Alert(
+        [
+            html.Strong(f"{name}: refused, nothing was stored."),
+            html.Ul([html.Li(p) for p in problems], className="mb-0 mt-1"),
+        ],
+        color="danger",
+        className="py-2 upload-refused",
+    )
+
+
+def _accepted(name: str, s: dict) -> dbc.Alert:
+    what = f"{', '.join(s['added'])} ({s['start']} → {s['end']})"
+    if s["identical"]:
+        bars = (f"{s['inserted']:,} new {s['timeframe']} bars of {what}, "
+                f"{s['identical']:,} identical bars merged,")
+    else:
+        bars = f"{s['rows']:,} {s['timeframe']} bars of {what}"
+    return dbc.Alert(
+        f"{name}: {bars} stored in dataset {s['dataset']!r} "
+        f"(symbols: {', '.join(s['symbols'])}).",
+        color="success",
+        className="py-2 upload-accepted",
+    )
+
+
 def upload_files(
     contents: list[str], filenames: list[str], symbol: str | None, dataset: str | None
 ) -> tuple[list, str | None]:
-    """Store each uploaded file; (one alert per file, the dataset to select)."""
-    alerts, selected = [], None
+    """Store the dropped files; (one alert per file, the dataset to select).
+
+    Files dropped together go into **one** dataset: the name given, else
+    :func:`drop_dataset_name` of them all (two symbols make a pair, two months of one
+    symbol append). One file without a name keeps its file-name default. Every file is
+    parsed before any is stored, so the name can follow from all of them."""
+    parsed: list[tuple[str, OhlcUpload | None, list[str]]] = []
     for data, name in zip(contents, filenames, strict=True):
         try:
-            s = store_upload(
-                decode_upload(data),
-                filename=name,
-                symbol=symbol or None,
-                dataset=dataset or None,
-            )
-        except (UploadError, DatasetError) as exc:
-            alerts.append(
-                dbc.Alert(
-                    [
-                        html.Strong(f"{name}: refused, nothing was stored."),
-                        html.Ul(
-                            [html.Li(p) for p in exc.problems], className="mb-0 mt-1"
-                        ),
-                    ],
-                    color="danger",
-                    className="py-2 upload-refused",
-                )
-            )
+            up = parse_upload(decode_upload(data), filename=name, symbol=symbol or None)
+            parsed.append((name, up, []))
+        except UploadError as exc:
+            parsed.append((name, None, exc.problems))
+    target = (dataset or "").strip() or None
+    good = [u for _, u, _ in parsed if u is not None]
+    if target is None and len(parsed) > 1 and good:
+        target = drop_dataset_name(good)
+    alerts, selected = [], None
+    for name, up, problems in parsed:
+        if up is None:
+            alerts.append(_refused(name, problems))
+            continue
+        try:
+            s = store_parsed(up, target)
+        except DatasetError as exc:
+            alerts.append(_refused(name, exc.problems))
             continue
         selected = s["dataset"]
-        alerts.append(
-            dbc.Alert(
-                f"{name}: {s['rows']:,} {s['timeframe']} bars of {', '.join(s['added'])} "
-                f"({s['start']} → {s['end']}) stored in dataset {s['dataset']!r} "
-                f"(symbols: {', '.join(s['symbols'])}).",
-                color="success",
-                className="py-2 upload-accepted",
-            )
-        )
+        alerts.append(_accepted(name, s))
     return alerts, selected
 
 
@@ -191,12 +265,8 @@ def datasets_table() -> html.Div:
 
 
 def source_options() -> list[dict]:
-    opts = [{"label": "Live feed", "value": LIVE}]
-    for d in get_services().datasets.list():
-        opts.append(
-            {"label": f"Dataset {d.name} ({', '.join(d.symbols)})", "value": d.name}
-        )
-    return opts
+    """The source select's options (:func:`dataset_select.options`)."""
+    return dataset_select.options()
 
 
 def source_choices(
@@ -211,18 +281,10 @@ def source_choices(
     A dataset offers its own symbols, its timeframe and the usual coarser ones that are
     multiples of it (resampled exactly); legs and timeframe are kept when still offered.
     """
-    if not source or source == LIVE:
-        symbols, tfs = sorted(get_services().ingestor.rings), list(live_tfs)
-    else:
-        info = get_services().datasets.get(source)
-        if info is None:
-            return None
-        symbols = list(info.symbols)
-        tfs = [format_timeframe(info.tf_ms)] + [
-            t
-            for t in DATASET_TFS
-            if (ms := parse_timeframe(t)) > info.tf_ms and ms % info.tf_ms == 0
-        ]
-    a = a if a in symbols else (symbols[0] if symbols else None)
-    b = b if b in symbols and b != a else next((s for s in symbols if s != a), None)
+    name = dataset_select.dataset_of(source)
+    if name is not None and get_services().datasets.get(name) is None:
+        return None
+    symbols = dataset_select.symbol_options(name)
+    tfs = dataset_select.timeframe_options(name, live_tfs)
+    a, b = dataset_select.pick_legs(symbols, a, b)
     return symbols, a, b, tfs, tf if tf in tfs else tfs[0]

@@ -33,6 +33,7 @@ from analytics.features import (
 from analytics.pair import PRICE_MODES, REGRESSIONS
 from analytics.timeframes import parse_timeframe
 from dashapp import queries
+from dashapp.components import dataset_select
 from dashapp.params import MAX_WINDOW, BadParam
 from dashapp.services import get_services
 
@@ -111,7 +112,8 @@ def make_selection(
     source, a, b, timeframe, window, regression, prices, entry, adf_every
 ) -> Selection:
     """Validate the page's controls (``BadParam`` naming the control)."""
-    source = (source or LIVE).strip() if isinstance(source, str) else LIVE
+    name = dataset_select.dataset_of(source)  # None: the live feed
+    source = LIVE if name is None else name
     if source != LIVE:
         info = queries.dataset_info(source)
         known = set(info.symbols)
@@ -186,6 +188,7 @@ def compute_features(sel: Selection) -> PairFeatures:
         )
         bars_a, bars_b = engine.bars(sel.a, sel.tf_ms), engine.bars(sel.b, sel.tf_ms)
         series = snap.series
+        breaks = snap.breaks  # no return or position spans a session break
     else:
         bars_a = queries.dataset_bars(sel.dataset, sel.a, sel.tf_ms)
         bars_b = queries.dataset_bars(sel.dataset, sel.b, sel.tf_ms)
@@ -196,6 +199,7 @@ def compute_features(sel: Selection) -> PairFeatures:
             regression=sel.regression,
             prices=sel.prices,
         )
+        breaks = None
     return pair_features(
         bars_a,
         bars_b,
@@ -205,6 +209,7 @@ def compute_features(sel: Selection) -> PairFeatures:
         prices=sel.prices,
         entry=sel.entry,
         adf_every=sel.adf_every,
+        breaks=breaks,
     )
 
 

@@ -11,9 +11,10 @@ from dash import dcc, html
 
 from analytics.pair import REGRESSIONS
 from dashapp import figures
+from dashapp.components import dataset_select
 from dashapp.components.kpi import kpi_card
 from dashapp.ids import Pair
-from dashapp.pairview import MAX_WINDOW, TIMEFRAMES, Selection
+from dashapp.pairview import MAX_WINDOW, NUM_HI, NUM_LO, TIMEFRAMES, Selection
 
 REG_LABELS = {"ols": "OLS", "huber": "Huber", "theilsen": "Theil-Sen", "kalman": "Kalman"}
 CHARTS = (
@@ -40,11 +41,57 @@ def _labelled(label: str, control, width: int | str = "auto") -> dbc.Col:
     )
 
 
-def controls(i: int, sel: Selection, symbols: list[str]) -> dbc.Row:
+def _typed(value, id_, width: int, title: str, mode: str) -> dbc.Input:
+    """A number box as text: the browser hands over exactly what was typed (a number
+    input reports an out-of-range or mistyped value as empty), so the page can name the
+    control and the rule instead of silently using a default."""
+    return dbc.Input(
+        type="text",
+        inputMode=mode,
+        value=value,
+        id=id_,
+        size="sm",
+        debounce=True,
+        placeholder=title,
+        style={"width": width},
+    )
+
+
+#: The source select's value for the live feed (an empty value renders as a blank
+#: select in the browser; ``dataset_select.dataset_of("live")`` is the live feed).
+LIVE = "live"
+
+
+def source_options_list() -> list[dict]:
+    """"Live feed" and every stored dataset (:func:`dataset_select.options`)."""
+    return [
+        {**o, "value": LIVE} if o["value"] == dataset_select.LIVE_VALUE else o
+        for o in dataset_select.options()
+    ]
+
+
+def tf_options(tfs) -> list[dict]:
+    return [{"label": t, "value": t} for t in tfs]
+
+
+def controls(
+    i: int, sel: Selection, symbols: list[str], tfs=None, source_options=None
+) -> dbc.Row:
     pid = Pair.pid
     sym_opts = [{"label": s, "value": s} for s in sorted(symbols)]
+    src_opts = source_options if source_options is not None else source_options_list()
     return dbc.Row(
         [
+            _labelled(
+                "Source",
+                dbc.Select(
+                    options=src_opts,
+                    value=sel.dataset or LIVE,
+                    id=pid(Pair.SOURCE, i),
+                    size="sm",
+                    style={"width": 150},
+                ),
+            ),
             _labelled(
                 "A",
                 dbc.Select(
@@ -68,7 +115,7 @@ def controls(i: int, sel: Selection, symbols: list[str]) -> dbc.Row:
             _labelled(
                 "Timeframe",
                 dbc.RadioItems(
-                    options=[{"label": t, "value": t} for t in TIMEFRAMES],
+                    options=tf_options(tfs or TIMEFRAMES),
                     value=sel.tf,
                     id=pid(Pair.TF, i),
                     inline=True,
@@ -80,16 +127,9 @@ def controls(i: int, sel: Selection, symbols: list[str]) -> dbc.Row:
             ),
             _labelled(
                 "Window (bars)",
-                dbc.Input(
-                    type="number",
-                    min=3,
-                    max=MAX_WINDOW,
-                    step=1,
-                    value=sel.window,
-                    id=pid(Pair.WINDOW, i),
-                    size="sm",
-                    debounce=True,
-                    style={"width": 80},
+                _typed(
+                    str(sel.window), pid(Pair.WINDOW, i), 80,
+                    f"whole number of bars, 3 to {MAX_WINDOW}", "numeric",
                 ),
             ),
             _labelled(
@@ -127,30 +167,15 @@ def controls(i: int, sel: Selection, symbols: list[str]) -> dbc.Row:
             ),
             _labelled(
                 "Bands k σ",
-                dbc.Input(
-                    type="number",
-                    min=0.5,
-                    max=5,
-                    step=0.5,
-                    value=sel.k,
-                    id=pid(Pair.K, i),
-                    size="sm",
-                    debounce=True,
-                    style={"width": 70},
+                _typed(
+                    f"{sel.k:g}", pid(Pair.K, i), 70, f"{NUM_LO:g} to {NUM_HI:g}", "decimal"
                 ),
             ),
             _labelled(
                 "Entry |z|",
-                dbc.Input(
-                    type="number",
-                    min=0.5,
-                    max=5,
-                    step=0.25,
-                    value=sel.entry,
-                    id=pid(Pair.ENTRY, i),
-                    size="sm",
-                    debounce=True,
-                    style={"width": 70},
+                _typed(
+                    f"{sel.entry:g}", pid(Pair.ENTRY, i), 70, f"{NUM_LO:g} to {NUM_HI:g}",
+                    "decimal",
                 ),
             ),
             dbc.Col(
@@ -184,8 +209,11 @@ def controls(i: int, sel: Selection, symbols: list[str]) -> dbc.Row:
     )
 
 
-def panel(i: int, sel: Selection, symbols: list[str]) -> html.Div:
-    """The whole panel ``i`` for the initial selection ``sel``."""
+def panel(
+    i: int, sel: Selection, symbols: list[str], tfs=None, source_options=None
+) -> html.Div:
+    """The whole panel ``i`` for the initial selection ``sel`` (``symbols`` and
+    ``tfs``: the source's)."""
     pid = Pair.pid
     charts = []
     for name, title, kind, width in CHARTS:
@@ -223,73 +251,104 @@ def panel(i: int, sel: Selection, symbols: list[str]) -> html.Div:
             dcc.Store(id=pid(Pair.DRAWN, i)),
             dcc.Store(id=pid(Pair.VIEW, i)),
             dcc.Store(id=pid(Pair.ADF_STORE, i)),
-            controls(i, sel, symbols),
+            dcc.Store(id=pid(Pair.EXTEND, i)),
+            dcc.Store(id=pid(Pair.RESYNC, i)),
+            controls(i, sel, symbols, tfs, source_options),
             html.Div(id=pid(Pair.ERROR, i)),
-            dbc.Row(
-                [
-                    dbc.Col(
-                        kpi_card(
-                            "live z (tick)",
-                            "–",
-                            value_id=pid(Pair.LIVE_Z, i),
-                            title="z of the latest traded prices against the last "
-                            "closed window, every 500 ms",
-                        ),
-                        width=6,
-                        md=2,
-                        lg=True,
-                    ),
-                    dbc.Col(html.Div(id=pid(Pair.KPI, i), className="kpi-row"), md=10, lg=10),
-                ],
-                className="g-2 mb-2",
-            ),
-            dbc.Row(
-                [
-                    dbc.Col(html.Div(id=pid(Pair.SIGNAL, i)), lg=7),
-                    dbc.Col(
-                        dcc.Loading(
-                            html.Div(
-                                adf_card(None), id=pid(Pair.ADF_RESULT, i), className="adf-result"
-                            ),
-                            type="dot",
-                            color="#3498db",
-                        ),
-                        lg=5,
-                    ),
-                ],
-                className="g-2 mb-2",
-            ),
-            dbc.Row(charts, className="g-2"),
+            html.Div(id=pid(Pair.STATUS, i), className="pair-status"),
+            html.Div(body(i, sel, charts), id=pid(Pair.BODY, i), className="pair-body"),
         ],
         className="pair-panel",
     )
 
 
-def refresh_outputs(
-    up, sel_data: dict | None, adf: dict | None, graphs: list[str], charts: list[str]
-) -> tuple:
+def body(i: int, sel: Selection, charts: list) -> list:
+    """KPIs, signal, ADF and charts: what turns stale while another choice is pending."""
+    pid = Pair.pid
+    return [
+        dbc.Row(
+            [
+                dbc.Col(
+                    kpi_card(
+                        "live z (tick)",
+                        "–",
+                        value_id=pid(Pair.LIVE_Z, i),
+                        title="z of the latest traded prices against the last "
+                        "closed window, every 500 ms",
+                    ),
+                    width=6,
+                    md=2,
+                    lg=True,
+                ),
+                dbc.Col(html.Div(id=pid(Pair.KPI, i), className="kpi-row"), md=10, lg=10),
+            ],
+            className="g-2 mb-2",
+        ),
+        dbc.Row(
+            [
+                dbc.Col(html.Div(id=pid(Pair.SIGNAL, i)), lg=7),
+                dbc.Col(
+                    dcc.Loading(
+                        html.Div(
+                            adf_card(None), id=pid(Pair.ADF_RESULT, i), className="adf-result"
+                        ),
+                        type="dot",
+                        color="#3498db",
+                    ),
+                    lg=5,
+                ),
+            ],
+            className="g-2 mb-2",
+        ),
+        dbc.Row(charts, className="g-2"),
+    ]
+
+
+def refresh_outputs(up, sel_data: dict | None, adf: dict | None, charts: list[str]) -> dict:
     """A :class:`dashapp.pairlive.PanelUpdate` as the outputs of the panel's refresh
-    callback, in its order: figures, extendData (per graph), DRAWN, live z text and class,
-    KPI cards, signal card, collecting notes (per chart), ADF button disabled."""
+    callback (keys as in ``pages/pair.py``): ``figure`` per graph, ``extend`` (graph ->
+    extendData, for the EXTEND store), ``drawn``,
+    live z text and class, KPI cards, signal card, collecting notes (per chart in
+    ``charts``), ADF button disabled, status line."""
     from dash import no_update
+
+    from dashapp.pairlive import valid_adf
 
     def nu(v):
         return no_update if v is None else v
 
     sel = Selection.from_store(sel_data)
+    adf = valid_adf(adf)
     tone = f"kpi-{up.live_tone}" if up.live_tone else ""
-    return (
-        *[nu(up.figures.get(g)) for g in graphs],
-        *[nu(up.extend.get(g)) for g in graphs],
-        nu(up.drawn),
-        nu(up.live_z),
-        no_update if up.live_z is None else f"kpi-value live-z {tone}",
-        no_update if up.kpis is None else kpi_row(up.kpis, sel, adf),
-        no_update if up.signal is None else signal_card(up.signal),
-        [no_update] * len(charts)
+    graphs = ("price", "spread", "z", "corr", "beta")
+    return {
+        "figure": {g: nu(up.figures.get(g)) for g in graphs},
+        "extend": {"from": up.extend_from, **{g: up.extend[g] for g in graphs if g in up.extend}}
+        if up.extend
+        else no_update,
+        "drawn": nu(up.drawn),
+        "live_z": nu(up.live_z),
+        "live_class": no_update if up.live_z is None else f"kpi-value live-z {tone}",
+        "kpi": no_update if up.kpis is None or sel is None else kpi_row(up.kpis, sel, adf),
+        "signal": no_update if up.signal is None else signal_card(up.signal),
+        "collecting": [no_update] * len(charts)
         if up.collecting is None
         else [up.collecting.get(c) for c in charts],
-        nu(up.adf_disabled),
+        "adf_disabled": nu(up.adf_disabled),
+        "status": no_update if up.status is None else status_line(up.status),
+    }
+
+
+def status_line(text: str):
+    """The panel's status: a spinner and what it builds (or why it cannot), or nothing."""
+    if not text:
+        return None
+    spin = text.startswith("building")
+    spinner = [dbc.Spinner(size="sm", color="info", spinner_class_name="me-2")] if spin else []
+    return dbc.Alert(
+        [*spinner, html.Span(text)],
+        color="info" if spin else "warning",
+        className="py-1 px-2 small mb-2 pair-building",
     )
 
 
@@ -310,7 +369,9 @@ def kpi_row(k: dict, sel: Selection, adf: dict | None) -> dbc.Row:
         adf_sub = f"stat {adf['stat']:.2f} · {adf.get('at', '')}"
         adf_tone = "up" if adf["pvalue"] < 0.05 else "warn"
     cards = [
-        kpi_card("β hedge", fmt(k.get("beta"), ".5g"), sub=REG_LABELS[sel.regression]),
+        kpi_card(
+            "β hedge", fmt(k.get("beta"), ".5g"), sub=f"{REG_LABELS[sel.regression]} · {sel.tf}"
+        ),
         kpi_card("α", fmt(k.get("alpha"), ".5g")),
         kpi_card("R² (window)", fmt(k.get("r2"), ".3f")),
         kpi_card("half-life", hl_text, sub=hl_sub),

@@ -1,5 +1,9 @@
 """Alerts `/alerts`: the rules (enable/disable, edit, delete), the event log, CSV export.
 
+Deleting asks first ("Delete rule #N?") and can be undone for a while ("Undo" puts the
+rule back under its id with its state: :meth:`ingest.alert_service.AlertService.restore`).
+Disabling only pauses a rule: its last value and last firing stay on show.
+
 Rules are evaluated by the engine-side service (``Runtime.alerts``), never here: the
 page only lists, edits and reads. Adding and editing go through the shell's rule modal
 (:mod:`dashapp.components.alert_modal`), opened by writing ``ids.Shell.ALERT_PREFILL``.
@@ -11,7 +15,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
-from dashapp import ids
+from dashapp import ids, stores
 from dashapp.alerts_api import events_frame, iso
 from dashapp.downloads import file_stem, send_frame
 from dashapp.services import get_services
@@ -26,6 +30,29 @@ def layout(**_query) -> html.Div:
         [
             dcc.Interval(id=ids.Alerts.REFRESH, interval=2000),
             dcc.Download(id=ids.Alerts.DOWNLOAD),
+            dcc.Store(id=ids.Alerts.DELETE_PENDING),
+            dcc.Store(id=ids.Alerts.UNDO),
+            dbc.Modal(
+                [
+                    dbc.ModalHeader(dbc.ModalTitle("Delete alert rule?")),
+                    dbc.ModalBody(id=ids.Alerts.DELETE_TEXT),
+                    dbc.ModalFooter([
+                        dbc.Button("Cancel", id=ids.Alerts.DELETE_CANCEL, color="secondary",
+                                   size="sm"),
+                        dbc.Button("Delete rule", id=ids.Alerts.DELETE_CONFIRM,
+                                   color="danger", size="sm"),
+                    ]),
+                ],
+                id=ids.Alerts.DELETE_MODAL, is_open=False, centered=True,
+            ),
+            dbc.Alert(
+                [
+                    html.Span(id=ids.Alerts.UNDO_TEXT, className="me-3"),
+                    dbc.Button("Undo", id=ids.Alerts.UNDO_BUTTON, color="light", size="sm"),
+                ],
+                id=ids.Alerts.UNDO_BAR, is_open=False, dismissable=True, duration=30_000,
+                color="secondary", className="d-flex align-items-center py-2",
+            ),
             dbc.Row(
                 [
                     dbc.Col(html.H4("Alert rules", className="mb-0"), width="auto"),
@@ -66,6 +93,8 @@ def rules_table(rules: list[dict]) -> dbc.Table | html.Div:
     for r in rules:
         st = r["status"]
         state = "error" if st["error"] else ("armed" if st["armed"] else "fired, re-arming")
+        if not r["enabled"]:
+            state = "paused"  # last value and last firing stay on show
         rows.append(html.Tr([
             html.Td(r["id"]),
             html.Td(r["description"], className="font-monospace small"),
@@ -136,26 +165,93 @@ def open_editor(_new, _edits):
 @callback(
     Output(ids.Alerts.CHANGED, "data", allow_duplicate=True),
     Input({"type": "alerts-enable", "index": ALL}, "value"),
-    Input({"type": "alerts-delete", "index": ALL}, "n_clicks"),
     State(ids.Alerts.CHANGED, "data"),
     prevent_initial_call=True,
 )
-def change_rule(_enabled, _deletes, changed):
-    """Enable/disable or delete one rule (the service restarts its state)."""
+def change_rule(_enabled, changed):
+    """Enable/disable one rule (disabling keeps its last value and firing; enabling
+    restarts it at the data clock now)."""
     trig = ctx.triggered_id
     if not isinstance(trig, dict) or not ctx.triggered:
         return no_update
     svc, value, rid = get_services().alerts, ctx.triggered[0]["value"], int(trig["index"])
     try:
-        if trig["type"] == "alerts-delete" and value:
-            svc.delete(rid)
-        elif trig["type"] == "alerts-enable" and bool(value) != svc.rule(rid).enabled:
-            svc.update(rid, {"enabled": bool(value)}, partial=True)
-        else:
+        if bool(value) == svc.rule(rid).enabled:
             return no_update
+        svc.update(rid, {"enabled": bool(value)}, partial=True)
     except KeyError:  # deleted in another tab meanwhile
         pass
-    return (changed or 0) + 1
+    return stores.counter(changed) + 1
+
+
+@callback(
+    Output(ids.Alerts.DELETE_PENDING, "data"),
+    Output(ids.Alerts.DELETE_MODAL, "is_open"),
+    Output(ids.Alerts.DELETE_TEXT, "children"),
+    Input({"type": "alerts-delete", "index": ALL}, "n_clicks"),
+    prevent_initial_call=True,
+)
+def ask_delete(_clicks):
+    """Delete asks first: which rule, and that its events stay in the log."""
+    trig = ctx.triggered_id
+    if not isinstance(trig, dict) or not ctx.triggered or not ctx.triggered[0]["value"]:
+        return no_update, no_update, no_update  # a table redraw, not a click
+    rid = int(trig["index"])
+    try:
+        text = get_services().alerts.rule_json(rid)["description"]
+    except KeyError:
+        return None, False, no_update
+    body = [html.P([f"Delete rule #{rid}: ", html.Code(text), "?"]),
+            html.P("Its events stay in the log; you can undo this for 30 s.",
+                   className="text-muted small mb-0")]
+    return rid, True, body
+
+
+@callback(
+    Output(ids.Alerts.DELETE_MODAL, "is_open", allow_duplicate=True),
+    Output(ids.Alerts.UNDO, "data"),
+    Output(ids.Alerts.UNDO_BAR, "is_open"),
+    Output(ids.Alerts.UNDO_TEXT, "children"),
+    Output(ids.Alerts.CHANGED, "data", allow_duplicate=True),
+    Input(ids.Alerts.DELETE_CONFIRM, "n_clicks"),
+    Input(ids.Alerts.DELETE_CANCEL, "n_clicks"),
+    State(ids.Alerts.DELETE_PENDING, "data"),
+    State(ids.Alerts.CHANGED, "data"),
+    prevent_initial_call=True,
+)
+def confirm_delete(_ok, _cancel, rid, changed):
+    """Confirmed: delete, keep what undo needs, offer "Undo"."""
+    rid = stores.int_id(rid)  # a browser store: forged values mean nothing to delete
+    if ctx.triggered_id != ids.Alerts.DELETE_CONFIRM or rid is None:
+        return False, no_update, no_update, no_update, no_update
+    try:
+        deleted = get_services().alerts.delete(int(rid))
+    except KeyError:  # deleted in another tab meanwhile
+        return False, no_update, no_update, no_update, stores.counter(changed) + 1
+    text = f"Rule #{rid} deleted ({deleted['description']})."
+    return False, deleted, True, text, stores.counter(changed) + 1
+
+
+@callback(
+    Output(ids.Alerts.CHANGED, "data", allow_duplicate=True),
+    Output(ids.Alerts.UNDO_BAR, "is_open", allow_duplicate=True),
+    Output(ids.Alerts.UNDO, "data", allow_duplicate=True),
+    Input(ids.Alerts.UNDO_BUTTON, "n_clicks"),
+    State(ids.Alerts.UNDO, "data"),
+    State(ids.Alerts.CHANGED, "data"),
+    prevent_initial_call=True,
+)
+def undo_delete(clicks, deleted, changed):
+    """Undo: the rule comes back under its id, with its state and its events."""
+    if not clicks or not deleted or not isinstance(deleted, dict):
+        return no_update, False, None
+    from analytics.alerts import RuleError
+
+    try:
+        get_services().alerts.restore(deleted)
+    except RuleError:  # restored already (another tab)
+        pass
+    return stores.counter(changed) + 1, False, None
 
 
 @callback(

@@ -17,44 +17,70 @@ from analytics.errors import InsufficientData
 from analytics.timeframes import format_timeframe
 from dashapp import ids, trader_queries as tq
 from dashapp.components import backtest_view as view
+from dashapp.components import dataset_select
+from dashapp.components.url_query import sync_query
 from dashapp.downloads import file_stem, send_frame
 from dashapp.params import BadParam
-from dashapp.services import get_services
 
 dash.register_page(__name__, path="/backtest", name="Backtest", order=40)
 
 B = ids.Backtest
-FORM = (B.A, B.B, B.TF, B.WINDOW, B.REG, B.PRICES, B.ENTRY, B.EXIT, B.STOP, B.MAX_HOLD,
-        B.FEE, B.SLIPPAGE)
-ARG_NAMES = ("a", "b", "timeframe", "window", "regression", "prices", "entry", "exit",
-             "stop", "max_hold", "fee_bps", "slippage_bps")
+FORM = (B.SOURCE, B.A, B.B, B.TF, B.WINDOW, B.REG, B.PRICES, B.ENTRY, B.EXIT, B.STOP,
+        B.MAX_HOLD, B.FEE, B.SLIPPAGE)
+ARG_NAMES = ("dataset", "a", "b", "timeframe", "window", "regression", "prices", "entry",
+             "exit", "stop", "max_hold", "fee_bps", "slippage_bps")
+LIVE_TFS = ("1s", "1m", "5m")
+#: URL parameter -> control: the address bar carries the whole form (a link re-runs it).
+URL_FIELDS = {
+    dataset_select.URL_PARAM: B.SOURCE, "a": B.A, "b": B.B, "tf": B.TF, "w": B.WINDOW,
+    "reg": B.REG, "prices": B.PRICES, "entry": B.ENTRY, "exit": B.EXIT, "stop": B.STOP,
+    "max_hold": B.MAX_HOLD, "fee_bps": B.FEE, "slippage_bps": B.SLIPPAGE,
+}
 
 
-def layout(a: str | None = None, b: str | None = None, tf: str = "1s", w: str = "60",
-           reg: str = "ols", prices: str = "raw", **_query) -> html.Div:
-    symbols = sorted(get_services().ingestor.rings)
-    a = a if a in symbols else (symbols[0] if symbols else None)
-    b = b if b in symbols and b != a else next((s for s in symbols if s != a), None)
+def _num(raw, default):
+    """A URL number as the input's value (bad text is kept: the run names the field)."""
+    if raw is None or str(raw).strip() == "":
+        return default
+    try:
+        return float(raw) if "." in str(raw) else int(raw)
+    except ValueError:
+        return str(raw)[:40]
+
+
+def layout(dataset: str | None = None, a: str | None = None, b: str | None = None,
+           tf: str | None = None, w: str = "60", reg: str = "ols", prices: str = "raw",
+           entry=None, exit=None, stop=None, max_hold=None, fee_bps=None,  # noqa: A002
+           slippage_bps=None, **_query) -> html.Div:
+    """``/backtest?dataset=NAME&a=..&b=..&tf=..&w=..&reg=..&prices=..&entry=..&exit=..``
+    opens with that form (``dataset`` absent: the live feed; an unknown one falls back to
+    live with a note under the source select)."""
+    source = dataset_select.resolve(dataset)
+    symbols = dataset_select.symbol_options(source.dataset)
+    a, b = dataset_select.pick_legs(symbols, a, b)
+    tfs = dataset_select.timeframe_options(source.dataset, LIVE_TFS)
     sym_opts = [{"label": s, "value": s} for s in symbols]
     dd = dict(size="sm")
     controls = dbc.Row([
+        dataset_select.selector(B.SOURCE, source, width=2),
         view.labelled("Leg A", dbc.Select(id=B.A, options=sym_opts, value=a, **dd)),
         view.labelled("Leg B", dbc.Select(id=B.B, options=sym_opts, value=b, **dd)),
-        view.labelled("Timeframe", dbc.Select(id=B.TF, options=view.TF_OPTIONS,
-                                                value=tf if tf in ("1s", "1m", "5m") else "1s",
-                                                **dd), 1),
-        view.labelled("Window (bars)", view.num_input(B.WINDOW, w, step=1), 1),
+        view.labelled("Timeframe", dbc.Select(id=B.TF, options=tfs,
+                                                value=tf if tf in tfs else tfs[0], **dd), 1),
+        view.labelled("Window (bars)", view.num_input(B.WINDOW, _num(w, 60), step=1), 1),
         view.labelled("Regression", dbc.Select(id=B.REG, options=view.REG_OPTIONS,
                                                  value=reg, **dd), 1),
         view.labelled("Prices", dbc.RadioItems(id=B.PRICES, options=view.PRICE_OPTIONS,
                                                value=prices, inline=True), 1),
-        view.labelled("Entry |z| >", view.num_input(B.ENTRY, 2.0), 1),
-        view.labelled("Exit z", view.num_input(B.EXIT, 0.0), 1),
-        view.labelled("Stop |z| >", view.num_input(B.STOP, None, placeholder="none"), 1),
-        view.labelled("Max hold (bars)", view.num_input(B.MAX_HOLD, None, step=1,
-                                                        placeholder="none"), 1),
-        view.labelled("Fee bps/leg", view.num_input(B.FEE, 1.0), 1),
-        view.labelled("Slippage bps/leg", view.num_input(B.SLIPPAGE, 0.0), 1),
+        view.labelled("Entry |z| >", view.num_input(B.ENTRY, _num(entry, 2.0)), 1),
+        view.labelled("Exit z", view.num_input(B.EXIT, _num(exit, 0.0)), 1),
+        view.labelled("Stop |z| >", view.num_input(B.STOP, _num(stop, None),
+                                                   placeholder="none"), 1),
+        view.labelled("Max hold (bars)", view.num_input(B.MAX_HOLD, _num(max_hold, None),
+                                                        step=1, placeholder="none"), 1),
+        view.labelled("Fee bps/leg", view.num_input(B.FEE, _num(fee_bps, 1.0)), 1),
+        view.labelled("Slippage bps/leg", view.num_input(B.SLIPPAGE, _num(slippage_bps, 0.0)),
+                      1),
     ], className="g-2 align-items-end")
     return html.Div([
         html.H4("Backtest: mean reversion of the spread's z-score", className="mb-1"),
@@ -82,12 +108,26 @@ def layout(a: str | None = None, b: str | None = None, tf: str = "1s", w: str = 
         html.H6("Trades", className="mt-2"),
         view.trades_grid(B.TRADES),
         dcc.Store(id=B.RUN_SPEC),
+        dcc.Store(id=B.URL_SINK),
         dcc.Download(id=B.DOWNLOAD),
     ])
 
 
 def _args(values) -> dict:
-    return {k: ("" if v is None else str(v)) for k, v in zip(ARG_NAMES, values, strict=True)}
+    """The form as request-style arguments (``dataset`` empty for the live feed)."""
+    args = {k: ("" if v is None else str(v)) for k, v in zip(ARG_NAMES, values, strict=True)}
+    args["dataset"] = dataset_select.dataset_of(args["dataset"]) or ""
+    return args
+
+
+def _empty(title: str, height: int) -> go.Figure:
+    return view._layout(go.Figure(), height=height, uirevision="none", title=title)
+
+
+def cleared(message) -> tuple:
+    """Page outputs when a run cannot be shown: the message, and no KPIs, curves, trades
+    or run (a previous run's result must not stay under a message about this one)."""
+    return (message, None, _empty("Equity", 300), _empty("Drawdown", 200), [], None)
 
 
 def run_spec(args: dict) -> tuple:
@@ -96,16 +136,15 @@ def run_spec(args: dict) -> tuple:
         pair, bt = tq.backtest_args(args)
         result = tq.backtest(**pair, bt=bt)
     except BadParam as exc:
-        return (dbc.Alert(str(exc), color="warning", className="py-2"),
-                no_update, no_update, no_update, no_update, no_update)
+        return cleared(dbc.Alert(str(exc), color="warning", className="py-2"))
     except InsufficientData as exc:
-        return (dbc.Alert(f"collecting: {exc.have} of {exc.needed} bars ({exc.what}); "
-                          "try a shorter window or wait", color="info", className="py-2"),
-                None, no_update, no_update, [], None)
-    rev = f"{pair['a']}-{pair['b']}-{pair['tf_ms']}-{pair['window']}"
+        return cleared(dbc.Alert(f"collecting: {exc.have} of {exc.needed} bars ({exc.what}); "
+                                 "try a shorter window or wait", color="info", className="py-2"))
+    rev = f"{pair['dataset']}-{pair['a']}-{pair['b']}-{pair['tf_ms']}-{pair['window']}"
     spec = {**args, "since_ts": int(result.ts[0]), "until_ts": int(result.ts[-1])}
+    source = "live feed" if pair["dataset"] is None else f"dataset {pair['dataset']}"
     note = html.Div(
-        f"{pair['a']} vs {pair['b']}, {format_timeframe(pair['tf_ms'])} bars, "
+        f"{pair['a']} vs {pair['b']} ({source}), {format_timeframe(pair['tf_ms'])} bars, "
         f"w={pair['window']} {pair['regression']} ({pair['prices']}): {result.n_bars:,} bars "
         f"from {tq.iso_ms(result.ts[:1])[0]} to {tq.iso_ms(result.ts[-1:])[0]}",
         className="small text-muted mb-2", id="backtest-range")
@@ -129,6 +168,25 @@ def run_backtest(_n, *values):
     return run_spec(_args(values))
 
 
+@callback(
+    Output(B.A, "options"), Output(B.A, "value"), Output(B.B, "options"), Output(B.B, "value"),
+    Output(B.TF, "options"), Output(B.TF, "value"),
+    Input(B.SOURCE, "value"), State(B.A, "value"), State(B.B, "value"), State(B.TF, "value"),
+    prevent_initial_call=True,
+)
+def follow_source(source, a, b, tf):
+    """Another source offers its own symbols and timeframes; legs kept when offered."""
+    name = dataset_select.dataset_of(source)
+    symbols = dataset_select.symbol_options(name)
+    a, b = dataset_select.pick_legs(symbols, a, b)
+    tfs = dataset_select.timeframe_options(name, LIVE_TFS)
+    return symbols, a, symbols, b, tfs, tf if tf in tfs else tfs[0]
+
+
+sync_query("/backtest", B.URL_SINK, URL_FIELDS,
+           omit={dataset_select.URL_PARAM: dataset_select.LIVE_VALUE})
+
+
 def _rerun(spec: dict):
     pair, bt = tq.backtest_args(spec)
     return pair, tq.backtest(**pair, bt=bt, since_ts=spec["since_ts"], until_ts=spec["until_ts"])
@@ -145,8 +203,10 @@ def download(_t, _e, spec):
     if not spec:
         return no_update, dbc.Alert("Run a backtest first.", color="info", className="py-2")
     try:
+        if not isinstance(spec, dict):  # a browser store: checked like any input
+            raise BadParam("run", "the page's record of the run is not one")
         pair, result = _rerun(spec)
-    except (BadParam, InsufficientData) as exc:
+    except (BadParam, InsufficientData, KeyError, TypeError, ValueError) as exc:
         return no_update, dbc.Alert(f"Cannot re-run the backtest shown: {exc}; run it again.",
                                     color="warning", className="py-2")
     trades = dash.ctx.triggered_id == B.DL_TRADES

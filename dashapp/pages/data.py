@@ -27,9 +27,11 @@ from dash import (
 from analytics.errors import InsufficientData
 from analytics.timeframes import format_timeframe
 from analytics.upload import MAX_UPLOAD_BYTES
-from dashapp import downloads, ids
+from dashapp import downloads, ids, stores
 from dashapp.components import data_downloads as dd
 from dashapp.components import data_table as dt
+from dashapp.components import dataset_select
+from dashapp.components.url_query import sync_query
 from dashapp.params import BadParam
 from dashapp.services import get_services
 from ingest.datasets import DatasetError
@@ -45,18 +47,12 @@ def _field(label: str, control, width: int = 2) -> dbc.Col:
 
 
 def _controls(
-    source: str, symbols: list[str], a: str | None, b: str | None, tfs: list[str], tf: str,
-    notice: str | None = None,
+    source: dataset_select.Source, symbols: list[str], a: str | None, b: str | None,
+    tfs: list[str], tf: str, form: dict,
 ) -> dbc.Card:
     row1 = dbc.Row(
         [
-            _field(
-                "Source",
-                dbc.Select(
-                    id=ids.Data.SOURCE, options=dd.source_options(), value=source
-                ),
-                3,
-            ),
+            dataset_select.selector(ids.Data.SOURCE, source, width=3, size=None),
             _field("Leg A", dbc.Select(id=ids.Data.A, options=symbols, value=a)),
             _field("Leg B", dbc.Select(id=ids.Data.B, options=symbols, value=b)),
             _field(
@@ -65,14 +61,16 @@ def _controls(
             ),
             _field(
                 "Window (bars)",
-                dbc.Input(id=ids.Data.WINDOW, type="number", value=60, min=3, step=1),
+                dbc.Input(
+                    id=ids.Data.WINDOW, type="number", value=form["w"], min=3, step=1
+                ),
                 1,
             ),
             _field(
                 "Regression",
                 dbc.Select(
                     id=ids.Data.REG,
-                    value="ols",
+                    value=form["reg"],
                     options=["ols", "huber", "theilsen", "kalman"],
                 ),
                 1,
@@ -85,12 +83,15 @@ def _controls(
             _field(
                 "Prices",
                 dbc.RadioItems(
-                    id=ids.Data.PRICES, value="raw", inline=True, options=["raw", "log"]
+                    id=ids.Data.PRICES, value=form["prices"], inline=True,
+                    options=["raw", "log"],
                 ),
             ),
             _field(
                 "Signal entry |z|",
-                dbc.Input(id=ids.Data.ENTRY, type="number", value=2, min=0.1, step=0.1),
+                dbc.Input(
+                    id=ids.Data.ENTRY, type="number", value=form["entry"], min=0.1, step=0.1
+                ),
             ),
             _field(
                 "ADF every K bars",
@@ -108,14 +109,7 @@ def _controls(
                 ),
                 md=2,
             ),
-            dbc.Col(
-                html.Div(
-                    notice and html.Span(notice, className="text-warning"),
-                    id=ids.Data.STATUS,
-                    className="small mt-3",
-                ),
-                md=4,
-            ),
+            dbc.Col(html.Div(id=ids.Data.STATUS, className="small mt-3"), md=4),
         ],
         className="g-2 mt-1",
     )
@@ -189,6 +183,7 @@ def _grid() -> dbc.Card:
 
 
 def _downloads(symbols: list[str]) -> dbc.Card:
+    ticks = dd.tick_defaults(symbols[0] if symbols else None)
     return dbc.Card(
         [
             dbc.CardHeader("Downloads (the selection above; format as chosen)"),
@@ -221,22 +216,27 @@ def _downloads(symbols: list[str]) -> dbc.Card:
                                     id=ids.Data.TICKS_SYMBOL,
                                     options=symbols,
                                     value=symbols[0] if symbols else None,
+                                    size="sm",
                                 ),
-                                2,
+                                3,
                             ),
                             _field(
                                 "From (UTC)",
                                 dbc.Input(
                                     id=ids.Data.TICKS_START,
-                                    placeholder="2024-08-08 23:55:00",
+                                    value=ticks["start"],
+                                    placeholder=ticks["start_ph"],
+                                    size="sm",
                                 ),
                                 3,
                             ),
                             _field(
-                                "To (UTC)",
+                                "To (UTC, excl.)",
                                 dbc.Input(
                                     id=ids.Data.TICKS_END,
-                                    placeholder="2024-08-09 00:00:00",
+                                    value=ticks["end"],
+                                    placeholder=ticks["end_ph"],
+                                    size="sm",
                                 ),
                                 3,
                             ),
@@ -249,7 +249,7 @@ def _downloads(symbols: list[str]) -> dbc.Card:
                                     size="sm",
                                     className="mt-4",
                                 ),
-                                md=2,
+                                md=3,
                             ),
                         ],
                         className="g-2",
@@ -267,7 +267,9 @@ def _upload_box() -> html.Div:
     """The drop zone. ``data-max-bytes``/``data-report-to`` let ``assets/upload_cap.js``
     say when a file is over the cap: ``dcc.Upload`` drops it without a callback."""
     mb = MAX_UPLOAD_BYTES // (1024 * 1024)
-    hint = f"CSV or zip, at most {mb} MB each; two files under one dataset name make a pair"
+    hint = (f"CSV or zip, at most {mb} MB each. Files dropped together go into one dataset "
+            "(two symbols: a pair; consecutive months: appended); an existing dataset's name "
+            "adds to it")
     return html.Div(
         dcc.Upload(
             id=ids.Data.UPLOAD,
@@ -297,7 +299,7 @@ def _upload() -> dbc.Card:
                                 "Dataset name (optional)",
                                 dbc.Input(
                                     id=ids.Data.UPLOAD_DATASET,
-                                    placeholder="from the file name",
+                                    placeholder="from the file name(s)",
                                 ),
                                 3,
                             ),
@@ -330,27 +332,51 @@ def _upload() -> dbc.Card:
     )
 
 
+def _url_form(w, reg, prices, entry) -> tuple[dict, list[str]]:
+    """Window, regression, prices and entry from the URL; a bad value keeps the default
+    and is named in the note (the page still opens)."""
+    form = {"w": 60, "reg": "ols", "prices": "raw", "entry": 2}
+    bad = []
+    for key, raw, ok in (
+        ("w", w, lambda v: v.isascii() and v.isdigit() and 3 <= int(v) <= 100_000),
+        ("reg", reg, lambda v: v in ("ols", "huber", "theilsen", "kalman")),
+        ("prices", prices, lambda v: v in ("raw", "log")),
+        ("entry", entry, lambda v: v.isascii() and v.replace(".", "", 1).isdigit()
+         and 0.1 <= float(v) <= 20),
+    ):
+        if raw is None or not str(raw).strip():
+            continue
+        v = str(raw).strip()
+        if ok(v):
+            form[key] = int(v) if key == "w" else float(v) if key == "entry" else v
+        else:
+            bad.append(f"{key}={v[:20]!r} is not valid, using {form[key]}")
+    return form, bad
+
+
 def layout(
     dataset: str | None = None, a: str | None = None, b: str | None = None,
-    timeframe: str | None = None, **_query,
+    tf: str | None = None, timeframe: str | None = None, w: str | None = None,
+    reg: str | None = None, prices: str | None = None, entry: str | None = None,
+    **_query,
 ) -> html.Div:
-    """``/data?dataset=NAME&a=..&b=..&timeframe=..`` opens on that source and selection
-    (a link to share); an unknown dataset falls back to the live feed, and says so."""
+    """``/data?dataset=NAME&a=..&b=..&tf=..&w=..&reg=..&prices=..&entry=..`` opens on that
+    source and selection (a link to share; ``timeframe=`` is read too); an unknown
+    dataset falls back to the live feed, and says so under the source select."""
     symbols = sorted(get_services().ingestor.rings)
-    source, notice = (dataset or "").strip() or dt.LIVE, None
-    choice = dd.source_choices(source, a, b, timeframe, LIVE_TFS)
-    if choice is None:
-        names = ", ".join(o["value"] for o in dd.source_options()[1:]) or "none uploaded yet"
-        notice = f"No dataset named {source[:64]!r}; showing the live feed. Datasets: {names}."
-        source = dt.LIVE
-        choice = dd.source_choices(source, a, b, timeframe, LIVE_TFS)
-    opts, a, b, tfs, tf = choice
+    source = dataset_select.resolve(dataset)
+    form, bad = _url_form(w, reg, prices, entry)
+    if bad:
+        note = "; ".join(filter(None, [source.note, *bad]))
+        source = dataset_select.Source(source.dataset, note)
+    opts, a, b, tfs, tf = dd.source_choices(source.value, a, b, tf or timeframe, LIVE_TFS)
     return html.Div(
         [
             dcc.Store(id=ids.Data.SELECTION),
             dcc.Store(id=ids.Data.DATASETS_VERSION, data={"n": 0, "select": None}),
             dcc.Store(id=ids.Data.PURGE_SINK),
-            _controls(source, opts, a, b, tfs, tf, notice),
+            dcc.Store(id=ids.Data.URL_SINK),
+            _controls(source, opts, a, b, tfs, tf, form),
             _grid(),
             dbc.Row([dbc.Col(_downloads(symbols), lg=6), dbc.Col(_upload(), lg=6)]),
         ]
@@ -483,21 +509,27 @@ def download(_t, _b, _p, _k, sel, request, fmt, tick_symbol, start, end):
 )
 def change_datasets(contents, _del, filenames, symbol, dataset, source, version):
     """Store uploaded files as datasets, or remove the selected dataset."""
-    n = (version or {}).get("n", 0) + 1
+    n = stores.counter(stores.mapping(version).get("n")) + 1
     if ctx.triggered_id == ids.Data.DELETE:
-        if not source or source == dt.LIVE:
+        source = dataset_select.dataset_of(source)
+        if source is None:
             return dbc.Alert(
                 "Select a dataset as the source to remove it.",
                 color="warning",
                 className="py-2",
             ), no_update
         try:
-            get_services().datasets.remove(source)
+            removed = get_services().datasets.remove(source)
         except DatasetError as exc:
             return dbc.Alert(str(exc), color="danger", className="py-2"), no_update
+        if not removed:  # removed meanwhile (another tab, the API): say so, list again
+            return dbc.Alert(
+                f"No dataset named {source!r}: nothing was removed.", color="warning",
+                className="py-2",
+            ), {"n": n, "select": dataset_select.LIVE_VALUE}
         return dbc.Alert(
             f"Removed dataset {source!r}.", color="secondary", className="py-2"
-        ), {"n": n, "select": dt.LIVE}
+        ), {"n": n, "select": dataset_select.LIVE_VALUE}
     if not contents:
         return no_update, no_update
     alerts, selected = dd.upload_files(contents, filenames, symbol, dataset)
@@ -512,8 +544,10 @@ def change_datasets(contents, _del, filenames, symbol, dataset, source, version)
 )
 def refresh_datasets(version):
     """The source list and the dataset table follow uploads and removals."""
-    select = (version or {}).get("select")
-    return dd.source_options(), select if select else no_update, dd.datasets_table()
+    select = stores.mapping(version).get("select")
+    select = select if isinstance(select, str) else None  # a forged store: keep the select
+    return (dd.source_options(), no_update if select is None else select,
+            dd.datasets_table())
 
 
 @callback(
@@ -536,3 +570,35 @@ def follow_source(source, a, b, tf):
         return (no_update,) * 6
     symbols, a, b, tfs, tf = choice
     return symbols, a, symbols, b, tfs, tf
+
+
+# The address bar follows the selection: a link opens the same table again.
+sync_query(
+    "/data",
+    ids.Data.URL_SINK,
+    {
+        dataset_select.URL_PARAM: ids.Data.SOURCE,
+        "a": ids.Data.A,
+        "b": ids.Data.B,
+        "tf": ids.Data.TF,
+        "w": ids.Data.WINDOW,
+        "reg": ids.Data.REG,
+        "prices": ids.Data.PRICES,
+        "entry": ids.Data.ENTRY,
+    },
+    omit={dataset_select.URL_PARAM: dataset_select.LIVE_VALUE},
+)
+
+
+@callback(
+    Output(ids.Data.TICKS_START, "value"),
+    Output(ids.Data.TICKS_END, "value"),
+    Output(ids.Data.TICKS_START, "placeholder"),
+    Output(ids.Data.TICKS_END, "placeholder"),
+    Input(ids.Data.TICKS_SYMBOL, "value"),
+    prevent_initial_call=True,
+)
+def follow_tick_symbol(symbol):
+    """Another symbol: its own last minutes held (two indexed reads)."""
+    d = dd.tick_defaults(symbol)
+    return d["start"], d["end"], d["start_ph"], d["end_ph"]

@@ -10,7 +10,7 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
 
-from dashapp import marketsview, updates
+from dashapp import marketsview, stores, updates
 from dashapp.components.symbol_card import (
     change_text,
     feed_strip_layout,
@@ -162,8 +162,9 @@ def refresh_markets(_n, tf, min_trades, min_volume, state):
     stats = {s: stat_values(st) for s, st in up.stats.items()}
     changes = {s: change_text(up.stats.get(s)) for s in syms}
     detail_key = [feed.get(k) for k in FEED_DETAIL_KEYS]
-    same_detail = (state or {}).get("feed_key") == detail_key and (_n or 0) % FEED_DETAIL_EVERY
-    same_hidden = (state or {}).get("hidden") == up.hidden
+    state = stores.mapping(state)  # a browser store: a forged one is no state
+    same_detail = state.get("feed_key") == detail_key and (_n or 0) % FEED_DETAIL_EVERY
+    same_hidden = state.get("hidden") == up.hidden
 
     def sparks(kind: str) -> list:
         return [

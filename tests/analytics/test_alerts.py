@@ -163,3 +163,31 @@ def test_vectorised_evaluation_equals_the_scalar_fold(op, k, h, cooldown, values
         assert got_state.frontier_ts == want_state.frontier_ts
         assert got_state.last_fired_ts == want_state.last_fired_ts
         np.testing.assert_equal(got_state.last_value, want_state.last_value)
+
+
+def test_no_crossing_across_a_session_break():
+    """The first point after a break has no previous value: the jump at a replay loop
+    seam is not a crossing; level ops still see the value itself."""
+    from analytics.alerts import new_sessions
+
+    z = [1.0, 1.5, 2.5, 1.0, 2.5]
+    ts = np.array([0, 1000, 2000, 3000, 4000], dtype=np.int64)
+    r = rule("crosses_above")
+    assert [f.data_ts for f in evaluate_series(r, RuleState(), ts, np.array(z))[1]] == [
+        2000, 4000]
+    _, got = evaluate_series(r, RuleState(), ts, np.array(z), breaks=[2000])
+    assert [f.data_ts for f in got] == [4000]
+    # a break between the state's frontier and the first point
+    st = RuleState(last_value=1.0, frontier_ts=1000)
+    _, got = evaluate_series(r, st, ts[2:], np.array(z[2:]), breaks=[1500])
+    assert [f.data_ts for f in got] == [4000]
+    _, got = evaluate_series(rule("gt"), RuleState(), ts, np.array(z), breaks=[2000])
+    assert [f.data_ts for f in got] == [2000, 4000]
+    # the scalar step agrees
+    flags = new_sessions(None, ts, [2000])
+    state, fired = RuleState(), []
+    for t, v, new in zip(ts, z, flags, strict=True):
+        state, f = step(r, state, int(t), v, new_session=bool(new))
+        if f:
+            fired.append(f.data_ts)
+    assert fired == [4000]

@@ -276,3 +276,34 @@ def test_trades_frame_columns():
     assert list(frame.columns[:4]) == ["side", "signal_ts", "entry_ts", "exit_ts"]
     assert len(frame) == 2 and frame["pnl"].sum() == pytest.approx(11.0)
     assert isinstance(r.curve_frame(), pd.DataFrame)
+
+
+# ---------------------------------------------------------------- session breaks
+def test_position_closes_at_the_last_bar_before_a_break():
+    # Short decided at bar 1 (z 2.5), filled at bar 2 (A 111). A break opens bar 6
+    # (its bucket start TS[6]): L = 5, so the break exit is decided at 4 and fills at
+    # bar 5 (A 103), even though z never reached the exit threshold in the session.
+    z = [0.0, 2.5, 1.0, 0.5, 0.4, 0.3, 0.3, 0.5, 0.5, 0.5]
+    a = [110, 112, 111, 108, 105, 103, 150, 150, 149, 148]
+    r = run_backtest(TS, np.array(a, float), np.full(10, 100.0), np.ones(10), np.array(z),
+                     params=BacktestParams(), tf_ms=1000, breaks=[int(TS[6])])
+    (tr,) = r.trades
+    assert (tr.entry_index, tr.exit_index, tr.exit_reason) == (2, 5, "break")
+    assert tr.pnl == pytest.approx(111 - 103)
+    assert r.position[5:].tolist() == [0] * 5
+    # the jump 103 -> 150 across the break is not in the equity
+    assert r.equity[-1] == pytest.approx(8.0)
+    # without the break the short rides the jump
+    plain = run_backtest(TS, np.array(a, float), np.full(10, 100.0), np.ones(10),
+                         np.array(z), params=BacktestParams(), tf_ms=1000)
+    assert plain.trades[0].exit_index is None and plain.equity[-1] < 0
+
+
+def test_no_entry_whose_fill_is_at_or_across_a_break():
+    # Signals at 4 (fill at 5 = L) and at 5 (fill at 6, the next session) are refused;
+    # the signal at 7 (inside the new session) is taken and fills at 8.
+    z = [0.0, 0.0, 0.0, 0.0, 2.5, 2.5, 0.0, 2.5, 2.5, 2.5]
+    r = run_backtest(TS, np.full(10, 110.0), np.full(10, 100.0), np.ones(10), np.array(z),
+                     params=BacktestParams(), tf_ms=1000, breaks=[int(TS[6])])
+    assert [t.entry_index for t in r.trades] == [8]
+    assert [t.signal_ts for t in r.trades] == [int(TS[7])]

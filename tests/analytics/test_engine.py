@@ -15,6 +15,7 @@ from analytics.align import align_pair
 from analytics.bars import bars_from_ticks
 from analytics.engine import MarketEngine
 from analytics.pair import pair_series
+from analytics.robust import refit_step
 
 A, B = "BTCUSDT", "ETHUSDT"
 
@@ -42,13 +43,15 @@ def feed(engine, rows, *, clock_every=50, register=None, register_at=None):
     return snaps
 
 
-def batch_expected(sample_ticks, tf, window, regression, prices, upto_ts, refit_step=1):
+def batch_expected(sample_ticks, tf, window, regression, prices, upto_ts, refit_step=None,
+                   tf_ms=None):
     ba = bars_from_ticks(**sample_ticks[A], tf_ms=tf)
     bb = bars_from_ticks(**sample_ticks[B], tf_ms=tf)
     al = align_pair(ba.since(0), bb.since(0))
     keep = al.ts <= upto_ts
     return pair_series(al.ts[keep], al.a[keep], al.b[keep], window=window,
-                       regression=regression, prices=prices, refit_step=refit_step)
+                       regression=regression, prices=prices, refit_step=refit_step,
+                       tf_ms=tf if tf_ms is None else tf_ms)
 
 
 @pytest.fixture(scope="module")
@@ -106,18 +109,20 @@ def test_live_zscore_uses_last_closed_window(sample_ticks, rows):
     assert snap.live_zscore(float(s.price_a[-1]) + 10, float(s.price_b[-1])) > z
 
 
-def test_robust_refits_are_bounded(sample_ticks, rows, monkeypatch):
-    import analytics.engine as engine_mod
-
-    monkeypatch.setattr(engine_mod, "ROBUST_MAX_FITS", 50)
+def test_robust_refit_schedule_is_the_selection_s_own(sample_ticks, rows):
+    """refit_step comes from (window, method) only and the series equals the batch
+    build on the same bars with that schedule anchored to bar time."""
     eng = MarketEngine([A, B])
     feed(eng, rows)
-    snap = eng.pair(A, B, 1_000, 30, "huber", "raw")
-    n = len(snap.series)
-    assert snap.refit_step == -(-(n - 30 + 1) // 50) > 1
-    exp = batch_expected(sample_ticks, 1_000, 30, "huber", "raw", int(snap.series.ts[-1]),
-                         refit_step=snap.refit_step)
-    np.testing.assert_allclose(snap.series.beta, exp.beta, rtol=1e-9, equal_nan=True)
+    snap = eng.pair(A, B, 1_000, 60, "theilsen", "raw")
+    assert snap.refit_step == refit_step(60, "theilsen") == 5
+    exp = batch_expected(sample_ticks, 1_000, 60, "theilsen", "raw", int(snap.series.ts[-1]),
+                         refit_step=snap.refit_step, tf_ms=1_000)  # fmt: skip
+    np.testing.assert_allclose(snap.series.beta, exp.beta, rtol=1e-12, equal_nan=True)
+    beta, slot = snap.series.beta, snap.series.ts // 1_000 // 5
+    changed = np.isfinite(beta[:-1]) & (beta[1:] != beta[:-1])
+    assert changed.sum() > 50
+    assert (slot[1:][changed] != slot[:-1][changed]).all()  # only on a new 5 s slot
 
 
 def test_engine_rejects_bad_selection():
@@ -128,3 +133,27 @@ def test_engine_rejects_bad_selection():
         eng.pair(A, B, 1_000, 30, regression="lasso")
     with pytest.raises(KeyError):
         eng.pair(A, "DOGEUSDT", 1_000, 30)
+
+
+@pytest.mark.parametrize("regression", ["huber", "theilsen"])
+def test_robust_figures_do_not_depend_on_when_the_pair_was_opened(rows, regression):
+    """A pair opened before the tape and one opened after it give identical robust
+    figures at every bar: the refit schedule is anchored to bar time, not to how much
+    history was there at the first request (issue 13.4: z differed by up to 3.66)."""
+    sel = (A, B, 1_000, 20, regression, "log")
+    before = MarketEngine([A, B])
+    feed(before, rows, register=sel, register_at=0)
+    after = MarketEngine([A, B])
+    feed(after, rows)
+    end = rows[-1][0] + 60_000
+    for eng in (before, after):
+        eng.on_clock(end)
+    x, y = before.pair(*sel), after.pair(*sel)
+    assert x.refit_step == y.refit_step
+    np.testing.assert_array_equal(x.series.ts, y.series.ts)
+    assert np.isfinite(x.series.zscore).sum() > 500
+    for f in ("alpha", "beta", "spread"):
+        np.testing.assert_allclose(getattr(x.series, f), getattr(y.series, f),
+                                   rtol=1e-12, atol=0, equal_nan=True, err_msg=f)  # fmt: skip
+    np.testing.assert_allclose(x.series.zscore, y.series.zscore, rtol=1e-9, atol=1e-9,
+                               equal_nan=True)  # fmt: skip

@@ -58,6 +58,9 @@ def test_incremental_equals_batch_every_bar_on_the_tape(tape, regression, prices
     points = replay(live, ts, a, b)
     first = requirements(W, regression)["beta"] - 1
     assert all(p is None for p in points[:first]) and points[first] is not None
+    fit = -(-first // STEP[regression]) * STEP[regression]  # first scheduled refit
+    assert all(math.isnan(p.beta) for p in points[first:fit])
+    assert not math.isnan(points[fit].beta)
     scale = float(np.abs(np.log(a) if prices == "log" else a).max())
     assert_rows_equal(points, ps, scale)
     assert live.count == len(a) and live.last is points[-1]
@@ -69,7 +72,7 @@ def test_incremental_equals_batch_with_non_default_parameters(tape):
     ps = pair_series(ts, a, b, window=45, regression="kalman", prices="log", kalman=kp)
     live = IncrementalPair(45, "kalman", "log", kalman=kp)
     assert_rows_equal(replay(live, ts, a, b), ps, 12.0)
-    rp = RobustParams(max_points=20, epsilon=1.2)
+    rp = RobustParams(epsilon=1.2)
     for method in ("huber", "theilsen"):
         ps = pair_series(
             ts, a, b, window=40, regression=method, robust=rp, refit_step=11
@@ -87,8 +90,8 @@ def test_flat_leg_gives_the_same_nans_in_both(regression):
     b[40:65] = b[40]
     a = 61_700.0 + 20 * (b - 2_680.0) + np.cumsum(rng.normal(0, 2.0, 120))
     ts = np.arange(120)
-    ps = pair_series(ts, a, b, window=10, regression=regression)
-    points = replay(IncrementalPair(10, regression), ts, a, b)
+    ps = pair_series(ts, a, b, window=10, regression=regression, refit_step=1)
+    points = replay(IncrementalPair(10, regression, refit_step=1), ts, a, b)
     assert_rows_equal(points, ps, float(a.max()))
     if regression != "kalman":
         assert np.isnan(ps.beta[49:65]).all() and np.isnan(ps.zscore[49:74]).all()
@@ -214,3 +217,27 @@ def test_warm_needs_a_fresh_estimator(tape):
     live.update(ts[0], a[0], b[0])
     with pytest.raises(ValueError, match="fresh"):
         live.warm(ts[1:], a[1:], b[1:])
+
+
+@pytest.mark.parametrize("prices", PRICE_MODES)
+@pytest.mark.parametrize("regression", ["huber", "theilsen"])
+def test_live_robust_on_the_bar_time_schedule_equals_batch_at_every_step(
+    tape, regression, prices
+):
+    """IncrementalPair(tf_ms=1000) with the default schedule, stepped bar by bar, equals
+    pair_series(tf_ms=1000) at every bar; warm() on any history then live bars too."""
+    ts, a, b = tape["ts"].to_numpy(), tape["a"].to_numpy(), tape["b"].to_numpy()
+    w = 60
+    ps = pair_series(ts, a, b, window=w, regression=regression, prices=prices, tf_ms=1_000)
+    live = IncrementalPair(w, regression, prices, tf_ms=1_000)
+    assert live.refit_step > 1
+    points = replay(live, ts, a, b)
+    scale = float(np.abs(np.log(a) if prices == "log" else a).max())
+    assert_rows_equal(points, ps, scale)
+    for cut in (200, 333, 401):  # warm on a history, then live
+        warmed = IncrementalPair(w, regression, prices, tf_ms=1_000)
+        warmed.warm(ts[:cut], a[:cut], b[:cut])
+        for t in range(cut, len(ts)):
+            p = warmed.update(ts[t], a[t], b[t])
+            assert p.beta == ps.beta[t] and p.alpha == ps.alpha[t], t
+            assert p.zscore == pytest.approx(ps.zscore[t], rel=1e-9, abs=1e-9), t

@@ -28,7 +28,7 @@ from analytics.spread import rolling_zscore
 from analytics.stationarity import adf_test, coint_test, half_life
 
 W = 30
-FAST_ROBUST = {"huber": 3, "theilsen": 7}  # refit steps that keep the suite fast
+FAST_ROBUST = {"huber": 1, "theilsen": 1}  # refit every bar (the schedule: test_hedge)
 
 
 def _closes_1s(cols: dict[str, np.ndarray]) -> pd.Series:
@@ -272,5 +272,30 @@ def test_too_few_bars_is_insufficient_data(tape):
 def test_robust_params_validation():
     with pytest.raises(ValueError, match="epsilon"):
         RobustParams(epsilon=0.5)
-    with pytest.raises(ValueError, match="max_points"):
-        RobustParams(max_points=2)
+    with pytest.raises(TypeError):
+        RobustParams(max_points=2)  # no subsampling any more: every point is used
+
+
+@pytest.mark.parametrize("regression", ["huber", "theilsen"])
+def test_robust_figures_do_not_depend_on_where_the_history_starts(tape, regression):
+    """The series built from bars[k:] equals the full series at every common bar where
+    it is defined, for several k; it is undefined only before its first scheduled refit
+    (the schedule is anchored to bar time ``ts // tf``, not to the first bar)."""
+    from analytics.robust import refit_step
+
+    w = 60  # Theil-Sen step 5, Huber step 4
+    step = refit_step(w, regression)
+    assert step > 1
+    full = pair_series(tape["ts"], tape["a"], tape["b"], window=w, regression=regression,
+                       prices="log", tf_ms=1_000)  # fmt: skip
+    for k in (1, 2, 3, 7, 50, 123):
+        part = pair_series(tape["ts"][k:], tape["a"][k:], tape["b"][k:], window=w,
+                           regression=regression, prices="log", tf_ms=1_000)  # fmt: skip
+        for f in ("alpha", "beta", "spread"):
+            got, ref = getattr(part, f), getattr(full, f)[k:]
+            have = np.isfinite(got)
+            np.testing.assert_array_equal(got[have], ref[have], err_msg=f"{f} k={k}")
+        first = _first(part.beta)
+        assert w - 1 <= first < w - 1 + step  # NaN only until the first refit
+        zk = np.isfinite(part.zscore)
+        np.testing.assert_allclose(part.zscore[zk], full.zscore[k:][zk], rtol=1e-9, atol=1e-9)

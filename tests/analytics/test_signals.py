@@ -94,3 +94,36 @@ def test_result_is_frozen():
     s = signal_summary(1.0, **GOOD)
     with pytest.raises(AttributeError):
         s.side = "long_spread"  # type: ignore[misc]
+
+
+def _printed_comparison(reason: str) -> bool:
+    """Does the comparison printed in ``reason`` hold for the printed numbers?"""
+    import re
+
+    m = re.search(r"([-\d.,]+) (bars )?(<|≥|>|≤) (window )?([-\d.,]+)", reason)
+    assert m, reason
+    x, op, y = float(m[1].replace(",", "")), m[3], float(m[5].replace(",", ""))
+    return {"<": x < y, "≥": x >= y, ">": x > y, "≤": x <= y}[op]
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        dict(corr=0.497),
+        dict(corr=0.4999),
+        dict(corr=0.5),
+        dict(corr=0.504),
+        dict(coint_pvalue=0.0499),
+        dict(coint_pvalue=0.0501),
+        dict(coint_pvalue=0.05),
+        dict(half_life_bars=60.04),
+        dict(half_life_bars=59.96),
+    ],
+)
+def test_printed_numbers_agree_with_the_comparison(kw):
+    """rho = 0.497 must not read "return correlation 0.50 < 0.50"."""
+    s = signal_summary(1.0, **{**GOOD, **kw})
+    compared = [r for r in s.reasons if any(op in r for op in (" < ", " ≥ ", " > ", " ≤ "))]
+    assert len(compared) == 3
+    for reason in compared:
+        assert _printed_comparison(reason), reason

@@ -293,3 +293,69 @@ def test_result_is_frozen():
     with pytest.raises(TypeError):
         up.bars["X"] = up.bars["BTCUSDT"]  # type: ignore[index]
     assert not up.bars["BTCUSDT"].close.flags.writeable
+
+
+# -- corrupt zips (issue 13.8): every one a refusal with a message, never a crash ------
+def _zip_of(content: bytes, method=zipfile.ZIP_DEFLATED) -> bytearray:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", method) as zf:
+        zf.writestr("BTCUSDT-1h-2021-01.csv", content)
+    return bytearray(buf.getvalue())
+
+
+def _corrupt_deflate() -> bytes:
+    """The deflate stream is garbage (zlib.error when inflating)."""
+    z = _zip_of(H1.read_bytes())
+    start = 30 + len("BTCUSDT-1h-2021-01.csv")
+    z[start : start + 64] = b"\xff" * 64
+    return bytes(z)
+
+
+def _bad_crc() -> bytes:
+    """Stored (uncompressed) member with one byte changed: a CRC-32 mismatch."""
+    z = _zip_of(H1.read_bytes(), zipfile.ZIP_STORED)
+    start = 30 + len("BTCUSDT-1h-2021-01.csv")
+    z[start + 100] ^= 0x01
+    return bytes(z)
+
+
+def _truncated_member() -> bytes:
+    """Central directory intact, member data cut short (EOF while inflating)."""
+    z = _zip_of(H1.read_bytes())
+    cd = z.rfind(b"PK\x01\x02")
+    start = 30 + len("BTCUSDT-1h-2021-01.csv")
+    return bytes(z[: start + 200] + z[cd:])
+
+
+def _encrypted_flag() -> bytes:
+    """The member claims to be encrypted (no password can be given)."""
+    z = _zip_of(H1.read_bytes())
+    z[6] |= 0x01  # local header flag
+    cd = z.rfind(b"PK\x01\x02")
+    z[cd + 8] |= 0x01  # central directory flag
+    return bytes(z)
+
+
+def _unknown_method() -> bytes:
+    """A compression method zipfile does not implement."""
+    z = _zip_of(H1.read_bytes())
+    z[8:10] = (99).to_bytes(2, "little")
+    cd = z.rfind(b"PK\x01\x02")
+    z[cd + 10 : cd + 12] = (99).to_bytes(2, "little")
+    return bytes(z)
+
+
+CORRUPT_ZIPS = {
+    "corrupt_deflate": _corrupt_deflate,
+    "bad_crc": _bad_crc,
+    "truncated_member": _truncated_member,
+    "encrypted": _encrypted_flag,
+    "unknown_method": _unknown_method,
+    "cut_in_half": lambda: bytes(_zip_of(H1.read_bytes())[:900]),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(CORRUPT_ZIPS))
+def test_corrupt_zip_is_refused_with_a_message(kind):
+    problems = refused(CORRUPT_ZIPS[kind](), filename="BTCUSDT-1h-2021-01.zip")
+    assert any("zip" in p for p in problems), problems

@@ -150,3 +150,130 @@ def test_live_table_pages_from_the_server(page, app_health):
     )
     assert row["ts"].startswith("20") and row["ts"].endswith("Z")
     assert set(app_health()["symbols"]) >= {"BTCUSDT", "ETHUSDT"}
+
+
+# -- datasets from the page: multi-file drops, appended months, links (issue 14.4-14.8) ----
+def _upload_api(live_app: str, name: str, paths) -> None:
+    for p in paths:
+        with open(p, "rb") as fh:
+            r = requests.post(f"{live_app}/api/upload", files={"file": (p.name, fh)},
+                              data={"dataset": name}, timeout=30)
+        assert r.status_code == 200, r.text
+
+
+def _dataset(page, name: str) -> dict | None:
+    found = [d for d in page.request.get("/api/datasets").json()["datasets"]
+             if d["dataset"] == name]
+    return found[0] if found else None
+
+
+def _month_parts(tmp_path):
+    """Two consecutive parts of the real BTCUSDT 1 h file ("October", "November"),
+    overlapping by 24 identical bars; and "November" with one conflicting row."""
+    lines = FILES[0].read_text().splitlines()
+    oct_ = tmp_path / "BTCUSDT-1h-2021-01-part1.csv"
+    nov = tmp_path / "BTCUSDT-1h-2021-01-part2.csv"
+    oct_.write_text("\n".join(lines[:400]) + "\n")
+    nov.write_text("\n".join(lines[376:]) + "\n")
+    bad_lines = lines[376:]
+    cells = bad_lines[3].split(",")
+    cells[5] = "1.5"  # file line 4: another volume than the stored bar of that hour
+    bad_lines[3] = ",".join(cells)
+    bad = tmp_path / "BTCUSDT-1h-2021-01-part2b.csv"
+    bad.write_text("\n".join(bad_lines) + "\n")
+    return oct_, nov, bad
+
+
+def test_a_multi_file_drop_without_a_name_makes_one_dataset(page):
+    page.goto("/data")
+    expect(page.locator("#data-grid")).to_be_visible()
+    page.set_input_files("#data-upload input[type=file]", [str(p) for p in FILES])
+    expect(page.locator(".upload-accepted")).to_have_count(2, timeout=30_000)
+    ds = _dataset(page, "BTCUSDT-ETHUSDT-1h")
+    assert ds is not None, page.request.get("/api/datasets").json()
+    assert ds["symbols"] == ["BTCUSDT", "ETHUSDT"]
+    assert _dataset(page, "BTCUSDT-1h-2021-01") is None
+    expect(page.locator("#data-source")).to_have_value("BTCUSDT-ETHUSDT-1h")
+    expect(page.locator("#data-b")).to_have_value("ETHUSDT")
+
+
+def test_the_next_month_appends_from_the_page_and_a_conflict_names_its_line(page, tmp_path):
+    oct_, nov, bad = _month_parts(tmp_path)
+    page.goto("/data")
+    page.fill("#data-upload-dataset", "btc-months")
+    page.set_input_files("#data-upload input[type=file]", str(oct_))
+    expect(page.locator(".upload-accepted")).to_have_count(1, timeout=30_000)
+    page.set_input_files("#data-upload input[type=file]", str(nov))
+    ok = page.locator(".upload-accepted")
+    expect(ok).to_contain_text("344 new", timeout=30_000)
+    expect(ok).to_contain_text("24 identical bars merged")
+    ds = _dataset(page, "btc-months")
+    assert ds["rows"] == {"BTCUSDT": 744} and ds["end"] == "2021-01-31T23:00:00.000Z"
+    expect(page.locator("#data-datasets")).to_contain_text("BTCUSDT (744)")
+    page.set_input_files("#data-upload input[type=file]", str(bad))
+    refused = page.locator(".upload-refused")
+    expect(refused).to_contain_text("refused, nothing was stored", timeout=30_000)
+    expect(refused).to_contain_text("line 4 (2021-01-16T19:00:00.000Z) has volume 1.5")
+    assert _dataset(page, "btc-months")["rows"] == {"BTCUSDT": 744}
+
+
+def test_a_data_link_opens_its_dataset_window_and_settings(page, live_app):
+    _upload_api(live_app, "link-1h", FILES)
+    page.goto("/data?dataset=link-1h&w=5&reg=huber&prices=log&a=ETHUSDT&b=BTCUSDT")
+    expect(page.locator("#data-source")).to_have_value("link-1h")
+    expect(page.locator("#data-window")).to_have_value("5")
+    expect(page.locator("#data-reg")).to_have_value("huber")
+    expect(page.locator("#data-a")).to_have_value("ETHUSDT")
+    expect(page.locator("#data-tf")).to_have_value("1h")
+    # the source select says what each dataset holds
+    expect(page.locator("#data-source option[value='link-1h']")).to_have_text(
+        "link-1h · BTCUSDT, ETHUSDT · 1h · 744 bars")
+    page.click("#data-load")
+    expect(page.locator("#data-status")).to_contain_text("744 rows of 1h bars", timeout=30_000)
+    expect(page.locator("#data-status")).to_contain_text("ETHUSDT/BTCUSDT (link-1h)")
+    # choosing another source puts it in the address bar (a link to share)
+    page.select_option("#data-source", label="Live feed")
+    page.wait_for_function("() => !location.search.includes('dataset=')")
+    page.select_option("#data-source", "link-1h")
+    page.wait_for_function("() => location.search.includes('dataset=link-1h')")
+
+
+def test_an_unknown_dataset_in_the_link_falls_back_to_live_with_a_note(page):
+    page.goto("/data?dataset=nosuch&w=7")
+    note = page.locator(".dataset-note")
+    expect(note).to_contain_text("No dataset named 'nosuch'; showing the live feed")
+    expect(page.locator("#data-source")).to_have_value("(live)")
+    # the select shows what it is on, not an empty box
+    expect(page.locator("#data-source option:checked")).to_have_text("Live feed")
+    expect(page.locator("#data-window")).to_have_value("7")
+    page.wait_for_timeout(2_000)  # the page's first callbacks ran: the note is still there
+    expect(note).to_contain_text("No dataset named 'nosuch'")
+
+
+def test_tick_download_defaults_to_the_last_minutes_held(page, tmp_path):
+    page.goto("/data")
+    start, end = page.locator("#data-ticks-start"), page.locator("#data-ticks-end")
+    expect(start).not_to_have_value("")
+    expect(end).not_to_have_value("")
+    t0 = pd.Timestamp(start.input_value(), tz="UTC")
+    t1 = pd.Timestamp(end.input_value(), tz="UTC")
+    now = pd.Timestamp.now(tz="UTC")
+    # the replay stamps its trades now: the defaults are today's, not the recording's 2024
+    assert abs((now - t1).total_seconds()) < 600, (t0, t1, now)
+    assert pd.Timedelta(0) < t1 - t0 <= pd.Timedelta(minutes=5)
+    assert str(now.year) in (start.get_attribute("placeholder") or "")
+    with page.expect_download() as dl:
+        page.click("#data-download-ticks")
+    name = dl.value.suggested_filename
+    assert name.startswith("ticks_BTCUSDT_"), name
+    path = tmp_path / name
+    dl.value.save_as(path)
+    ticks = pd.read_csv(path)
+    assert len(ticks) > 0 and {"trade_id", "price", "qty"} <= set(ticks.columns)
+    expect(page.locator("#data-download-note")).not_to_contain_text("required")
+    # emptied fields mean the default range again, not "start: is required"
+    start.fill("")
+    end.fill("")
+    with page.expect_download():
+        page.click("#data-download-ticks")
+    expect(page.locator("#data-download-note")).not_to_contain_text("required")

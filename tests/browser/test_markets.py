@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+
+import pytest
+import requests
 
 
 def pid(kind: str, index: str) -> str:
@@ -93,3 +99,87 @@ def test_heatmap_timeframe_switch(page):
     page.wait_for_selector("#markets-heatmap .js-plotly-plot")
     page.click("#markets-timeframe label:has-text('1m')")
     wait_for(lambda: " 1m bars" in page.inner_text("#markets-heatmap-note"), what="1m note")
+
+
+# -- issue 14.10 / 13.13: offline feed, small-sample heatmap, JSON 414, foreign Origin ----
+@pytest.fixture(scope="module")
+def offline_app(tmp_path_factory):
+    """``python app.py`` whose feed cannot connect (no internet: a closed loopback
+    port), no REST back-fill: the markets page shows the disconnected feed."""
+    from tests.browser.conftest import ROOT, _free_port, _health
+
+    tmp = tmp_path_factory.mktemp("offline-app")
+    port, dead = _free_port(), _free_port()
+    log_path = tmp / "app.log"
+    proc = subprocess.Popen(
+        [sys.executable, "app.py", "--feed-url", f"ws://127.0.0.1:{dead}", "--rest-url", "off",
+         "--db", str(tmp / "offline.db"), "--port", str(port)],
+        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for(lambda: proc.poll() is not None or _health(base) is not None, 60,
+                 "offline app")
+        assert proc.poll() is None, log_path.read_text()
+        yield base
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_offline_feed_card_fits_the_page(browser, offline_app):
+    """With no connection the feed card shows the long stream URL and the error; the
+    page must still fit a 1280 px window (it was 1,461 px wide)."""
+    ctx = browser.new_context(viewport={"width": 1280, "height": 900}, base_url=offline_app)
+    pg = ctx.new_page()
+    try:
+        pg.goto("/")
+        pg.wait_for_selector("#markets-feed-detail table")
+        wait_for(lambda: "disconnected" in pg.inner_text("#markets-feed-detail"),
+                 what="disconnected feed card")
+        assert "/stream?streams=" in pg.inner_text("#markets-feed-detail")
+        widths = pg.evaluate(
+            "() => [document.documentElement.scrollWidth, document.body.scrollWidth,"
+            " window.innerWidth]"
+        )
+        assert max(widths[:2]) <= widths[2], widths
+        box = pg.locator("#markets-feed-detail").bounding_box()
+        assert box["x"] + box["width"] <= widths[2], box
+    finally:
+        ctx.close()
+
+
+def test_heatmap_of_few_bars_is_greyed_and_says_n(page):
+    page.goto("/")
+    page.wait_for_selector("#markets-heatmap .js-plotly-plot")
+    page.click("#markets-timeframe label:has-text('5m')")
+    note = wait_for(
+        lambda: (t := page.inner_text("#markets-heatmap-note")) and " 5m bars" in t and t,
+        what="5m note",
+    )
+    assert "n = " in note and "too few" in note
+    scale = page.evaluate(
+        "() => document.querySelector('#markets-heatmap .js-plotly-plot').data[0].colorscale"
+    )
+    assert {c for _, c in scale} == {"#5b6270"}
+    page.click("#markets-timeframe label:has-text('1s')")
+    wait_for(lambda: " 1s bars" in page.inner_text("#markets-heatmap-note"), what="1s note")
+    assert "too few" not in page.inner_text("#markets-heatmap-note")
+
+
+def test_served_app_answers_414_in_json_and_refuses_a_foreign_origin(live_app):
+    """``app.py`` as users start it: the server's own 414 is JSON, and a state change
+    from another site's page is a 403 (the page's own callbacks keep working above)."""
+    r = requests.get(f"{live_app}/api/bars?symbol={'X' * 70_000}", timeout=10)
+    assert r.status_code == 414 and r.headers["Content-Type"] == "application/json"
+    assert "URI" in r.json()["error"]
+    r = requests.post(f"{live_app}/api/upload", files={"file": ("x.csv", b"a,b\n")},
+                      headers={"Origin": "http://evil.example"}, timeout=10)
+    assert r.status_code == 403 and r.json()["reason"] == "origin"
+    r = requests.post(f"{live_app}/_dash-update-component", json={},
+                      headers={"Host": "rebound.example"}, timeout=10)
+    assert r.status_code == 403 and r.json()["reason"] == "host"

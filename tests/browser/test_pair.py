@@ -310,3 +310,209 @@ def test_hover_shows_exact_values_and_utc_time(page):
     )
     assert "UTC" in text and "z " in text, text
     assert any(ch.isdigit() for ch in text.split("z ")[-1])
+
+
+# ----------------------------------------------------------------- a page a trader can trust
+TF_MS = {"1s": 1_000, "1m": 60_000, "5m": 300_000}
+CHART_KINDS = ("pair-price-graph", "pair-spread-graph", "pair-z-graph", "pair-corr-graph",
+               "pair-beta-graph")
+
+
+def chart_summary(page, kind: str, index: int = 0) -> dict | None:
+    """Per chart: x of every trace with points, the placeholder text, x axis visible."""
+    return page.evaluate(
+        "() => { const g = " + graph_js(kind, index) + "; if (!g || !g.data) return null;"
+        " return {xs: g.data.filter(t => t.type !== 'bar').map(t => (t.x || []).slice(-50)),"
+        " texts: ((g.layout && g.layout.annotations) || []).map(a => String(a.text)),"
+        " xvisible: !g._fullLayout || !g._fullLayout.xaxis ||"
+        "   g._fullLayout.xaxis.visible !== false}; }"
+    )
+
+
+def chart_problem(page, kind: str, tf: str) -> str | None:
+    """None when the chart shows bars of ``tf`` or says it is collecting/building;
+    otherwise what is wrong (another timeframe's bars, a bare empty chart...)."""
+    s = chart_summary(page, kind)
+    if s is None:
+        return f"{kind}: no figure"
+    spaced = [x for x in s["xs"] if len(x) > 1]
+    if spaced:
+        gaps = [b - a for x in spaced for a, b in zip(x, x[1:], strict=False)]
+        if min(gaps) < TF_MS[tf]:
+            return f"{kind}: bars {min(gaps)} ms apart under {tf}"
+        return None
+    if any(len(x) for x in s["xs"]):
+        return None  # a single bar of the new timeframe
+    if not any(w in t for t in s["texts"] for w in ("collecting", "building")):
+        return f"{kind}: empty without saying why ({s['texts']})"
+    if s["xvisible"]:
+        return f"{kind}: empty chart with a visible (year 2000) time axis"
+    return None
+
+
+def selection_problems(page, tf: str) -> list[str]:
+    out = [p for k in CHART_KINDS if (p := chart_problem(page, k, tf))]
+    kpi = page.inner_text(pid("pair-kpi"))
+    if f"· {tf}" not in kpi:
+        out.append(f"KPI cards do not say {tf}: {kpi!r}")
+    return out
+
+
+def test_timeframe_switch_never_shows_the_previous_timeframe(page, shot):
+    open_pair(page)
+    for tf in ("1m", "5m", "1s"):
+        page.click(f"{pid('pair-tf')} label:has-text('{tf}')")
+        wait_for(lambda tf=tf: f"· {tf}" in page.inner_text(pid("pair-tab")), what=f"tab {tf}")
+        # from the moment the tab says tf, at most one refresh later everything does
+        time.sleep(1.0)
+        for _ in range(6):
+            assert selection_problems(page, tf) == [], tf
+            time.sleep(0.25)
+        if tf == "1m":
+            shot(page, "pair-1m-collecting")
+
+
+def test_direct_1m_link_draws_prices_at_once(page):
+    page.goto("/pair?a=BTCUSDT&b=ETHUSDT&tf=1m&w=60")
+    page.wait_for_selector(pid("pair-live-z"))
+    wait_for(
+        lambda: any(len(x) for x in (chart_summary(page, "pair-price-graph") or {"xs": []})["xs"]),
+        timeout=15, what="1m prices drawn",
+    )
+    assert selection_problems(page, "1m") == []
+    texts = chart_summary(page, "pair-z-graph")["texts"]
+    assert any("collecting" in t and "of 119 bars" in t for t in texts), texts
+
+
+BAD_CONTROLS = [
+    ("pair-window", "5000", "Window", "3 to 3600"),
+    ("pair-window", "2", "Window", "3 to 3600"),
+    ("pair-window", "3.5", "Window", "whole number"),
+    ("pair-window", "", "Window", "required"),
+    ("pair-entry", "-1", "Entry", "0.5 to 5"),
+    ("pair-entry", "0", "Entry", "0.5 to 5"),
+    ("pair-k", "-2", "Bands k", "0.5 to 5"),
+    ("pair-k", "0", "Bands k", "0.5 to 5"),
+]
+
+
+def test_bad_controls_say_so_in_red_and_keep_the_charts(page, shot):
+    open_pair(page)
+    error = page.locator(pid("pair-error"))
+    for ctl, value, label, rule in BAD_CONTROLS:
+        page.fill(pid(ctl), value)
+        page.press(pid(ctl), "Enter")
+        wait_for(
+            lambda label=label, rule=rule: all(w in error.inner_text() for w in (label, rule)),
+            timeout=8, what=f"red message for {ctl}={value!r}",
+        )
+        assert error.locator(".alert-danger").count() == 1
+        assert "is-invalid" in (page.get_attribute(pid(ctl), "class") or "")
+        assert "still show" in error.inner_text()  # says what the charts show
+        assert "w=20" in href(page)  # the selection did not move
+        assert "pair-body stale" in (page.get_attribute(pid("pair-body"), "class") or "")
+        if ctl == "pair-window" and value == "5000":
+            shot(page, "pair-bad-window")
+        # a good value clears the message
+        good = {"pair-window": "20", "pair-entry": "2", "pair-k": "2"}[ctl]
+        page.fill(pid(ctl), good)
+        page.press(pid(ctl), "Enter")
+        wait_for(lambda: error.inner_text().strip() == "", timeout=8, what="message cleared")
+
+
+def test_robust_build_says_what_it_builds_and_marks_old_numbers_stale(page, shot):
+    open_pair(page)
+    kpi, body, status = pid("pair-kpi"), pid("pair-body"), pid("pair-status")
+    shot_taken = False
+
+    def state():
+        """KPI text, body class and status read in one go (one frame of the page)."""
+        return tuple(
+            page.evaluate(
+                "([k, b, s]) => [document.querySelector(k).innerText,"
+                " document.querySelector(b).className, document.querySelector(s).innerText]",
+                [kpi, body, status],
+            )
+        )
+
+    page.select_option(pid("pair-reg"), "theilsen")
+    page.select_option(pid("pair-reg"), "huber")  # superseded at once
+    # the browser marks the old numbers within a moment of the choice (no round trip)
+    wait_for(
+        lambda: (lambda t, c, _s: "stale" in c or ("Huber" in t and "OLS" not in t))(*state()),
+        timeout=0.5, step=0.02, what="old numbers marked stale at once",
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        text, cls, stat = state()
+        stale = "stale" in cls
+        if "building" in stat:  # a fast build may finish before a poll sees this
+            assert "Huber" in stat or "Theil-Sen" in stat, stat
+            assert stale, "building without marking the old numbers stale"
+            if not shot_taken:
+                shot(page, "pair-building")
+                shot_taken = True
+        if "OLS" in text:  # the previous regression's numbers
+            assert stale, f"OLS numbers shown unmarked after choosing Huber: {cls!r}"
+        if "Huber" in text and not stale:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError(f"Huber never drawn: {state()}")
+    assert "Theil-Sen" not in state()[0]  # the superseded choice never shows
+    assert "building" not in state()[2]
+
+
+def upload_dataset(live_app: str, name: str) -> None:
+    import requests
+
+    from tests.browser.conftest import ROOT
+
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        path = ROOT / "sample_data" / f"{sym}-1h-2021-01.csv"
+        with path.open("rb") as fh:
+            r = requests.post(
+                f"{live_app}/api/upload", files={"file": (path.name, fh)},
+                data={"dataset": name}, timeout=30,
+            )
+        assert r.status_code == 200, r.text
+
+
+JAN_2021 = (1_609_459_200_000, 1_612_137_600_000)
+
+
+def test_dataset_source_on_the_pair_page(page, live_app, shot):
+    upload_dataset(live_app, "h5-pair")
+    page.goto("/pair?dataset=h5-pair&a=BTCUSDT&b=ETHUSDT&tf=1h&w=24")
+    page.wait_for_selector(pid("pair-live-z"))
+    assert page.input_value(pid("pair-source")) == "h5-pair"
+    wait_for(lambda: len(values_at(page, "pair-z-graph")) > 100, what="dataset z-score")
+    for kind in CHART_KINDS:
+        xs = [x for x in chart_summary(page, kind)["xs"] if x]
+        assert xs and all(JAN_2021[0] <= v < JAN_2021[1] for x in xs for v in x), kind
+    assert graph_state(page, "pair-z-graph")["n"][1] == 0  # no live tick marker
+    assert "β hedge" in page.inner_text(pid("pair-kpi"))
+    assert "dataset=h5-pair" in href(page)
+    page.fill(pid("pair-window"), "30")
+    page.press(pid("pair-window"), "Enter")
+    wait_for(lambda: "w=30" in href(page) and "dataset=h5-pair" in href(page), what="URL")
+    shot(page, "pair-dataset")
+    # back to the live feed: the URL drops the dataset and the live marker returns
+    page.select_option(pid("pair-source"), "live")
+    wait_for(lambda: "dataset=" not in href(page), what="live URL")
+
+
+def test_url_carries_every_control_across_a_reload(page):
+    page.goto("/pair?a=BTCUSDT&b=ETHUSDT&tf=1s&w=20&reg=ols&prices=raw&mode=candles&k=3&entry=1.5")
+    page.wait_for_selector(pid("pair-live-z"))
+    assert page.input_value(pid("pair-price-mode")) == "candles"
+    assert page.input_value(pid("pair-k")) == "3"
+    assert page.input_value(pid("pair-entry")) == "1.5"
+    page.fill(pid("pair-k"), "2.5")
+    page.press(pid("pair-k"), "Enter")
+    wait_for(lambda: "k=2.5" in href(page) and "mode=candles" in href(page), what="URL k")
+    assert "entry=1.5" in href(page)
+    page.reload()
+    page.wait_for_selector(pid("pair-live-z"))
+    assert page.input_value(pid("pair-k")) == "2.5"
+    assert page.input_value(pid("pair-price-mode")) == "candles"

@@ -133,6 +133,8 @@ def test_real_binance_klines_upload_and_analyse(client):
         "symbols": ["BTCUSDT", "ETHUSDT"],
         "added": ["ETHUSDT"],
         "rows": 744,
+        "inserted": 744,
+        "identical": 0,
         "start": "2021-01-01T00:00:00.000Z",
         "end": "2021-01-31T23:00:00.000Z",
         "timeframe": "1h",
@@ -255,8 +257,8 @@ def test_upload_request_errors(client):
     assert (
         post(client, BTC_1H.read_bytes(), BTC_1H.name, dataset="d").status_code == 200
     )
-    r = post(client, BTC_1H.read_bytes(), BTC_1H.name, dataset="d")
-    assert r.status_code == 400 and "already holds BTCUSDT" in r.json["problems"][0]
+    r = post(client, BTC_1H.read_bytes(), BTC_1H.name, dataset="d")  # the same file again
+    assert r.status_code == 200 and r.json["inserted"] == 0 and r.json["identical"] == 744
     r = post(
         client,
         (SAMPLE_DIR / "BTCUSDT-1m-2020-01-01.csv").read_bytes(),
@@ -267,6 +269,27 @@ def test_upload_request_errors(client):
         r.status_code == 400
         and "holds 1h bars, this file has 1m bars" in r.json["problems"][0]
     )
+
+
+def test_upload_appends_the_next_part_to_an_existing_dataset(client):
+    """November after October (two consecutive parts of the real 1 h file), overlapping by
+    24 identical bars: one dataset with every bar once; a conflicting row is refused."""
+    lines = BTC_1H.read_text().splitlines()
+    oct_, nov = _lines(lines[:400]), _lines(lines[376:])
+    assert post(client, oct_, "BTCUSDT-1h-part1.csv", dataset="months").status_code == 200
+    r = post(client, nov, "BTCUSDT-1h-part2.csv", dataset="months")
+    assert r.status_code == 200, r.json
+    assert (r.json["inserted"], r.json["identical"], r.json["rows"]) == (344, 24, 368)
+    (ds,) = client.get("/api/datasets").json["datasets"]
+    assert ds["rows"] == {"BTCUSDT": 744} and ds["end"] == "2021-01-31T23:00:00.000Z"
+    whole = client.get("/api/bars?dataset=months&symbol=BTCUSDT&format=csv").data
+    post(client, BTC_1H.read_bytes(), BTC_1H.name, dataset="whole")
+    assert client.get("/api/bars?dataset=whole&symbol=BTCUSDT&format=csv").data == whole
+    r = post(client, _lines(_set(lines[376:], 3, 5, "1.5")), "BTCUSDT-1h-x.csv",
+             dataset="months")
+    assert r.status_code == 400
+    assert "line 4 (2021-01-16T19:00:00.000Z) has volume 1.5" in r.json["problems"][0]
+    assert "DELETE /api/datasets/months" in r.json["problems"][-1]
 
 
 # -- dataset parameter ------------------------------------------------------------------------

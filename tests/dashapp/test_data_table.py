@@ -251,8 +251,13 @@ def _find(component, id_):
     return None
 
 
-def test_data_page_opens_on_the_dataset_of_its_url(services):
+def test_data_page_opens_on_the_dataset_of_its_url(services, tmp_path, monkeypatch):
     import dash
+
+    from ingest.store import TickStore
+
+    empty = TickStore(tmp_path / "none.db").start()  # the tick fields read the store
+    monkeypatch.setattr(services, "store", empty, raising=False)
 
     del dash  # the registry exists after test_page_callbacks_as_functions's Dash()
     from dashapp import ids
@@ -266,13 +271,18 @@ def test_data_page_opens_on_the_dataset_of_its_url(services):
     assert not _find(view, ids.Data.STATUS).children
 
     live = page.layout()
-    assert _find(live, ids.Data.SOURCE).value == dt.LIVE
+    assert _find(live, ids.Data.SOURCE).value == "(live)"  # dataset_select.LIVE_VALUE
     assert _find(live, ids.Data.TF).value == "1s"
 
-    gone = page.layout(dataset="nope<script>")
-    assert _find(gone, ids.Data.SOURCE).value == dt.LIVE
-    notice = _find(gone, ids.Data.STATUS).children.children
+    gone = page.layout(dataset="nope<script>", w="5")
+    assert _find(gone, ids.Data.SOURCE).value == "(live)"
+    # under the source select, where no callback overwrites it (the status line is)
+    notice = _find(gone, ids.Data.SOURCE + "-note").children
     assert "No dataset named 'nope<script>'" in notice and "m21" in notice
+    assert _find(gone, ids.Data.WINDOW).value == 5
+    bad = page.layout(w="x", reg="nope")
+    assert _find(bad, ids.Data.WINDOW).value == 60
+    assert "w='x' is not valid, using 60" in _find(bad, ids.Data.SOURCE + "-note").children
 
 
 def test_ticks_download_over_a_time_range(services, tmp_path):
@@ -303,6 +313,17 @@ def test_ticks_download_over_a_time_range(services, tmp_path):
         np.testing.assert_array_equal(got.trade_id, ticks["trade_id"][keep])
         np.testing.assert_array_equal(got.price, ticks["price"][keep])
         assert payload["filename"].startswith("ticks_ETHUSDT_20240808T2358")
+        # empty From/To: the last five minutes held, To exclusive after the last trade
+        d = dd.tick_defaults("ETHUSDT")
+        last = int(ticks["time_ms"].max())
+        end = (last // 1000 + 1) * 1000
+        assert pd.Timestamp(d["end"], tz="UTC").value // 10**6 == end
+        assert pd.Timestamp(d["start"], tz="UTC").value // 10**6 == end - 300_000
+        assert d["end_ph"].startswith("last held 2024-08-0")
+        got = pd.read_csv(io.BytesIO(base64.b64decode(
+            dd.ticks_file("ETHUSDT", None, "", "csv")["content"])))
+        keep = ticks["time_ms"] >= end - 300_000
+        np.testing.assert_array_equal(got.trade_id, ticks["trade_id"][keep])
         for start, end, param in [
             ("2024-08-08 23:59", "2024-08-08 23:58", "end"),
             ("yesterday-ish", "2024-08-08 23:58", "start"),

@@ -79,3 +79,53 @@ def test_overlay_and_heatmap():
     h = figures.correlation_heatmap(["A", "B"], m, title="t")
     assert h["data"][0]["zmin"] == -1 and h["data"][0]["zmax"] == 1
     assert h["data"][0]["text"][1][1] == "–" and h["data"][0]["z"][1][1] is None
+
+
+def _empty_builders():
+    e = np.array([], dtype=float)
+    t = np.array([], dtype=np.int64)
+    yield "line", figures.line_figure(t, e, name="ρ", uirevision="r", hlines=(0.0,))
+    yield "z", figures.zscore_figure(t, e, entry=2.0, uirevision="r")
+    yield "spread", figures.spread_figure(t, e, e, e, e, k=2.0, uirevision="r")
+    yield "overlay", figures.overlay_figure(t, e, e, a="A", b="B", uirevision="r")
+    cols = {c: e for c in ("open", "high", "low", "close", "volume")}
+    yield "candles", figures.candles_figure([("A", {"ts": t, **cols})], uirevision="r")
+    import plotly.graph_objects as go
+
+    from dashapp.components import backtest_view
+
+    yield "backtest", backtest_view._layout(go.Figure(), height=300, uirevision="r", title="E")
+
+
+def test_empty_charts_hide_their_axes_instead_of_showing_2000_2001():
+    """plotly.js draws an empty date axis as 2000-2001: every builder hides it and says
+    there is no data; a figure with points keeps its axes."""
+    for name, fig in _empty_builders():
+        fig = fig if isinstance(fig, dict) else fig.to_plotly_json()
+        axes = [v for k, v in fig["layout"].items() if k.startswith(("xaxis", "yaxis"))]
+        assert axes and all(ax.get("visible") is False for ax in axes), name
+        texts = [a["text"] for a in fig["layout"].get("annotations", [])]
+        assert any("no " in t for t in texts), (name, texts)
+    full = figures.line_figure(np.array([1, 2]), np.array([1.0, 2.0]), name="b", uirevision="r")
+    assert full["layout"]["xaxis"].get("visible", True) is True
+    zoomed = figures.apply_x_range(
+        figures.line_figure(np.array([], dtype=np.int64), np.array([]), name="b", uirevision="r"),
+        (1.0, 2.0),
+    )
+    assert zoomed["layout"]["xaxis"]["visible"] is True  # a zoom without bars keeps its axis
+
+
+def test_mark_breaks_draws_a_line_and_breaks_every_line_trace():
+    from dashapp.figures import BREAK_SHAPE_NAME, line_figure, mark_breaks
+
+    ts = np.array([0, 1000, 2000, 5000, 6000], dtype=np.int64)
+    fig = line_figure(ts, np.array([1.0, 2.0, 3.0, 9.0, 9.5]), name="ρ", uirevision="r")
+    mark_breaks(fig, [5000, 99_000])
+    tr = fig["data"][0]
+    # a None point at the break: plotly draws no segment from 3.0 to 9.0
+    assert tr["x"] == [0, 1000, 2000, 5000, 5000, 6000]
+    assert tr["y"] == [1.0, 2.0, 3.0, None, 9.0, 9.5]
+    lines = [s for s in fig["layout"]["shapes"] if s.get("name") == BREAK_SHAPE_NAME]
+    assert [s["x0"] for s in lines] == [5000, 99_000]
+    assert mark_breaks(fig := line_figure(ts, ts * 1.0, name="b", uirevision="r"), []) is fig
+    assert fig["data"][0]["x"] == ts.tolist()

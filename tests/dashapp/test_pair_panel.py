@@ -67,11 +67,12 @@ def test_signal_card_and_refresh_outputs_order():
     assert "SHORT SPREAD" in card and "premise holds" in card
     up = pairlive.PanelUpdate(live_z="+1.20", live_tone=None, extend={"z": ("e", [1], 1)})
     out = pair_panel.refresh_outputs(
-        up, Selection("BTCUSDT", "ETHUSDT").to_store(), None, list(pairlive.GRAPHS), ["price", "z"]
+        up, Selection("BTCUSDT", "ETHUSDT").to_store(), None, ["price", "z"]
     )
     graphs = list(pairlive.GRAPHS)
-    assert len(out) == 2 * len(graphs) + 7
-    assert out[: len(graphs)] == tuple([no_update] * len(graphs))
-    assert out[len(graphs) + graphs.index("z")] == ("e", [1], 1)
-    assert out[2 * len(graphs) + 1] == "+1.20"
-    assert out[-2] == [no_update, no_update] and out[-1] is no_update
+    assert set(out["figure"]) == set(graphs) and set(out["extend"]) == {"from", "z"}
+    assert all(v is no_update for v in out["figure"].values())
+    assert out["extend"]["z"] == ("e", [1], 1)
+    assert out["live_z"] == "+1.20" and out["kpi"] is no_update
+    assert out["collecting"] == [no_update, no_update] and out["adf_disabled"] is no_update
+    assert out["status"] is no_update

@@ -4,11 +4,13 @@ zoom/alerts/periodic; collecting while too few bars; relayout parsing."""
 from __future__ import annotations
 
 import json
+import threading
+import time
 
 import plotly
 import pytest
 
-from dashapp import pairlive, pairview
+from dashapp import pairbuilds, pairlive, pairview
 from tests.dashapp.dash_fakes import FakeServices
 
 
@@ -91,27 +93,69 @@ def test_candles_redraw_price_on_bar_close():
 def test_collecting_until_enough_bars_then_builds():
     svc = FakeServices(20)
     sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30)
-    up, _ = step(svc, sel, None, "selection")
-    assert up.plan == "none" and up.adf_disabled is True
+    up, drawn = step(svc, sel, None, "selection")
+    assert up.plan == "collecting" and up.adf_disabled is True
     assert up.collecting["beta"] == "collecting: 20 of 30 bars"
     assert up.collecting["z"] == "collecting: 20 of 59 bars"
     assert svc.engine.tracked_pairs() == []
+    # drawn once for the pending selection, then nothing until a bar closes
+    up, _ = step(svc, sel, drawn)
+    assert up.plan == "collecting" and not up.figures and up.drawn is None
     svc.advance(15)
-    up, _ = step(svc, sel, None)
+    up, _ = step(svc, sel, drawn)
     assert up.plan == "full" and len(svc.engine.tracked_pairs()) == 1
     assert up.collecting["beta"] is None and up.collecting["z"].startswith("collecting: ")
 
 
-def test_robust_pair_not_built_on_the_refresh_path():
+def test_switch_to_a_collecting_selection_replaces_every_number():
+    """Issue 14.1: after a switch to a timeframe with too few bars, no chart or card
+    keeps the previous selection's numbers; prices (one bar is enough) are drawn."""
+    svc = FakeServices(1_500)
+    one_s = pairview.Selection("BTCUSDT", "ETHUSDT", window=60)
+    up, drawn = step(svc, one_s, None, "selection")
+    assert up.plan == "full"
+    one_m = pairview.Selection("BTCUSDT", "ETHUSDT", tf="1m", window=60)  # 25 bars < 60
+    up, drawn = step(svc, one_m, drawn, "selection")
+    assert up.plan == "collecting" and set(up.figures) == set(pairlive.GRAPHS)
+    price_x = up.figures["price"]["data"][0]["x"]
+    assert len(price_x) == 25  # the 1m bars there are, 60 s apart
+    assert {b - a for a, b in zip(price_x, price_x[1:])} == {60_000}
+    for chart in ("spread", "z", "corr", "beta"):
+        fig = up.figures[chart]
+        assert fig["data"] == [] and "collecting:" in fig["layout"]["annotations"][0]["text"]
+    assert "of 119 bars" in up.figures["z"]["layout"]["annotations"][0]["text"]
+    assert up.kpis == pairview.empty_kpis() and up.signal.z_side == "flat"
+    assert up.live_z == "–" and drawn["sel"] == one_m.to_store()
+
+
+def test_robust_pair_builds_in_a_thread_never_on_the_refresh_path():
     svc = FakeServices(30 + pairlive.CHEAP_BUILD_EXTRA_BARS + 1)
-    for reg in ("theilsen", "huber", "kalman"):
-        sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30, regression=reg)
-        up, _ = step(svc, sel, None)
-        assert svc.engine.tracked_pairs() == []
-        assert "not tracked" in up.collecting["z"]
-    # OLS is vectorised: cheap for any history
+    builds = pairbuilds.Builds()
+    gate = threading.Event()
+    real_pair = svc.engine.pair
+
+    def slow_pair(*args):
+        gate.wait(10)
+        return real_pair(*args)
+
+    svc.engine.pair = slow_pair
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30, regression="huber")
+    up = pairlive.refresh(svc, sel.to_store(), None, None, None, "selection", builds)
+    assert up.plan == "building" and not up.figures and up.kpis is None
+    assert up.status.startswith("building Huber fit · BTCUSDT / ETHUSDT") and "stale" in up.status
+    # superseded: the next choice starts its own build at once
+    other = pairview.Selection("BTCUSDT", "ETHUSDT", window=30, regression="theilsen")
+    up2 = pairlive.refresh(svc, other.to_store(), None, None, None, "selection", builds)
+    assert "Theil-Sen" in up2.status
+    gate.set()
+    deadline = time.monotonic() + 20
+    while len(svc.engine.tracked_pairs()) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    up = pairlive.refresh(svc, other.to_store(), None, None, None, None, builds)
+    assert up.plan == "full" and up.status == ""
+    # OLS is vectorised: cheap for any history, built on the spot
     up, _ = step(svc, pairview.Selection("BTCUSDT", "ETHUSDT", window=30), None)
-    assert up.plan == "full" and len(svc.engine.tracked_pairs()) == 1
+    assert up.plan == "full"
 
 
 @pytest.mark.parametrize(
@@ -126,7 +170,68 @@ def test_robust_pair_not_built_on_the_refresh_path():
         ({"autosize": True}, None),
         ({"yaxis.range[0]": 1, "yaxis.range[1]": 2}, None),
         (None, None),
+        # forged by a client: never a 500 (issue 13.9)
+        ({"xaxis.range[0]": "garbage", "xaxis.range[1]": 1}, None),
+        ([1, 2], None),
+        ("xaxis", None),
+        ({"xaxis.range": [True, 2]}, None),
+        ({"xaxis.range": [{}, 2]}, None),
+        ({"xaxis.range": [float("nan"), 1.0]}, None),
     ],
 )
 def test_x_range_from_relayout(relayout, expected):
     assert pairlive.x_range_from_relayout(relayout) == expected
+
+
+def test_failed_build_is_reported_and_not_respun_every_refresh():
+    svc = FakeServices(30 + pairlive.CHEAP_BUILD_EXTRA_BARS + 1)
+    builds = pairbuilds.Builds()
+    calls = []
+
+    def broken(*args):
+        calls.append(args)
+        raise ValueError("disk on fire")
+
+    svc.engine.pair = broken
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30, regression="huber")
+    pairlive.refresh(svc, sel.to_store(), None, None, None, "selection", builds)
+    deadline = time.monotonic() + 10
+    while builds.live_state(sel.engine_args()).running and time.monotonic() < deadline:
+        time.sleep(0.01)
+    for _ in range(5):
+        up = pairlive.refresh(svc, sel.to_store(), None, None, None, None, builds)
+    assert "could not build: disk on fire" in up.status and not up.status.startswith("building")
+    assert len(calls) == 1
+
+
+def test_dataset_selection_is_built_in_a_thread_and_drawn_without_live_z(monkeypatch):
+    """Issue 14.4: a dataset source draws the pair of the dataset's bars (the same
+    ``pair_from_bars`` as the API), once, with no live tick marker."""
+    from types import SimpleNamespace
+
+    from analytics.features import pair_from_bars
+    from dashapp import queries
+    from tests.dashapp.dash_fakes import synthetic_bars
+
+    bars = synthetic_bars(400)
+    info = SimpleNamespace(rows={"BTCUSDT": 400, "ETHUSDT": 400})
+    monkeypatch.setattr(queries, "dataset_info", lambda name: info)
+    monkeypatch.setattr(queries, "dataset_bars", lambda name, sym, tf_ms=None: bars[sym])
+    svc = FakeServices(50)
+    builds = pairbuilds.Builds()
+    sel = pairview.Selection("BTCUSDT", "ETHUSDT", window=30, dataset="jan")
+    up = pairlive.refresh(svc, sel.to_store(), None, None, None, "selection", builds)
+    assert up.plan == "building" and "dataset jan" in up.status
+    deadline = time.monotonic() + 20
+    while up.plan == "building" and time.monotonic() < deadline:
+        time.sleep(0.02)
+        up = pairlive.refresh(svc, sel.to_store(), None, None, None, None, builds)
+    assert up.plan == "full" and up.live_z == "–"
+    z = up.figures["z"]["data"]
+    assert z[1]["x"] == []  # no live marker
+    _, oracle = pair_from_bars(bars["BTCUSDT"], bars["ETHUSDT"], window=30)
+    assert z[0]["x"] == oracle.ts.tolist()
+    assert up.kpis["beta"] == pytest.approx(float(oracle.beta[-1]))
+    # drawn: nothing more to send until the selection or the view changes
+    again = pairlive.refresh(svc, sel.to_store(), None, up.drawn, None, None, builds)
+    assert again.plan != "full" and not again.figures

@@ -26,7 +26,9 @@ def test_parse_query_valid_and_canonical_query():
         "kalman",
         "log",
     )
-    assert sel.query() == "?a=ETHUSDT&b=BTCUSDT&tf=1m&w=30&reg=kalman&prices=log"
+    assert sel.query() == (
+        "?a=ETHUSDT&b=BTCUSDT&tf=1m&w=30&reg=kalman&prices=log&mode=overlay&k=2&entry=2"
+    )
     assert pairview.parse_query({}, SYMS) == (pairview.Selection("BTCUSDT", "ETHUSDT"), [])
 
 
@@ -37,7 +39,7 @@ def test_parse_query_bad_values_fall_back_with_notes():
     assert sel == pairview.Selection("BTCUSDT", "ETHUSDT")
     text = " | ".join(notes)
     assert "a: DOGEUSDT is not ingested" in text and "(using BTCUSDT)" in text
-    assert "w: must be between 3 and 3600, got 2" in text
+    assert "w: must be a whole number from 3 to 3600, got 2" in text
     assert "tf: '3m' is not one of 1s, 1m, 5m" in text
     assert "regression: 'lasso'" in text and "prices: 'sqrt'" in text
     sel, notes = pairview.parse_query({"a": "ETHUSDT", "b": "ETHUSDT"}, SYMS)
@@ -57,7 +59,7 @@ def test_parse_query_bad_values_fall_back_with_notes():
 )
 def test_validate_names_the_bad_control(values, param):
     with pytest.raises(BadParam) as err:
-        pairview.validate(values, SYMS)
+        pairview.validate({"w": "60", "k": "2", "entry": "2", **values}, SYMS)
     assert err.value.param == param
 
 
@@ -155,3 +157,63 @@ def test_alert_rule_prefill():
         "op": "crosses_above",
         "threshold": 2.5,
     }
+
+
+GOOD = {"a": "BTCUSDT", "b": "ETHUSDT", "tf": "1s", "w": "60", "reg": "ols",
+        "prices": "raw", "mode": "overlay", "k": "2", "entry": "2"}
+
+
+@pytest.mark.parametrize(
+    "name, raw, words",
+    [
+        ("w", "5000", "whole number from 3 to 3600, got 5000"),
+        ("w", "2", "whole number from 3 to 3600, got 2"),
+        ("w", "3.5", "whole number from 3 to 3600, got 3.5"),
+        ("w", "", "is required"),
+        ("w", None, "is required"),
+        ("entry", "-1", "number from 0.5 to 5, got -1"),
+        ("entry", "0", "number from 0.5 to 5, got 0"),
+        ("k", "-2", "number from 0.5 to 5, got -2"),
+        ("k", "0", "number from 0.5 to 5, got 0"),
+        ("k", "", "is required"),
+    ],
+)
+def test_bad_controls_are_errors_never_silent_defaults(name, raw, words):
+    """Issue 14.2: a blank window or k = 0 must not quietly become the default."""
+    with pytest.raises(BadParam) as err:
+        pairview.validate({**GOOD, name: raw}, SYMS)
+    assert err.value.param == name and words in str(err.value)
+    assert pairview.CONTROL_LABELS[name] in ("Window (bars)", "Entry |z|", "Bands k σ")
+
+
+def test_url_carries_every_control_and_the_dataset():
+    """Issue 14.10: mode, k and entry survive a reload (and 14.4: the dataset)."""
+    sel, notes = pairview.parse_query(
+        {"mode": "candles", "k": "3", "entry": "1.5", "w": "25", "dataset": "ignored-here"},
+        SYMS,
+    )
+    assert notes == [] and (sel.mode, sel.k, sel.entry, sel.window) == ("candles", 3.0, 1.5, 25)
+    q = pairview.Selection("BTCUSDT", "ETHUSDT", mode="candles", k=2.5, entry=1.5, dataset="d1")
+    assert q.query().endswith("&mode=candles&k=2.5&entry=1.5&dataset=d1")
+    back, notes = pairview.parse_query(
+        dict(x.split("=") for x in q.query()[1:].split("&")), SYMS, dataset="d1"
+    )
+    assert back == q and notes == []
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "x", 5, [], {"a": "BTCUSDT"}, {"a": "BTCUSDT", "b": "BTCUSDT"},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "window": "60"},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "window": True},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "k": float("nan")},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "tf": "9y"},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "regression": "lasso"},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "dataset": ["x"]},
+        {"a": "BTCUSDT", "b": "ETHUSDT", "evil": 1},
+    ],
+)
+def test_forged_selection_store_is_refused(data):
+    """Issue 13.9: the store comes from the browser; a forged one is no selection."""
+    assert pairview.Selection.from_store(data) is None

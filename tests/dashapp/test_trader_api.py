@@ -174,3 +174,43 @@ def test_backtest_on_an_uploaded_dataset(client):
     assert "BTCX" in bad.json["error"]
     bad_tf = client.get("/api/backtest?a=BTCX&b=ETHX&dataset=up1&timeframe=1500ms")
     assert bad_tf.status_code == 400 and bad_tf.json["param"] == "timeframe"
+
+
+def test_screener_and_leadlag_on_an_uploaded_dataset(client):
+    """Issue 14.4: ``dataset=`` screens a dataset's symbols; the fake dataset holds the
+    live bars under other names, so every number equals the live screen's."""
+    live = client.get("/api/screener?timeframe=1s&window=30").json
+    up = client.get("/api/screener?dataset=up1&window=30")
+    assert up.status_code == 200, up.json
+    (row,), (ref,) = up.json["rows"], live["rows"]
+    assert (row["a"], row["b"]) == ("BTCX", "ETHX")
+    for k in ("coint_pvalue", "half_life_bars", "zscore", "beta", "n_bars"):
+        assert row[k] == pytest.approx(ref[k], rel=1e-12), k
+    ll = client.get("/api/leadlag?dataset=up1&a=BTCX&b=ETHX&max_lag=5")
+    assert ll.status_code == 200, ll.json
+    assert ll.json["corr"] == client.get("/api/leadlag?a=BTCUSDT&b=ETHUSDT&max_lag=5").json[
+        "corr"]
+    for q, p in (("dataset=nope", "dataset"), ("dataset=up1&timeframe=1500ms", "timeframe"),
+                 ("dataset=up1&lookback=3", "lookback")):
+        bad = client.get(f"/api/screener?{q}")
+        assert bad.status_code == 400 and bad.json["param"] == p, bad.json
+    bad = client.get("/api/leadlag?dataset=up1&a=BTCUSDT&b=ETHX")
+    assert bad.status_code == 400 and bad.json["param"] == "a"
+
+
+def test_sharpe_is_annualised_only_over_a_long_enough_sample(client):
+    """Issue 14.9: 13 minutes of 1 s bars show the per-bar Sharpe and say why."""
+    import math
+
+    from analytics.backtest import YEAR_MS
+    from dashapp import trader_queries as tq
+    from dashapp.components import backtest_view as view
+
+    pair, bt = tq.backtest_args({"a": "BTCUSDT", "b": "ETHUSDT", "window": "20",
+                                 "entry": "1.5"})
+    r = tq.backtest(**pair, bt=bt)
+    title, value, hint = view.sharpe_kpi(r)
+    assert title == "Sharpe (per bar)" and "too short to annualise" in hint
+    assert value == pytest.approx(r.sharpe / math.sqrt(YEAR_MS / 1000), rel=1e-12)
+    long = SimpleNamespace(n_bars=744, tf_ms=3_600_000, sharpe=1.25)
+    assert view.sharpe_kpi(long)[:2] == ("Sharpe (ann.)", 1.25)

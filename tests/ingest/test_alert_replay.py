@@ -138,3 +138,41 @@ def test_restart_mid_tape_neither_refires_nor_misses(tmp_path, trades):
     np.testing.assert_array_equal(stored, expected)
     assert first + [e.data_ts for e in p2.events] == list(expected)
     p2.close()
+
+
+# ------------------------------------------------- the frontier starts at creation
+def test_rule_created_before_the_tape_fires_every_crossing_however_late_evaluated(
+    tmp_path, trades
+):
+    """The tape lands at full speed before the evaluator's first tick: the rule was
+    created before any data, so every bar is after its creation and every crossing
+    fires (the old frontier started at the last closed point of the first
+    evaluation and dropped them as "history")."""
+    expected = offline_crossings(trades, 2.0)
+    p = Pipeline(tmp_path / "late.db", eval_every_ms=10**12)  # never during the feed
+    rid = p.alerts.create(RULE)["id"]
+    p.feed(trades)
+    p.finish()
+    p.events += p.alerts.evaluate(p.clock)  # the first evaluation, after it all
+    assert [e.data_ts for e in p.events] == list(expected)
+    assert [e.data_ts for e in p.alerts.events(rule_id=rid)] == list(expected)
+    p.close()
+
+
+def test_rule_created_mid_tape_evaluates_every_bar_after_its_creation(tmp_path, trades):
+    """Created at data clock C in the middle of the tape, evaluated only at the end (a
+    starved evaluator): it fires exactly the crossings at bars closing after C, with
+    the bar before as the previous value of the first."""
+    expected = offline_crossings(trades, 1.5)
+    p = Pipeline(tmp_path / "mid.db", eval_every_ms=10**12)
+    k = len(trades) // 3
+    p.feed(trades[:k])
+    clock = max(t.time_ms for t in trades[:k])  # the data clock: the last trade
+    rid = p.alerts.create(dict(RULE, threshold=1.5))["id"]
+    p.feed(trades[k:])
+    p.finish()
+    p.events += p.alerts.evaluate(p.clock)
+    want = [int(t) for t in expected if t > clock - 1000]
+    assert len(want) >= 2 and len(want) < len(expected)
+    assert [e.data_ts for e in p.alerts.events(rule_id=rid)] == want
+    p.close()

@@ -206,3 +206,107 @@ def test_events_survive_a_locked_database(tmp_path):
     assert [(e.rule_id, e.data_ts) for e in svc.events()] == [(r["id"], 1001)]
     svc.stop()
     store.close()
+
+
+def test_disabling_keeps_last_value_and_last_fired(tmp_path):
+    """Disabling only pauses a rule: its status still shows its last value and last
+    firing (also after a restart); re-enabling restarts it without forgetting when it
+    last fired."""
+    db = tmp_path / "k.db"
+    store, ing, svc = make(db)
+    r = svc.create(price_rule())
+    for i, px in enumerate([99.0, 101.0, 99.5]):
+        ing.on_trade(trade(A, i, 1_000 + i, px))
+    svc.evaluate(2_000)
+    before = svc.rule_json(r["id"])["status"]
+    assert before["last_fired_ms"] == 1001 and before["last_value"] == 99.5
+    svc.update(r["id"], {"enabled": False}, partial=True)
+    after = svc.rule_json(r["id"])["status"]
+    assert after["last_fired_ms"] == 1001 and after["last_value"] == 99.5
+    svc.stop()
+    store.close()
+    store, ing, svc = make(db)
+    st = svc.rule_json(r["id"])["status"]
+    assert st["last_fired_ms"] == 1001 and st["last_value"] == 99.5
+    svc.update(r["id"], {"enabled": True}, partial=True)
+    assert svc.rule_json(r["id"])["status"]["last_fired_ms"] == 1001
+    svc.stop()
+    store.close()
+
+
+def test_no_crossing_is_taken_across_a_session_break(tmp_path):
+    """A replay loop seam: the price snaps from 99 back to the tape's start at 101.
+    The crossing 99 -> 101 spans the break and does not fire; the same crossing inside
+    a session does."""
+    store, ing, svc = make(tmp_path / "s.db")
+    r = svc.create(price_rule())
+    ing.on_trade(trade(A, 1, 1_000, 99.0))
+    svc.engine.mark_break(A, 1_500, "replay loop")
+    ing.on_trade(trade(A, 2, 1_500, 101.0))
+    assert svc.evaluate(2_000) == []
+    ing.on_trade(trade(A, 3, 2_500, 99.0))
+    ing.on_trade(trade(A, 4, 2_600, 101.0))
+    assert [(e.rule_id, e.data_ts) for e in svc.evaluate(3_000)] == [(r["id"], 2_600)]
+    svc.stop()
+    store.close()
+
+
+def test_change_pct_is_undefined_across_a_break(tmp_path):
+    store, ing, svc = make(tmp_path / "c.db")
+    r = svc.create({"metric": "change_pct", "symbol": A, "timeframe": "1s", "window": 1,
+                    "op": "gt", "threshold": 5.0})
+    ing.on_trade(trade(A, 1, 1_000, 100.0))
+    svc.engine.mark_break(A, 2_000, "replay loop")
+    ing.on_trade(trade(A, 2, 2_000, 120.0))  # +20 % across the seam: not a change
+    ing.on_trade(trade(A, 3, 3_000, 130.0))  # +8.3 % inside the new session
+    svc.engine.on_clock(4_000)
+    assert [(e.rule_id, e.data_ts) for e in svc.evaluate(4_000)] == [(r["id"], 3_000)]
+    svc.stop()
+    store.close()
+
+
+def test_delete_returns_what_undo_needs_and_restore_brings_the_rule_back(tmp_path):
+    store, ing, svc = make(tmp_path / "u.db")
+    r = svc.create(price_rule())
+    for i, px in enumerate([99.0, 101.0, 99.5]):
+        ing.on_trade(trade(A, i, 1_000 + i, px))
+    svc.evaluate(2_000)
+    before = svc.rule_json(r["id"])
+    deleted = svc.delete(r["id"])
+    assert svc.rules() == [] and deleted["id"] == r["id"]
+    back = svc.restore(deleted)
+    assert back["id"] == r["id"] and back["created_ms"] == before["created_ms"]
+    assert back["status"] == before["status"]  # last value, last fired, armed
+    assert [e.rule_id for e in svc.events()] == [r["id"]]  # its event is its own again
+    with pytest.raises(RuleError):
+        svc.restore(deleted)  # a second undo: the id is taken
+    svc.stop()
+    store.close()
+
+
+def test_alerts_hold_points_after_an_unsettled_gap(tmp_path):
+    """A gap goes to the back-fill; until it is settled the trade after it may open a
+    new session (a replay seam found by REST), so alerts wait instead of firing on it."""
+    store, ing, svc = make(tmp_path / "h.db")
+    r = svc.create(price_rule())
+    ing.on_trade(trade(A, 1, 1_000, 99.0))
+    ing.hold_gap(A, 2, 1_001)  # the feed saw ids 2..1001 missing
+    ing.on_trade(trade(A, 1_002, 1_500, 101.0))  # the trade after the seam
+    assert ing.unsettled_since_ms(A) == 1_000
+    assert svc.evaluate(2_000) == []  # held, not fired
+    ing.mark_break(A, 1_500, "ids 2..1001 not recoverable from REST")
+    ing.settle_gap(A, 2, 1_001)
+    assert ing.unsettled_since_ms(A) is None
+    assert svc.evaluate(2_100) == []  # no crossing across the break
+    ing.on_trade(trade(A, 1_003, 2_500, 99.0))
+    ing.on_trade(trade(A, 1_004, 2_600, 101.0))
+    assert [(e.rule_id, e.data_ts) for e in svc.evaluate(3_000)] == [(r["id"], 2_600)]
+    # a gap the back-fill fills: the held crossing fires once it is settled
+    ing.on_trade(trade(A, 1_005, 3_500, 99.0))
+    ing.hold_gap(A, 1_006, 1_010)
+    ing.on_trade(trade(A, 1_011, 3_600, 101.0))
+    assert svc.evaluate(4_000) == []
+    ing.settle_gap(A, 1_006)
+    assert [(e.rule_id, e.data_ts) for e in svc.evaluate(4_100)] == [(r["id"], 3_600)]
+    svc.stop()
+    store.close()

@@ -406,9 +406,12 @@ def test_loop_shifts_ids_and_times_monotonic(
     srv = make_server(tape, speed=0, loop=True)
     ws = websocket.create_connection(srv.url(), timeout=TIMEOUT)
     trades = trades_of(recv_n(ws, 3 * len(tape)))
+    # Close it before the next client: at speed 0 the player waits for every client
+    # (backpressure), so a connection nobody reads any more would stall the aggTrade
+    # client behind it once its buffer filled (it did on a loaded machine).
+    ws.close()
     aggs_ws = websocket.create_connection(srv.url("aggTrade"), timeout=TIMEOUT)
     aggs = trades_of(recv_n(aggs_ws, 300))
-    ws.close()
     aggs_ws.close()
     for symbol in tape.symbols:
         span = tape.last_id[symbol] - tape.first_id[symbol] + 1
