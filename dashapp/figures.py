@@ -99,22 +99,25 @@ def base_layout(*, height: int, uirevision: str, title: str | None = None, **ext
     return layout
 
 
+def _centred_note(text: str) -> dict:
+    """One line of grey text in the middle of an axis-less chart."""
+    return {
+        "text": text,
+        "xref": "paper",
+        "yref": "paper",
+        "x": 0.5,
+        "y": 0.5,
+        "showarrow": False,
+        "font": {"size": 12, "color": "#8a8f94"},
+    }
+
+
 def empty_figure(*, height: int, uirevision: str, text: str = "waiting for bars…") -> dict:
     """Placeholder until the first draw: no axes, one centred line of text."""
     layout = base_layout(height=height, uirevision=uirevision)
     layout["xaxis"].update(visible=False)
     layout["yaxis"].update(visible=False)
-    layout["annotations"] = [
-        {
-            "text": text,
-            "xref": "paper",
-            "yref": "paper",
-            "x": 0.5,
-            "y": 0.5,
-            "showarrow": False,
-            "font": {"size": 12, "color": "#8a8f94"},
-        }
-    ]
+    layout["annotations"] = [_centred_note(text)]
     return {"data": [], "layout": layout}
 
 
@@ -140,15 +143,7 @@ def mark_empty(fig, text: str = "no data for this selection"):
     has_range = (xaxis.get("range") if is_dict else xaxis.range) is not None
     if any(_has_points(t) for t in data) or has_range:
         return fig
-    note = {
-        "text": text,
-        "xref": "paper",
-        "yref": "paper",
-        "x": 0.5,
-        "y": 0.5,
-        "showarrow": False,
-        "font": {"size": 12, "color": "#8a8f94"},
-    }
+    note = _centred_note(text)
     if is_dict:
         for key in list(layout):
             if key.startswith(("xaxis", "yaxis")):

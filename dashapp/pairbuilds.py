@@ -24,6 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from analytics.engine import PAIR_FIELDS, PairColumns
 from analytics.errors import AnalyticsError
 from dashapp.params import BadParam
 
@@ -51,29 +52,12 @@ class BuildState:
 
 
 @dataclass(frozen=True, slots=True)
-class DatasetColumns:
-    """The series of a dataset pair, shaped like :class:`analytics.engine.PairColumns`."""
-
-    ts: np.ndarray
-    price_a: np.ndarray
-    price_b: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    spread: np.ndarray
-    zscore: np.ndarray
-    corr: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.ts)
-
-
-@dataclass(frozen=True, slots=True)
 class DatasetSnapshot:
     """A dataset pair as the panel draws it: the same attributes the live
     :class:`analytics.engine.PairSnapshot` offers the figures and KPIs (``series``,
     ``needs``, ``bar_seq``), no live z (no ticks: ``live_zscore`` is always None)."""
 
-    series: DatasetColumns
+    series: PairColumns
     needs: dict
     bar_seq: int
     bars_a: object
@@ -186,9 +170,7 @@ def dataset_snapshot(bars_a, bars_b, window: int, regression: str, prices: str):
 
     _, series = pair_from_bars(bars_a, bars_b, window=window, regression=regression,
                                prices=prices)
-    cols = DatasetColumns(
-        **{f: np.asarray(getattr(series, f)) for f in DatasetColumns.__slots__}
-    )
+    cols = PairColumns(**{f: np.asarray(getattr(series, f)) for f in PAIR_FIELDS})
     req = requirements(window, regression)
     n = len(cols)
     needs = {m: max(0, req[m] - n) for m in ("beta", "spread", "zscore", "corr")}

@@ -170,9 +170,10 @@ def decode_upload(contents: str) -> bytes:
 
 
 def drop_dataset_name(uploads: list[OhlcUpload]) -> str:
-    """The one dataset a multi-file drop without a name goes into: its symbols (in file
-    order) and timeframe, ``BTCUSDT-ETHUSDT-1h`` (a pair), ``BTCUSDT-1h`` (months)."""
-    symbols = list(dict.fromkeys(s for u in uploads for s in u.symbols))
+    """The one dataset a multi-file drop without a name goes into: its symbols (sorted,
+    so the name does not depend on the order the browser hands the files over) and
+    timeframe, ``BTCUSDT-ETHUSDT-1h`` (a pair), ``BTCUSDT-1h`` (months)."""
+    symbols = sorted({s for u in uploads for s in u.symbols})
     tfs = list(dict.fromkeys(u.timeframe for u in uploads))
     name = "-".join([*symbols, *tfs])[:64].strip("_.-")
     return name if DATASET_RE.match(name) else "upload"

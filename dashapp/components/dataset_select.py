@@ -179,6 +179,19 @@ def pick_legs(symbols: list[str], a: str | None, b: str | None) -> tuple[str | N
     return a, b
 
 
+def follow(source: object, a: str | None, b: str | None, tf: str | None,
+           live_tfs: tuple[str, ...]) -> tuple[list[str], str | None, list[str], str | None,
+                                                list[str], str]:
+    """What a page's leg and timeframe selects become when the source changes:
+    ``(a options, a, b options, b, timeframe options, timeframe)``; the legs and the
+    timeframe are kept when the new source offers them."""
+    name = dataset_of(source)
+    symbols = symbol_options(name)
+    a, b = pick_legs(symbols, a, b)
+    tfs = timeframe_options(name, live_tfs)
+    return symbols, a, symbols, b, tfs, tf if tf in tfs else tfs[0]
+
+
 def query(dataset: str | None) -> dict:
     """The URL parameters of a source: ``{"dataset": NAME}``, or ``{}`` for live."""
     return {} if dataset is None else {URL_PARAM: dataset}

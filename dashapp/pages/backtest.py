@@ -176,11 +176,7 @@ def run_backtest(_n, *values):
 )
 def follow_source(source, a, b, tf):
     """Another source offers its own symbols and timeframes; legs kept when offered."""
-    name = dataset_select.dataset_of(source)
-    symbols = dataset_select.symbol_options(name)
-    a, b = dataset_select.pick_legs(symbols, a, b)
-    tfs = dataset_select.timeframe_options(name, LIVE_TFS)
-    return symbols, a, symbols, b, tfs, tf if tf in tfs else tfs[0]
+    return dataset_select.follow(source, a, b, tf, LIVE_TFS)
 
 
 sync_query("/backtest", B.URL_SINK, URL_FIELDS,

@@ -206,11 +206,7 @@ def lead_lag(a, b, k, tf, _last, source):
 )
 def follow_source(source, a, b, tf):
     """Another source: its symbols for the lead-lag pair, its timeframes."""
-    name = dataset_select.dataset_of(source)
-    symbols = dataset_select.symbol_options(name)
-    a, b = dataset_select.pick_legs(symbols, a, b)
-    tfs = dataset_select.timeframe_options(name, LIVE_TFS)
-    return symbols, a, symbols, b, tfs, tf if tf in tfs else tfs[0]
+    return dataset_select.follow(source, a, b, tf, LIVE_TFS)
 
 
 sync_query("/screener", S.URL_SINK, {

@@ -319,10 +319,16 @@ CHART_KINDS = ("pair-price-graph", "pair-spread-graph", "pair-z-graph", "pair-co
 
 
 def chart_summary(page, kind: str, index: int = 0) -> dict | None:
-    """Per chart: x of every trace with points, the placeholder text, x axis visible."""
+    """Per chart: x of every trace with points, the placeholder text, x axis visible.
+
+    A point whose y is null is not a bar: it is the gap plotly needs to leave a session
+    break undrawn (``figures.mark_breaks``), so it is left out."""
     return page.evaluate(
         "() => { const g = " + graph_js(kind, index) + "; if (!g || !g.data) return null;"
-        " return {xs: g.data.filter(t => t.type !== 'bar').map(t => (t.x || []).slice(-50)),"
+        " const bars = t => (t.x || []).filter((x, i) => {"
+        "   const v = t.y ? t.y[i] : (t.close ? t.close[i] : 0);"
+        "   return v !== null && v !== undefined; });"
+        " return {xs: g.data.filter(t => t.type !== 'bar').map(t => bars(t).slice(-50)),"
         " texts: ((g.layout && g.layout.annotations) || []).map(a => String(a.text)),"
         " xvisible: !g._fullLayout || !g._fullLayout.xaxis ||"
         "   g._fullLayout.xaxis.visible !== false}; }"
