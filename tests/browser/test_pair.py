@@ -321,13 +321,12 @@ CHART_KINDS = ("pair-price-graph", "pair-spread-graph", "pair-z-graph", "pair-co
 def chart_summary(page, kind: str, index: int = 0) -> dict | None:
     """Per chart: x of every trace with points, the placeholder text, x axis visible.
 
-    A point whose y is null is not a bar: it is the gap plotly needs to leave a session
-    break undrawn (``figures.mark_breaks``), so it is left out."""
+    At a session break ``figures.mark_breaks`` inserts a null point at the x of the first
+    bar after it (the gap that keeps plotly from drawing across the break): it is not a
+    bar, so an x equal to the one before it is left out."""
     return page.evaluate(
         "() => { const g = " + graph_js(kind, index) + "; if (!g || !g.data) return null;"
-        " const bars = t => (t.x || []).filter((x, i) => {"
-        "   const v = t.y ? t.y[i] : (t.close ? t.close[i] : 0);"
-        "   return v !== null && v !== undefined; });"
+        " const bars = t => (t.x || []).filter((x, i, xs) => i === 0 || x !== xs[i - 1]);"
         " return {xs: g.data.filter(t => t.type !== 'bar').map(t => bars(t).slice(-50)),"
         " texts: ((g.layout && g.layout.annotations) || []).map(a => String(a.text)),"
         " xvisible: !g._fullLayout || !g._fullLayout.xaxis ||"
