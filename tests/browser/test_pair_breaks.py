@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import requests
 
-from tests.browser.conftest import ROOT, _free_port, _health
+from tests.browser.conftest import ROOT, SCREENSHOTS, _free_port, _health
 from tests.browser.test_pair import graph_js, pid, wait_for
 
 @pytest.fixture(scope="module")
@@ -99,6 +99,7 @@ def test_pair_charts_show_the_session_break(browser, looping_app):
             # not drawn as a move)
             if kind == "pair-price-graph":
                 assert first_ms in st["gaps"], st
+        page.screenshot(path=str(SCREENSHOTS / "pair-session-break.png"))
     finally:
         context.close()
     assert not errors, errors
