@@ -46,10 +46,10 @@ from analytics.pair import PRICE_MODES, REGRESSIONS, pair_series
 from analytics.robust import refit_step
 from analytics.series import ColumnBuffer
 from analytics.sessions import EMPTY_BREAKS, break_buckets, last_segment, union_breaks
+from analytics.timeframes import DAY_MS
 
 log = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
 DEFAULT_TIMEFRAMES_MS = (1_000, 60_000, 300_000)
 MAX_TRACKED_PAIRS = 48
 PAIR_FIELDS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")

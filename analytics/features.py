@@ -48,8 +48,8 @@ import pandas as pd
 from analytics.align import AlignedPair, align_pair
 from analytics.bars import Bars
 from analytics.pair import PairSeries, pair_series
-from analytics.sessions import segment_bounds
 from analytics.rolling import check_window, window_moments
+from analytics.sessions import segment_bounds
 from analytics.stationarity import ADF_MAX_LAG, ADF_MIN_OBS
 from analytics.timeframes import bars_per_day
 

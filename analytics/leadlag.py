@@ -24,10 +24,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.align import align_pair
-from analytics.sessions import last_session
 from analytics.bars import Bars
 from analytics.errors import InsufficientData
 from analytics.rolling import as_float_array
+from analytics.sessions import last_session
 
 log = logging.getLogger(__name__)
 

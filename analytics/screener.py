@@ -31,10 +31,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analytics.align import align_pair
-from analytics.sessions import last_session
 from analytics.bars import Bars
 from analytics.errors import AnalyticsError, InsufficientData
 from analytics.pair import pair_series, requirements
+from analytics.sessions import last_session
 from analytics.stationarity import ADF_MIN_OBS, coint_test, half_life
 
 log = logging.getLogger(__name__)

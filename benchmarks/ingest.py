@@ -460,7 +460,10 @@ def run_latency(
     client_summary: dict | None = None
     gc_pauses: list[tuple[int, int, int]] = []  # (generation, start ns, duration ns)
 
-    def on_gc(phase: str, info: dict, _start=[0]) -> None:
+    gc_start = [0]  # start of the running collection (ns); the callback's only state
+
+    def on_gc(phase: str, info: dict) -> None:
+        _start = gc_start
         if phase == "start":
             _start[0] = time.perf_counter_ns()
         else:

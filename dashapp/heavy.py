@@ -298,6 +298,27 @@ def process_slot(lock_dir: str | os.PathLike, slots: int, poll_s: float = 0.1):
         os.close(fd)  # releases the lock
 
 
+def release_import_locks_after_fork() -> None:
+    """In a forked job process: forget the import locks other threads of the parent held.
+
+    Why: a background job is a ``fork`` of the server, taken while request and build
+    threads may be in the middle of an import (plotly imports its figure classes lazily, on
+    first use). Only the forking thread exists in the child, so a per-module import lock
+    held by another thread at the fork is never released: the job then hangs forever at its
+    first figure (seen: the screener's lead-lag heatmap on a freshly started app). Here,
+    with no other thread in the child yet, the half-imported modules are dropped from
+    ``sys.modules`` (they are imported again, whole) and the stale module locks forgotten.
+    """
+    import importlib._bootstrap as bootstrap
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        spec = getattr(module, "__spec__", None)
+        if spec is not None and getattr(spec, "_initializing", False):
+            del sys.modules[name]
+    bootstrap._module_locks.clear()
+
+
 def bounded_background_manager(cache, *, lock_dir: str | os.PathLike, slots: int | None = None,
                                **kw):
     """A :class:`dash.DiskcacheManager` whose jobs run at most ``slots`` at a time
@@ -309,6 +330,7 @@ def bounded_background_manager(cache, *, lock_dir: str | os.PathLike, slots: int
     class BoundedDiskcacheManager(dash.DiskcacheManager):
         def call_job_fn(self, key, job_fn, args, context):
             def bounded(*a):
+                release_import_locks_after_fork()
                 with process_slot(lock_dir, n):
                     return job_fn(*a)
 

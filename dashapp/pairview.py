@@ -539,10 +539,6 @@ def describe(sel: Selection) -> str:
     )
 
 
-def with_values(sel: Selection, **changes) -> Selection:
-    return replace(sel, **changes)
-
-
 def alert_rule(sel: Selection) -> dict:
     """Partial alert rule (JSON rule format of ``POST /api/alerts``) for this panel:
     z-score crossing above the entry threshold; the modal lets the trader edit it."""

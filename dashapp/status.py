@@ -7,7 +7,6 @@ import time
 import dash_bootstrap_components as dbc
 from dash import html
 
-
 _WRAP = {"overflowWrap": "anywhere", "wordBreak": "break-word"}
 _KEY_STYLE = {"width": "40%"}
 

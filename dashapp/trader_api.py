@@ -26,7 +26,8 @@ import numpy as np
 import orjson
 
 from analytics.errors import InsufficientData
-from dashapp import heavy, job_sizes, params, trader_queries as tq
+from dashapp import heavy, job_sizes, params
+from dashapp import trader_queries as tq
 from dashapp.params import BadParam
 
 log = logging.getLogger(__name__)

@@ -15,14 +15,14 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
+from analytics.align import align_pair
 from analytics.backtest import MAX_BPS, MAX_Z, BacktestParams, BacktestResult, run_backtest
 from analytics.backtest import trades_frame as _trades_frame
 from analytics.errors import InsufficientData
 from analytics.leadlag import MAX_LAG, LeadLag, LeadLagMatrix, cross_correlation, lead_lag_matrix
-from analytics.align import align_pair
-from analytics.sessions import last_session
 from analytics.pair import requirements
 from analytics.screener import ScreenResult, screen_pairs
+from analytics.sessions import last_session
 from analytics.timeframes import bars_per_day, format_timeframe
 from dashapp import params, queries
 from dashapp.downloads import iso_ms
@@ -276,12 +276,6 @@ def screen(tf_ms: int, window: int, regression: str, prices: str,
                                2, len(bars))
     return screen_pairs(bars, window=window, regression=regression, prices=prices,
                         max_bars=max_bars, breaks=all_breaks(bars, dataset))
-
-
-def screen_frame(result: ScreenResult) -> pd.DataFrame:
-    frame = pd.DataFrame([{f: getattr(r, f) for f in r.__slots__} for r in result.rows])
-    frame.insert(0, "rank", np.arange(1, len(frame) + 1))
-    return frame
 
 
 def screen_payload(result: ScreenResult) -> dict:

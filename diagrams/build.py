@@ -875,7 +875,7 @@ def _geo(x: float, y: float, w: float, h: float, indent: int = 10) -> str:
 def render_drawio(L: Layout) -> str:
     out = [
         '<mxfile host="diagrams/build.py" agent="diagrams/build.py" version="24.0.0">',
-        f'  <diagram id="architecture" name="Architecture">',
+        '  <diagram id="architecture" name="Architecture">',
         f'    <mxGraphModel dx="{L.width}" dy="{L.height}" grid="1" gridSize="10" guides="1" '
         'tooltips="1" connect="1" arrows="1" fold="1" page="1" pageScale="1" '
         f'pageWidth="{L.width}" pageHeight="{L.height}" math="0" shadow="0">',

@@ -442,15 +442,14 @@ class TradeFeed(threading.Thread):
     def _handle_message(self, _ws: websocket.WebSocketApp, raw: bytes | str) -> None:
         # Everything is caught here: websocket-client would otherwise swallow the
         # traceback and a single bad frame must never end the connection.
-        stats = self.stats
         now_s = time.time()
         self._handling = True
         try:
-            self._handle(raw, now_s)
+            self._handle(_ws, raw, now_s)
         finally:
             self._handling = False
 
-    def _handle(self, raw: bytes | str, now_s: float) -> None:
+    def _handle(self, _ws: websocket.WebSocketApp, raw: bytes | str, now_s: float) -> None:
         stats = self.stats
         stats.messages += 1
         stats.last_message_ms = int(now_s * 1000)

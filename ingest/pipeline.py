@@ -47,6 +47,7 @@ from dataclasses import dataclass
 
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.engine import MarketEngine
+from analytics.timeframes import DAY_MS
 from ingest.models import Trade
 from ingest.ring import TickRing
 from ingest.store import TickStore
@@ -57,7 +58,6 @@ log = logging.getLogger(__name__)
 GAP_HOLD_MAX_S = 15.0
 
 RING_REFILL_MS = 15 * 60_000  # recent ticks put back into the rings after a restart
-DAY_MS = 86_400_000
 CLOCK_TICK_S = 0.1
 #: The most one clock tick may add to the quiet time: a stopped or starved process
 #: must not count its own stall as the connection being quiet.

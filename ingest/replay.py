@@ -832,10 +832,10 @@ class ReplayServer:
         hi: dict[str, int] = {}
         for ev in self.tape.events:
             if ev.kind == "aggTrade":
-                f, l = ev.data.get("f"), ev.data.get("l")
-                if isinstance(f, int) and isinstance(l, int):
-                    lo[ev.symbol] = min(lo.get(ev.symbol, f), f)
-                    hi[ev.symbol] = max(hi.get(ev.symbol, l), l)
+                first, last = ev.data.get("f"), ev.data.get("l")
+                if isinstance(first, int) and isinstance(last, int):
+                    lo[ev.symbol] = min(lo.get(ev.symbol, first), first)
+                    hi[ev.symbol] = max(hi.get(ev.symbol, last), last)
         for sym in lo:
             spans[sym] = hi[sym] - lo[sym] + 1 + self.loop_seam_ids
         return spans

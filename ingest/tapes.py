@@ -494,7 +494,7 @@ def aggregate_trades_indexed(
         try:
             price, qty = Decimal(data["p"]), Decimal(data["q"])
         except (KeyError, InvalidOperation) as exc:
-            raise ValueError(f"aggregate_trades: {ev.symbol} {ev.trade_id}: {exc!r}")
+            raise ValueError(f"aggregate_trades: {ev.symbol} {ev.trade_id}: {exc!r}") from exc
         group = open_groups.get(ev.symbol)
         if (
             group is not None

@@ -23,6 +23,7 @@ SLOW_MODULES = frozenset({
     "ingest/test_backfill.py",
     "ingest/test_fuzz.py",
     "ingest/test_memory.py",
+    "dashapp/test_heavy_fork.py",
 })
 
 

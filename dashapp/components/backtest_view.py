@@ -17,8 +17,8 @@ from dash import html
 from analytics.backtest import YEAR_MS, BacktestResult
 from analytics.leadlag import LeadLag, LeadLagMatrix
 from dashapp.downloads import iso_ms
-from dashapp.figures import mark_empty
 from dashapp.downsample import minmax_indices
+from dashapp.figures import mark_empty
 
 MAX_POINTS = 2_000
 HOVER_TIME = "%{x|%Y-%m-%d %H:%M:%S} UTC"

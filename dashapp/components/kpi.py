@@ -35,13 +35,3 @@ def fmt(v: float | None, spec: str = ".4f") -> str:
     return format(v, spec)
 
 
-def fmt_z(z: float | None) -> str:
-    return "–" if z is None or not math.isfinite(z) else f"{z:+.2f}"
-
-
-def z_tone(z: float | None, entry: float) -> str | None:
-    if z is None or not math.isfinite(z):
-        return None
-    if abs(z) > entry:
-        return "down" if z > 0 else "up"
-    return None

@@ -424,11 +424,11 @@ def load_table(_n, *controls):
 
 # A new selection must drop the grid's cached blocks, or it would keep showing the old table.
 clientside_callback(
-    """function(sel) {{
+    f"""function(sel) {{
         // before the grid is up there is nothing cached to drop (getApi throws then)
-        try {{ dash_ag_grid.getApi('{}').purgeInfiniteCache(); }} catch (e) {{}}
+        try {{ dash_ag_grid.getApi('{ids.Data.GRID}').purgeInfiniteCache(); }} catch (e) {{}}
         return window.dash_clientside.no_update;
-    }}""".format(ids.Data.GRID),
+    }}""",
     Output(ids.Data.PURGE_SINK, "data"),
     Input(ids.Data.SELECTION, "data"),
     prevent_initial_call=True,

@@ -18,8 +18,8 @@ from dash import Input, Output, State, callback, dcc, html, no_update
 
 from analytics.errors import InsufficientData
 from analytics.timeframes import format_timeframe
-from dashapp import ids, trader_queries as tq
-from dashapp import stores
+from dashapp import ids, stores
+from dashapp import trader_queries as tq
 from dashapp.components import backtest_view as view
 from dashapp.components import dataset_select
 from dashapp.components.url_query import sync_query

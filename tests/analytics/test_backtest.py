@@ -220,7 +220,7 @@ def test_against_a_naive_pandas_loop(sample_bars_1s):
     p = BacktestParams(entry=1.2, exit=0.2, stop=3.5, max_hold=40, fee_bps=2, slippage_bps=1)
     r = run_backtest(ps.ts, ps.price_a, ps.price_b, ps.beta, ps.zscore, params=p, tf_ms=1000)
     df = ps.to_frame()
-    pos, pending, trades, cur = 0, None, [], None
+    pos, pending, trades, cur, beta_sig = 0, None, [], None, np.nan
     for i, row in df.iterrows():
         if pending is not None:
             if pending != 0:

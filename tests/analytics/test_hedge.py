@@ -22,8 +22,6 @@ the plain uncentred call.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import statsmodels.api as sm

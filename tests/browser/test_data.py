@@ -40,26 +40,24 @@ def test_upload_load_filter_download(page, live_app, shot, tmp_path):
     first = page.locator(".ag-pinned-left-cols-container .ag-row[row-index='0']")
     expect(first).to_contain_text("2021-01-01T00:00:00.000Z")
     row0 = page.evaluate(
-        "() => dash_ag_grid.getApi('{}').getDisplayedRowAtIndex(0).data".format(GRID)
+        f"() => dash_ag_grid.getApi('{GRID}').getDisplayedRowAtIndex(0).data"
     )
     assert row0["a_open"] == 28923.63 and row0["b_open"] == 736.42  # 2021-01-01 00:00
 
     # filter in the grid (server side): short-spread signals with z above 1
     page.evaluate(
-        """() => dash_ag_grid.getApi('{}').setFilterModel({{
+        f"""() => dash_ag_grid.getApi('{GRID}').setFilterModel({{
             signal: {{filterType: 'number', type: 'equals', filter: -1}},
-            zscore: {{filterType: 'number', type: 'greaterThan', filter: 1}}}})""".format(
-            GRID
-        )
+            zscore: {{filterType: 'number', type: 'greaterThan', filter: 1}}}})"""
     )
     page.wait_for_function(
-        "() => {{ const a = dash_ag_grid.getApi('{}');"
+        f"() => {{ const a = dash_ag_grid.getApi('{GRID}');"
         " const n = a.getDisplayedRowCount();"
-        " return a.isLastRowIndexKnown() && n > 1 && n < 744; }}".format(GRID),
+        " return a.isLastRowIndexKnown() && n > 1 && n < 744; }",
         timeout=20_000,
     )
     shown = page.evaluate(
-        "() => dash_ag_grid.getApi('{}').getDisplayedRowCount()".format(GRID)
+        f"() => dash_ag_grid.getApi('{GRID}').getDisplayedRowCount()"
     )
     shot(page, "data")
 

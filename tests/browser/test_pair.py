@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import time
 
-
 URL = "/pair?a=BTCUSDT&b=ETHUSDT&tf=1s&w=20&reg=ols&prices=raw"
 
 

@@ -20,6 +20,7 @@ import requests
 from tests.browser.conftest import ROOT, SCREENSHOTS, _free_port, _health
 from tests.browser.test_pair import graph_js, pid, wait_for
 
+
 @pytest.fixture(scope="module")
 def looping_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("breaks-app")

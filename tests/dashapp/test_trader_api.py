@@ -17,7 +17,7 @@ from analytics.engine import MarketEngine
 from analytics.stationarity import default_maxlag
 from dashapp import api, queries
 from dashapp.services import set_services
-from tests.analytics.conftest import SAMPLE_DIR, SYMBOLS, _TAPE, load_trade_tape
+from tests.analytics.conftest import _TAPE, SAMPLE_DIR, SYMBOLS, load_trade_tape
 
 
 class FakeDatasets:

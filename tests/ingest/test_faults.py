@@ -63,7 +63,7 @@ def test_drop_every_n_messages_at_speed_loses_nothing(spot_tape, tmp_path):
         rig.close()
 
 
-def test_server_shutdown_reconnects_at_once_without_loss(small_tape, tmp_path):
+def test_server_shutdown_reconnects_at_once_without_loss(small_tape, tmp_path, caplog):
     rig = Rig(small_tape, tmp_path / "m.db", faults=FaultPlan(shutdown_after=1_000))
     try:
         wait_for(lambda: rig.feed.status().trades == len(small_tape), 30, "all trades")
@@ -71,6 +71,9 @@ def test_server_shutdown_reconnects_at_once_without_loss(small_tape, tmp_path):
         assert st.reconnects == 1 and st.connects == 2
         assert st.gaps == 0 and st.duplicates == 0
         assert_exactly_once(rig.store, small_tape)
+        # the announcement is handled by the feed, not by an exception it swallowed
+        failed = [r.getMessage() for r in caplog.records if "failed to handle" in r.getMessage()]
+        assert not failed, failed
     finally:
         rig.close()
 

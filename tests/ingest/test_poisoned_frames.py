@@ -12,7 +12,6 @@ that symbol was dropped as a duplicate, during the run and after the restart.
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 
