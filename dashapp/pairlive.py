@@ -199,6 +199,14 @@ def refresh(
         if live is not None and live != tuple(drawn.get("live") or ()):
             up.extend = {"z": updates.move_marker(live[0], live[1], figures.Z_TRACES["live"])}
         return _finish_live(up, drawn, live)
+    return _with_bar_state(up, snap, sel, sel_data, adf, ts=last_ts, since_full=since,
+                           alert_lines=lines, x_range=x_range, live=live)
+
+
+def _with_bar_state(up, snap, sel, sel_data, adf, *, ts, since_full, alert_lines, x_range,
+                    live) -> PanelUpdate:
+    """KPIs, signal, collecting notes and the DRAWN record of a panel drawn up to ``ts``
+    (live pairs and datasets alike)."""
     up.kpis = pairview.bar_kpis(snap, sel)
     up.signal = _signal(up.kpis, sel, adf)
     up.collecting = pairview.collecting(snap, sel)
@@ -207,9 +215,9 @@ def refresh(
         "key": sel.key,
         "sel": sel_data,
         "seq": snap.bar_seq,
-        "ts": last_ts,
-        "since_full": since,
-        "alerts": [list(x) for x in lines],
+        "ts": ts,
+        "since_full": since_full,
+        "alerts": [list(x) for x in alert_lines],
         "view": list(x_range) if x_range else None,
         "live": list(live) if live else None,
     }
@@ -294,21 +302,9 @@ def _refresh_dataset(up, sel, sel_data, view, drawn, adf, trigger, builds) -> Pa
     up.figures = pairview.full_figures(
         snap, snap.bars_a, snap.bars_b, sel, x_range=x_range, alert_lines=[], live=None
     )
-    up.kpis = pairview.bar_kpis(snap, sel)
-    up.signal = _signal(up.kpis, sel, adf)
-    up.collecting = pairview.collecting(snap, sel)
-    up.adf_disabled = up.collecting["adf"] is not None
-    up.drawn = {
-        "key": sel.key,
-        "sel": sel_data,
-        "seq": snap.bar_seq,
-        "ts": int(snap.series.ts[-1]) if len(snap.series) else None,
-        "since_full": 0,
-        "alerts": [],
-        "view": list(x_range) if x_range else None,
-        "live": None,
-    }
-    return up
+    last_ts = int(snap.series.ts[-1]) if len(snap.series) else None
+    return _with_bar_state(up, snap, sel, sel_data, adf, ts=last_ts, since_full=0,
+                           alert_lines=[], x_range=x_range, live=None)
 
 
 # ----------------------------------------------------------------- browser stores

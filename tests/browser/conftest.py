@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -60,25 +61,43 @@ def _health(base: str) -> dict | None:
 def live_app(tmp_path_factory) -> Iterator[str]:
     """``python app.py --replay`` on a free port; yields its base URL."""
     tmp = tmp_path_factory.mktemp("browser-app")
+
+    def stored_500(base: str) -> bool:
+        h = _health(base)
+        return h is not None and h["store"]["rows"] > 500
+
+    with running_app(
+        ["--replay", "--replay-speed", REPLAY_SPEED, "--db", str(tmp / "browser.db")],
+        tmp, ready=stored_500, timeout=60, what="app.py ready",
+    ) as base:
+        yield base
+
+
+@contextmanager
+def running_app(args: list[str], tmp: Path, *, ready: Callable[[str], bool], timeout: float,
+                what: str) -> Iterator[str]:
+    """``python app.py ARGS --port P`` in a subprocess (log in ``tmp/app.log``): yields its
+    base URL once ``ready(base)``; fails with the log if it exits or is not ready in time;
+    terminated at the end."""
     port = _free_port()
     log_path = tmp / "app.log"
     proc = subprocess.Popen(
-        [sys.executable, "app.py", "--replay", "--replay-speed", REPLAY_SPEED,
-         "--db", str(tmp / "browser.db"), "--port", str(port)],
+        [sys.executable, "app.py", *args, "--port", str(port)],
         cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     try:
         while True:
             if proc.poll() is not None:
                 raise AssertionError(f"app.py exited {proc.returncode}:\n{log_path.read_text()}")
-            h = _health(base)
-            if h is not None and h["store"]["rows"] > 500:
+            if ready(base):
                 break
             if time.monotonic() > deadline:
-                raise AssertionError(f"app.py not ready in 60 s:\n{log_path.read_text()[-4000:]}")
+                raise AssertionError(
+                    f"{what}: not in {timeout:.0f} s:\n{log_path.read_text()[-4000:]}"
+                )
             time.sleep(0.3)
         yield base
     finally:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -106,29 +103,16 @@ def test_heatmap_timeframe_switch(page):
 def offline_app(tmp_path_factory):
     """``python app.py`` whose feed cannot connect (no internet: a closed loopback
     port), no REST back-fill: the markets page shows the disconnected feed."""
-    from tests.browser.conftest import ROOT, _free_port, _health
+    from tests.browser.conftest import _free_port, _health, running_app
 
     tmp = tmp_path_factory.mktemp("offline-app")
-    port, dead = _free_port(), _free_port()
-    log_path = tmp / "app.log"
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--feed-url", f"ws://127.0.0.1:{dead}", "--rest-url", "off",
-         "--db", str(tmp / "offline.db"), "--port", str(port)],
-        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: proc.poll() is not None or _health(base) is not None, 60,
-                 "offline app")
-        assert proc.poll() is None, log_path.read_text()
+    dead = _free_port()
+    with running_app(
+        ["--feed-url", f"ws://127.0.0.1:{dead}", "--rest-url", "off",
+         "--db", str(tmp / "offline.db")],
+        tmp, ready=lambda base: _health(base) is not None, timeout=60, what="offline app",
+    ) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_offline_feed_card_fits_the_page(browser, offline_app):

@@ -8,48 +8,23 @@ segment across it (a null point at the break).
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
-
 import pandas as pd
 import pytest
 import requests
 
-from tests.browser.conftest import ROOT, SCREENSHOTS, _free_port, _health
+from tests.browser.conftest import SCREENSHOTS, _health, running_app
 from tests.browser.test_pair import graph_js, pid, wait_for
 
 
 @pytest.fixture(scope="module")
 def looping_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("breaks-app")
-    port = _free_port()
-    log_path = tmp / "app.log"
-    proc = subprocess.Popen(
-        [sys.executable, "app.py", "--replay", "--replay-speed", "60",
-         "--db", str(tmp / "breaks.db"), "--port", str(port)],
-        cwd=ROOT, stdout=log_path.open("w"), stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(f"app exited {proc.returncode}:\n{log_path.read_text()}")
-            if _health(base) is not None and session_starts(base):
-                break
-            if time.monotonic() > deadline:
-                raise AssertionError(f"no session break in 90 s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
+    with running_app(
+        ["--replay", "--replay-speed", "60", "--db", str(tmp / "breaks.db")], tmp,
+        ready=lambda base: _health(base) is not None and bool(session_starts(base)),
+        timeout=90, what="a session break",
+    ) as base:
         yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def session_starts(base: str) -> list[str]:
