@@ -1,6 +1,6 @@
 """Value types that cross module boundaries on the ingest path.
 
-Every trade is identified by ``(symbol, trade_id)`` and timestamped by Binance's
+Every trade is identified by its instrument ``(venue, market, symbol)`` and ``trade_id`` and timestamped by Binance's
 trade (match) time ``T``, never by the push time ``E`` nor by our receive clock:
 ``E`` is when Binance *sent* the event and can lag ``T`` by tens of milliseconds
 under load, so bucketing by ``E`` moves trades into the wrong bar.
@@ -9,6 +9,8 @@ under load, so bucketing by ``E`` moves trades into the wrong bar.
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from analytics.instruments import Instrument
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +29,12 @@ class Trade:
     qty: float  # base-asset quantity
     buyer_is_maker: bool  # m: True means the taker SOLD
     event_ms: int  # E: push time, ms; kept for lag statistics only
+    market: str = "spot"  # "spot" | "perp" (analytics/instruments.py)
+    venue: str = "binance"
+
+    @property
+    def instrument(self) -> Instrument:
+        return Instrument(self.venue, self.market, self.symbol)
 
 
 @dataclass(frozen=True, slots=True)
