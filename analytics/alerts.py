@@ -56,12 +56,12 @@ of six names mapped to fixed numpy comparisons.
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from analytics.instruments import SYMBOL_RE
 from analytics.pair import PRICE_MODES, REGRESSIONS
 from analytics.timeframes import format_timeframe, parse_timeframe
 
@@ -111,7 +111,6 @@ FIELDS = (
 )
 #: Keys a client may send back from ``GET /api/alerts``; they are not rule fields.
 READ_ONLY_FIELDS = ("id", "created_at", "updated_at", "description", "status")
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 MAX_WINDOW = 86_400
 MAX_COOLDOWN_S = 7 * 86_400
 _UPWARD = ("gt", "ge", "crosses_above")

@@ -32,9 +32,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analytics.registry import BAR_DTYPES, BAR_FIELDS
 from analytics.timeframes import validate_tf_ms
 
 __all__ = [
+    "BAR_DTYPES",
     "BAR_FIELDS",
     "Bar",
     "BarBuilder",
@@ -45,22 +47,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Field order of :meth:`Bar.as_row` (the tuple the store persists) and of ``Bars``.
-BAR_FIELDS: tuple[str, ...] = (
-    "ts",
-    "open",
-    "high",
-    "low",
-    "close",
-    "volume",
-    "quote_volume",
-    "trades",
-    "buy_volume",
-    "first_id",
-    "last_id",
-)
-_INT_FIELDS = frozenset({"ts", "trades", "first_id", "last_id"})
-_DTYPES = {f: (np.int64 if f in _INT_FIELDS else np.float64) for f in BAR_FIELDS}
+_INT_FIELDS = frozenset(f for f, t in BAR_DTYPES.items() if t is np.int64)
 # to_frame() columns: open..buy_volume, then vwap (ids are bookkeeping, not data).
 _FRAME_COLUMNS = BAR_FIELDS[1:9]
 
@@ -161,7 +148,7 @@ class Bars:
                 # e.g. a store returning float columns: fine if whole, never truncate
                 if not np.all(np.isfinite(raw) & (raw == np.round(raw))):
                     raise ValueError(f"Bars.{name} must hold whole numbers")
-            arr = raw.astype(_DTYPES[name], copy=False)
+            arr = raw.astype(BAR_DTYPES[name], copy=False)
             if arr.ndim != 1:
                 raise ValueError(f"Bars.{name} must be 1-D, got shape {arr.shape}")
             if n is None:
@@ -184,7 +171,7 @@ class Bars:
     @classmethod
     def empty(cls, tf_ms: int) -> Bars:
         """No bars, at timeframe ``tf_ms``."""
-        return cls(**{f: np.empty(0, _DTYPES[f]) for f in BAR_FIELDS}, tf_ms=tf_ms)
+        return cls(**{f: np.empty(0, BAR_DTYPES[f]) for f in BAR_FIELDS}, tf_ms=tf_ms)
 
     @classmethod
     def from_columns(cls, columns: Mapping[str, Any], tf_ms: int) -> Bars:
@@ -213,7 +200,7 @@ class Bars:
             )
         cols = zip(*materialised, strict=True)
         return cls(
-            **{f: np.array(c, dtype=_DTYPES[f]) for f, c in zip(BAR_FIELDS, cols)},
+            **{f: np.array(c, dtype=BAR_DTYPES[f]) for f, c in zip(BAR_FIELDS, cols)},
             tf_ms=tf_ms,
         )
 

@@ -39,10 +39,11 @@ import numpy as np
 import pandas as pd
 
 from analytics.align import PairAligner, align_pair
-from analytics.bars import BAR_FIELDS, Bar, BarBuilder, Bars, resample_bars
+from analytics.bars import BAR_DTYPES, BAR_FIELDS, Bar, BarBuilder, Bars, resample_bars
 from analytics.errors import InsufficientData
 from analytics.live import IncrementalPair
 from analytics.pair import PRICE_MODES, REGRESSIONS, pair_series
+from analytics.registry import PAIR_COLUMNS, PAIR_DTYPES, pair_record, pair_table
 from analytics.robust import refit_step
 from analytics.series import ColumnBuffer
 from analytics.sessions import EMPTY_BREAKS, break_buckets, last_segment, union_breaks
@@ -52,9 +53,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEFRAMES_MS = (1_000, 60_000, 300_000)
 MAX_TRACKED_PAIRS = 48
-PAIR_FIELDS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
-_BAR_DTYPES = {f: (np.int64 if f in ("ts", "trades", "first_id", "last_id") else np.float64) for f in BAR_FIELDS}
-_PAIR_DTYPES = {f: (np.int64 if f == "ts" else np.float64) for f in PAIR_FIELDS}
+#: The row of a point whose hedge is not defined yet: its bar's prices, NaN elsewhere.
+_WARMING = dict.fromkeys(PAIR_COLUMNS, np.nan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,21 +67,17 @@ class PairKey:
     prices: str
 
 
-@dataclass(frozen=True, slots=True)
-class PairColumns:
-    """Read-only column views of a pair's series (the last day)."""
+def _columns_len(self) -> int:
+    return len(self.ts)
 
-    ts: np.ndarray
-    price_a: np.ndarray
-    price_b: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    spread: np.ndarray
-    zscore: np.ndarray
-    corr: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.ts)
+#: Read-only column views of a pair's series (the last day), one per declared column.
+PairColumns = pair_record(
+    "PairColumns", __name__,
+    "Read-only column views of a pair's series (the last day), one per column of "
+    "analytics.registry.PAIR_COLUMNS.",
+    np.ndarray, namespace={"__len__": _columns_len},
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +106,7 @@ class PairSnapshot:
     session_breaks_ms: np.ndarray = field(default_factory=lambda: EMPTY_BREAKS)
 
     def frame(self) -> pd.DataFrame:
-        s = self.series
-        return pd.DataFrame({f: getattr(s, f) for f in PAIR_FIELDS})
+        return pair_table(self.series)
 
     def live_zscore(
         self, price_a: float | None, price_b: float | None, at_ms: int | None = None
@@ -152,7 +147,7 @@ class PairTracker:
         # robust refit schedule: a function of the selection and bar time only
         self.refit_step = refit_step(key.window, key.regression)
         self.inc = self._new_incremental()
-        self.buffer = ColumnBuffer(_PAIR_DTYPES, max_rows)
+        self.buffer = ColumnBuffer(PAIR_DTYPES, max_rows)
         self._seen_ts: dict[str, int] = {"a": -(2**62), "b": -(2**62)}
         self._last_ts: int | None = None  # last aligned point in the series
         self.last_used = time.monotonic()
@@ -214,7 +209,7 @@ class PairTracker:
                     window=k.window, regression=k.regression, prices=k.prices,
                     refit_step=self.refit_step, breaks=self._breaks, tf_ms=k.tf_ms,
                 )
-                self.buffer.extend({f: getattr(series, f) for f in PAIR_FIELDS})
+                self.buffer.extend({f: getattr(series, f) for f in PAIR_COLUMNS})
                 self._last_ts = int(aligned.ts[-1])
                 # Warm the incremental twin on the bars that determine its state (the
                 # last 2w+1 of the last session; the Kalman filter's whole session,
@@ -252,10 +247,10 @@ class PairTracker:
                 self.inc = self._new_incremental()  # no window spans a break
             pt = self.inc.update(ts, ca, cb)
             if pt is None:
-                row = (ts, ca, cb, np.nan, np.nan, np.nan, np.nan, np.nan)
+                vals = {**_WARMING, "ts": ts, "price_a": ca, "price_b": cb}
+                self.buffer.append([vals[c] for c in PAIR_COLUMNS])
             else:
-                row = (ts, ca, cb, pt.alpha, pt.beta, pt.spread, pt.zscore, pt.corr)
-            self.buffer.append(row)
+                self.buffer.append([getattr(pt, c) for c in PAIR_COLUMNS])
             self._last_ts = ts
             emitted = True
         return emitted
@@ -266,7 +261,7 @@ class PairTracker:
         last = self.buffer.last()
         self.snapshot = PairSnapshot(
             key=self.key,
-            series=PairColumns(**{f: v[f] for f in PAIR_FIELDS}),
+            series=PairColumns(**{f: v[f] for f in PAIR_COLUMNS}),
             bar_seq=self.buffer.appended,
             refit_step=self.refit_step,
             alpha=float(last["alpha"]) if last else np.nan,
@@ -333,7 +328,7 @@ class MarketEngine:
                 return
             self._builders[symbol] = {tf: BarBuilder(tf) for tf in self.timeframes_ms}
             self._series[symbol] = {
-                tf: ColumnBuffer(_BAR_DTYPES, DAY_MS // tf) for tf in self.timeframes_ms
+                tf: ColumnBuffer(BAR_DTYPES, DAY_MS // tf) for tf in self.timeframes_ms
             }
 
     def replay_start_ms(self, last_ms: int) -> int:

@@ -14,8 +14,10 @@ every regression). State is bounded: ring buffers of ``w`` bars and a few floats
   :func:`analytics.hedge.rolling_robust`: a live pair and a batch build agree at every
   bar whenever the pair was opened.
 * Kalman: :class:`analytics.kalman.KalmanHedge` (the batch uses the same step).
-* z-score: :class:`analytics.rolling.RollingMoments` over the spreads; correlation:
-  :class:`analytics.rolling.RollingCorr` over raw log returns.
+* Every column then comes from its incremental twin declared in
+  :mod:`analytics.registry` (z-score: :class:`analytics.rolling.RollingMoments` over
+  the spreads; correlation: :class:`analytics.rolling.RollingCorr` over raw log
+  returns; ...), in declared order, so a declared column is live with no edit here.
 
 Tick-level z (:meth:`IncrementalPair.live_zscore`)::
 
@@ -32,41 +34,29 @@ from __future__ import annotations
 import logging
 import math
 from collections import deque
-from dataclasses import dataclass
 
 import numpy as np
 
 from analytics.hedge import RobustParams, robust_window_fit
 from analytics.kalman import KalmanHedge, KalmanParams
 from analytics.pair import check_options, requirements
+from analytics.registry import PAIR_FIGURES, STATISTICS, BarInputs, ZScoreTwin, pair_record
 from analytics.robust import refit_due
 from analytics.robust import refit_step as schedule_step
-from analytics.rolling import (
-    BetaAlpha,
-    MeanStd,
-    RollingCorr,
-    RollingMoments,
-    RollingOLS,
-)
+from analytics.rolling import BetaAlpha, MeanStd, RollingOLS
 
 log = logging.getLogger(__name__)
 
 __all__ = ["IncrementalPair", "PairPoint"]
 
 
-@dataclass(frozen=True, slots=True)
-class PairPoint:
-    """Pair statistics of one closed bar (NaN where undefined); ``n`` = bars seen."""
-
-    ts: object
-    price_a: float
-    price_b: float
-    alpha: float
-    beta: float
-    spread: float
-    zscore: float
-    corr: float
-    n: int
+#: Pair statistics of one closed bar, one field per declared column (NaN where
+#: undefined), then ``n`` = bars seen.
+PairPoint = pair_record(
+    "PairPoint", __name__,
+    "Pair statistics of one closed bar (NaN where undefined); n = bars seen.",
+    float, extra=(("n", int),),
+)
 
 
 class _RobustRolling:
@@ -149,13 +139,12 @@ class IncrementalPair:
             self._hedge = KalmanHedge(kalman, prices=prices)
         else:
             self._hedge = _RobustRolling(w, regression, robust, refit_step)
-        self._moments = RollingMoments(w)
-        self._corr = RollingCorr(w)
+        self._twins = [(f.name, f.twin(w)) for f in PAIR_FIGURES]
+        self._z: ZScoreTwin = dict(self._twins)["zscore"]
         self._n = 0
         self._last_ts: object = None
         self._prev_la = self._prev_lb = math.nan  # log raw prices of the previous bar
         self._alpha = self._beta = math.nan
-        self._zstats: MeanStd | None = None
         self._last: PairPoint | None = None
 
     @property
@@ -173,13 +162,12 @@ class IncrementalPair:
 
         The window statistics :meth:`live_zscore` uses; NaN while not yet defined.
         """
-        st = self._zstats
+        st = self._z.stats
         return MeanStd(math.nan, math.nan) if st is None else st
 
     def needs(self) -> dict[str, int]:
-        """Bars each analytic still needs (0 = defined): beta, spread, zscore, corr."""
-        keys = ("beta", "spread", "zscore", "corr")
-        return {k: max(self._req[k] - self._n, 0) for k in keys}
+        """Bars each statistic of the registry still needs (0 = defined)."""
+        return {f.name: max(self._req[f.name] - self._n, 0) for f in STATISTICS}
 
     def update(self, ts: object, a: float, b: float) -> PairPoint | None:
         """Consume one closed aligned bar (raw prices): O(1), robust: one refit."""
@@ -194,11 +182,7 @@ class IncrementalPair:
         self._last_ts = ts
         la, lb = math.log(a), math.log(b)
         pa, pb = (la, lb) if self._log else (a, b)
-
-        corr = math.nan
-        if self._n > 0:
-            c = self._corr.update(la - self._prev_la, lb - self._prev_lb)
-            corr = math.nan if c is None else c
+        ret_a, ret_b = la - self._prev_la, lb - self._prev_lb  # NaN on the first bar
         self._prev_la, self._prev_lb = la, lb
         self._n += 1
 
@@ -207,22 +191,19 @@ class IncrementalPair:
             fit = self._hedge.update(pa, pb, bucket)
         else:
             fit = self._hedge.update(pa, pb)
-        if fit is None:
-            if self._n < self.window:
-                return None
-            # a full window whose first scheduled robust refit is still to come: no
-            # hedge yet, but the correlation is defined (as in the batch series)
-            self._last = PairPoint(ts, a, b, math.nan, math.nan, math.nan, math.nan, corr,
-                                   self._n)  # fmt: skip
-            return self._last
-        beta, alpha = fit
-        spr = pa - alpha - beta * pb
-        stats = self._moments.update(spr)
-        z = math.nan
-        if stats is not None and stats.std > 0.0:
-            z = (spr - stats.mean) / stats.std
-        self._alpha, self._beta, self._zstats = alpha, beta, stats
-        self._last = PairPoint(ts, a, b, alpha, beta, spr, z, corr, self._n)
+        alpha = beta = math.nan
+        if fit is not None:
+            beta, alpha = fit
+            self._alpha, self._beta = alpha, beta
+        bar = BarInputs(ts, a, b, pa, pb, ret_a, ret_b, alpha, beta, fit is not None, self._n)
+        row: dict[str, float] = {}
+        for name, twin in self._twins:  # declared order: each reads the ones before
+            row[name] = twin.update(bar, row)
+        if fit is None and self._n < self.window:
+            return None
+        # (a full window whose first scheduled robust refit is still to come has no
+        # hedge yet, but the correlation is defined, as in the batch series)
+        self._last = PairPoint(**row, n=self._n)
         return self._last
 
     @property
@@ -279,7 +260,7 @@ class IncrementalPair:
         ``((A_now - alpha_t - beta_t * B_now) - mean_t) / std_t`` (module docstring);
         None while the bar z-score is undefined (warm-up, NaN hedge or zero std).
         """
-        st = self._zstats
+        st = self._z.stats
         if st is None or not st.std > 0.0 or self._beta != self._beta:
             return None
         if self._log:

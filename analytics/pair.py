@@ -22,6 +22,11 @@ Window ``w``, bar ``t``; ``P^A, P^B`` are raw prices, and the model prices ``A, 
 * ``corr_t``: Pearson correlation of the log returns of the **raw** prices over returns
   ``t-w+1 .. t`` (``w + 1`` prices), whatever ``prices`` says.
 
+The columns are declared once, in :mod:`analytics.registry` (``PAIR_FIGURES``: each
+figure's batch function, incremental twin, warm-up and display); :func:`pair_series`
+computes the hedge of the chosen regression and then runs every figure's batch in
+order.
+
 Arrays are NaN before each quantity is defined (and where it is undefined, e.g. a window
 in which B never moved). :func:`requirements` says how many bars each needs;
 :class:`analytics.live.IncrementalPair` reproduces :func:`pair_series` bar by bar.
@@ -47,9 +52,9 @@ from analytics.hedge import (
     rolling_robust,
 )
 from analytics.kalman import KALMAN_MIN_BARS, KalmanParams, kalman_hedge
+from analytics.registry import PAIR_FIGURES, STATISTICS, PairInputs, pair_record, pair_table
 from analytics.rolling import as_float_array, check_window, log_prices
 from analytics.sessions import segment_starts
-from analytics.spread import rolling_corr, rolling_zscore
 from analytics.stationarity import (
     ADF_MIN_OBS,
     HALF_LIFE_MIN_OBS,
@@ -65,10 +70,8 @@ log = logging.getLogger(__name__)
 
 REGRESSIONS = ("ols", "huber", "theilsen", "kalman")
 PRICE_MODES = ("raw", "log")
-COLUMNS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
 
 __all__ = [
-    "COLUMNS",
     "PRICE_MODES",
     "REGRESSIONS",
     "PairSeries",
@@ -111,22 +114,17 @@ def requirements(window: int, regression: str = "ols") -> dict[str, int]:
     Returns
     -------
     dict
-        ``beta`` / ``spread``: ``w`` (Kalman: 2); ``zscore``: that plus ``w - 1``
-        (``2w - 1``; Kalman ``w + 1``); ``corr``: ``w + 1``; ``adf`` / ``coint``:
-        ``ADF_MIN_OBS`` bars; ``half_life``: ``HALF_LIFE_MIN_OBS`` bars (these three on
+        Every statistic of :data:`analytics.registry.STATISTICS` by its declared
+        ``warmup`` (``alpha`` / ``beta`` / ``spread``: ``w``, Kalman 2; ``zscore``: that
+        plus ``w - 1``; ``corr``: ``w + 1``; ...), then ``adf`` / ``coint``:
+        ``ADF_MIN_OBS`` bars and ``half_life``: ``HALF_LIFE_MIN_OBS`` bars (these three on
         the static residual of :func:`adf_summary`).
     """
     w = check_options(window, regression, "raw")
     first = KALMAN_MIN_BARS if regression == "kalman" else w
-    return {
-        "beta": first,
-        "spread": first,
-        "zscore": first + w - 1,
-        "corr": w + 1,
-        "adf": ADF_MIN_OBS,
-        "coint": ADF_MIN_OBS,
-        "half_life": HALF_LIFE_MIN_OBS,
-    }
+    out = {f.name: f.warmup(w, first) for f in STATISTICS}
+    out.update(adf=ADF_MIN_OBS, coint=ADF_MIN_OBS, half_life=HALF_LIFE_MIN_OBS)
+    return out
 
 
 def model_prices(a: object, b: object, prices: str) -> tuple[np.ndarray, np.ndarray]:
@@ -146,29 +144,25 @@ def model_prices(a: object, b: object, prices: str) -> tuple[np.ndarray, np.ndar
     return aa, bb
 
 
-@dataclass(frozen=True, slots=True)
-class PairSeries:
-    """Pair statistics per bar; NaN before each is defined (see module docstring)."""
+def _series_len(self) -> int:
+    return len(self.ts)
 
-    ts: np.ndarray
-    price_a: np.ndarray
-    price_b: np.ndarray
-    alpha: np.ndarray
-    beta: np.ndarray
-    spread: np.ndarray
-    zscore: np.ndarray
-    corr: np.ndarray
-    window: int
-    regression: str
-    prices: str
 
-    def __len__(self) -> int:
-        return len(self.ts)
+def _series_frame(self) -> pd.DataFrame:
+    """The columns of :data:`analytics.registry.PAIR_COLUMNS`, in order."""
+    return pair_table(self)
 
-    def to_frame(self) -> pd.DataFrame:
-        """Columns exactly ``ts price_a price_b alpha beta spread zscore corr``."""
-        data = {c: getattr(self, c) for c in COLUMNS}
-        return pd.DataFrame(data, columns=list(COLUMNS))
+
+#: Pair statistics per bar, one array per declared column (NaN before each is
+#: defined), then the options they were computed with.
+PairSeries = pair_record(
+    "PairSeries", __name__,
+    "Pair statistics per bar, one array per column of analytics.registry.PAIR_COLUMNS "
+    "(NaN before each is defined), and the window, regression and prices used.",
+    np.ndarray,
+    extra=(("window", int), ("regression", str), ("prices", str)),
+    namespace={"__len__": _series_len, "to_frame": _series_frame},
+)
 
 
 def _check_ts(ts: object, n: int) -> np.ndarray:
@@ -274,21 +268,15 @@ def pair_series(
             buckets=None if tf_ms is None else _buckets(t, tf_ms),
         )  # fmt: skip
         alpha, beta = fit.alpha, fit.beta
-    spr = pa - alpha - beta * pb
-    ret_a, ret_b = np.diff(la, prepend=np.nan), np.diff(lb, prepend=np.nan)
-    return PairSeries(
-        ts=t,
-        price_a=raw_a,
-        price_b=raw_b,
-        alpha=alpha,
-        beta=beta,
-        spread=spr,
-        zscore=rolling_zscore(spr, window=w),
-        corr=rolling_corr(ret_a, ret_b, window=w),
-        window=w,
-        regression=regression,
-        prices=prices,
-    )
+    inputs = PairInputs(
+        ts=t, price_a=raw_a, price_b=raw_b, model_a=pa, model_b=pb,
+        ret_a=np.diff(la, prepend=np.nan), ret_b=np.diff(lb, prepend=np.nan),
+        alpha=alpha, beta=beta, window=w,
+    )  # fmt: skip
+    cols: dict[str, np.ndarray] = {}
+    for fig in PAIR_FIGURES:  # in declared order: a figure may read the ones before it
+        cols[fig.name] = fig.batch(inputs, cols)
+    return PairSeries(**cols, window=w, regression=regression, prices=prices)
 
 
 def _pair_series_by_segment(
@@ -301,7 +289,7 @@ def _pair_series_by_segment(
     prices.
     """
     n = len(t)
-    out = {c: np.full(n, np.nan) for c in ("alpha", "beta", "spread", "zscore", "corr")}
+    out = {f.name: np.full(n, np.nan) for f in STATISTICS}
     bounds = [0, *(int(c) for c in cuts), n]
     for lo, hi in zip(bounds[:-1], bounds[1:], strict=True):
         if hi - lo < need:

@@ -20,6 +20,7 @@ import re
 
 __all__ = [
     "DAY_MS",
+    "LIVE_TIMEFRAMES",
     "SECOND_MS",
     "SUPPORTED_UI",
     "bars_per_day",
@@ -134,3 +135,9 @@ def bars_per_day(tf_ms: int) -> int:
     timeframe longer than a day still keeps one bar.
     """
     return max(1, DAY_MS // validate_tf_ms(tf_ms))
+
+
+#: The live timeframes by their text, ``{"1s": 1000, "1m": 60000, "5m": 300000}``: what
+#: the pages offer, what alert rules and the API accept for live data (derived from
+#: :data:`SUPPORTED_UI`, the one list).
+LIVE_TIMEFRAMES: dict[str, int] = {tf: parse_timeframe(tf) for tf in SUPPORTED_UI}

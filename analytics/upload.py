@@ -58,6 +58,7 @@ import numpy as np
 import pandas as pd
 
 from analytics.bars import Bars
+from analytics.instruments import SYMBOL_RE
 from analytics.timeframes import format_timeframe, parse_timeframe
 
 __all__ = [
@@ -77,7 +78,6 @@ MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 MIXED_RUN = 20
 #: Offending lines named per problem.
 SHOW_LINES = 5
-SYMBOL_RE = re.compile(r"^[A-Z0-9]{2,20}$")
 BINANCE_COLUMNS = (
     "open_time",
     "open",

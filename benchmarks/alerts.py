@@ -2,7 +2,7 @@
 
 ``python -m benchmarks.alerts [--speed 4] [--warmup-s 300]``
 
-The real pipeline, minus the socket: ``TickStore`` (writer thread) + ``MarketEngine`` +
+The real pipeline, minus the socket: ``SqliteTradeStore`` (writer thread) + ``MarketEngine`` +
 ``Ingestor`` (its real 100 ms bar-clock thread) + ``AlertService`` (its real thread,
 hooked into ``clock_listeners``), on one SQLite file. A driver thread plays the real
 tape of ``sample_data/`` (rebased to now) into ``Ingestor.on_trade``: the first
@@ -39,11 +39,11 @@ import numpy as np
 
 from analytics.engine import MarketEngine
 from ingest.alert_service import AlertService
-from ingest.binance import parse_event
+from ingest.feeds.binance import parse_event
 from ingest.models import Trade
 from ingest.pipeline import Ingestor
-from ingest.store import TickStore
-from ingest.tapes import default_sample_files, load_tape
+from ingest.replay.tapes import default_sample_files, load_tape
+from ingest.store.sqlite_trades import SqliteTradeStore
 
 A, B = "BTCUSDT", "ETHUSDT"
 TARGET_P99_MS = 500.0
@@ -94,7 +94,7 @@ def run(speed: float, warmup_s: float, tmp: Path) -> dict:
                     t.buyer_is_maker, t.event_ms + shift) for t in trades]
     prices = {s: np.array([t.price for t in trades if t.symbol == s]) for s in (A, B)}
     db = tmp / "alerts-bench.db"
-    store = TickStore(db).start()
+    store = SqliteTradeStore(db).start()
     engine = MarketEngine([A, B])
     ing = Ingestor([A, B], store, engine)
     svc = AlertService(engine, ing, db)

@@ -259,7 +259,7 @@ def tick_events(ticks: list[Ticks], t0: int, t1: int) -> list[tuple]:
 
 def real_tape_events(shift_to_ms: int) -> tuple[list[tuple], dict]:
     """The committed spot BTCUSDT+ETHUSDT tape, shifted to start at ``shift_to_ms``."""
-    from ingest.tapes import default_sample_files, load_tape
+    from ingest.replay.tapes import default_sample_files, load_tape
 
     tape = load_tape(default_sample_files())
     first = tape.first_time_ms

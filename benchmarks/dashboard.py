@@ -53,11 +53,24 @@ CLOSE_DELAY_MS = 250
 TARGET_MS, TARGET_BYTES, TARGET_REDRAW_MS = 10.0, 10_000, 200.0
 
 
+class NoAlerts:
+    """No alert rules (the pair page asks for the thresholds to draw)."""
+
+    def rules(self) -> list:
+        return []
+
+    def active_thresholds(self, a, b, tf_ms, window, regression, prices) -> list:
+        return []
+
+
 class BenchServices:
-    """The services object the pages read (``Runtime``'s reader surface)."""
+    """The runtime's reader surface the pages' facade reads
+    (``dashapp.facade.LiveMarketData`` wraps it, as it wraps the ``Runtime``)."""
 
     def __init__(self, engine: MarketEngine, ingestor: Ingestor) -> None:
         self.engine, self.ingestor = engine, ingestor
+        self.alerts = NoAlerts()
+        self.market = "spot"
 
     def feed_health(self) -> dict:
         return self.health()["feed"]
@@ -265,9 +278,11 @@ def main(argv: list[str] | None = None) -> int:
     feeder.advance(1000)
 
     from dashapp import create_app
+    from dashapp.facade import LiveMarketData
     from dashapp.ids import Markets, Pair
 
-    app = create_app(BenchServices(engine, ingestor), cache_dir=tempfile.mkdtemp())
+    app = create_app(LiveMarketData(BenchServices(engine, ingestor)),
+                     cache_dir=tempfile.mkdtemp())
     dash = DashClient(app)
     syms = sorted(symbols)
     from dashapp.components.symbol_card import FEED_BADGES, STATS

@@ -17,7 +17,7 @@ Measured (wall time, median of repeats):
 3. the CSV download of the whole filtered table (``export_frame`` + ``frame_bytes``);
 4. uploads: ``parse_ohlc_csv`` of a day of 1 s bars exported by the app
    (generic CSV) and of a 12-column Binance file of the same size, and storing /
-   reading it back (``DatasetStore.add`` / ``.bars``).
+   reading it back (``SqliteDatasetStore.add`` / ``.bars``).
 
 Prints a table, then the figures as one JSON object on the last line.
 """
@@ -38,9 +38,10 @@ import pandas as pd
 from analytics.bars import Bars
 from analytics.features import adf_fixed_lag, pair_features, pair_from_bars, rolling_adf
 from analytics.upload import parse_ohlc_csv
-from dashapp import downloads
+from dashapp.api import downloads
 from dashapp.components import data_table as dt
-from ingest.datasets import DatasetStore
+from dashapp.selection import Selection
+from ingest.store.sqlite_datasets import SqliteDatasetStore
 
 DAY_START_MS = 1_723_161_600_000
 N = 86_400
@@ -195,9 +196,7 @@ def main() -> int:
         ),
     ]
 
-    sel = dt.Selection(
-        "live", "AAAUSDT", "BBBUSDT", 1000, 60, "ols", "raw", 2.0, None, 0
-    )
+    sel = Selection("AAAUSDT", "BBBUSDT", "1s", 60, "ols", "raw", entry=2.0)
     ms, data = timed(
         lambda: downloads.frame_bytes(dt.export_frame(feats, sel, plain), "csv"), 3
     )
@@ -225,7 +224,7 @@ def main() -> int:
     res["binance_mb"] = len(bin_) / 1e6
     assert up.rows == upb.rows == N
     with tempfile.TemporaryDirectory() as tmp:
-        store = DatasetStore(Path(tmp) / "bench.db")
+        store = SqliteDatasetStore(Path(tmp) / "bench.db")
         t = time.perf_counter()
         store.add("day", up)
         res["store_add_ms"] = (time.perf_counter() - t) * 1000

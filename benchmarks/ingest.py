@@ -4,7 +4,7 @@
 
 Scenarios, each against the replay server running in its OWN process
 (``python -m ingest.replay``), with the ingest side in this process wired exactly as
-the app wires it (:class:`ingest.runtime.Runtime`: TickStore on a temp DB, MarketEngine,
+the app wires it (:class:`ingest.runtime.Runtime`: SqliteTradeStore on a temp DB, MarketEngine,
 Ingestor with its bar clock, TradeFeed):
 
 1. **throughput**: replay ``--speed 0 --loop`` (as fast as the client reads; looped
@@ -80,7 +80,7 @@ SYMBOLS = ("BTCUSDT", "ETHUSDT")
 TARGET_MSGS_PER_S = 10_000
 TARGET_P99_MS = 5.0
 LATENCY_RATE = 2_000  # msgs/s for the latency scenarios
-MAX_GAP_NS = 5_000_000_000  # ingest.replay.MAX_GAP_S: recorded pauses are capped
+MAX_GAP_NS = 5_000_000_000  # ingest.replay.server.MAX_GAP_S: recorded pauses are capped
 DASH_POLL_S = 0.5  # dcc.Interval of the markets page
 BADGE_POLL_S = 1.0  # dcc.Interval of the navbar badge (every page)
 
@@ -145,9 +145,9 @@ def _end_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 
 
 def _config(ws_base: str, db: Path):
-    from app import AppConfig
+    from ingest.config import Config
 
-    return AppConfig(
+    return Config(
         symbols=SYMBOLS, market="spot", stream="trade",
         symbols_given=True, market_given=True, stream_given=True,
         feed_url=ws_base, db=str(db), replay=None, ingest=True,
@@ -178,10 +178,11 @@ def running_runtime(ws_base: str, db: Path, feed_cls=None, before_start=None):
 def _wait_connected(runtime, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if runtime.feed is not None and runtime.feed.status().connected:
+        feed = runtime.feeds.get("spot")
+        if feed is not None and feed.status().connected:
             return
         time.sleep(0.02)
-    raise RuntimeError(f"feed did not connect within {timeout}s: {runtime.feed.status()}")
+    raise RuntimeError(f"feed did not connect within {timeout}s: {runtime.feeds}")
 
 
 # ---------------------------------------------------------------------------------
@@ -216,7 +217,7 @@ def run_throughput(seconds: float, warmup: float, tmp: Path) -> ThroughputResult
     replay = ReplayProcess(0, tmp, "throughput")
     try:
         with running_runtime(replay.ws_base, db) as runtime:
-            feed, store = runtime.feed, runtime.store
+            feed, store = runtime.feeds["spot"], runtime.store
             _wait_connected(runtime)
             pending_max = 0
             t_end_warm = time.monotonic() + warmup
@@ -309,9 +310,9 @@ def verify_store(runtime, db: Path) -> dict:
                 missing = np.setdiff1d(ids, stored, assume_unique=True).size
             else:
                 info["exact_compare"] = False
-                last = runtime.feed.last_ids.get(sym)
+                last = runtime.feeds["spot"].last_ids.get(sym)
                 info["ids_equal"] = bool(n_db == received and hi == last)
-                info["received_contiguous"] = runtime.feed.stats.gaps == 0
+                info["received_contiguous"] = runtime.feeds["spot"].stats.gaps == 0
                 missing = max(0, received - n_db)
             info["db_contiguous"] = bool(n_db == 0 or hi - lo + 1 == n_db)
             out["duplicate_rows"] += n_db - n_distinct  # impossible with the PK; checked
@@ -323,7 +324,7 @@ def verify_store(runtime, db: Path) -> dict:
         out["integrity"] = con.execute("PRAGMA quick_check").fetchone()[0]
     finally:
         con.close()
-    out["loss"] += runtime.feed.stats.gaps  # ids lost between the replay and the feed
+    out["loss"] += runtime.feeds["spot"].stats.gaps  # ids lost between the replay and the feed
     return out
 
 
@@ -357,7 +358,7 @@ class Pacing:
 
 
 def tape_pacing() -> Pacing:
-    from ingest.tapes import default_sample_files, load_tape
+    from ingest.replay.tapes import default_sample_files, load_tape
 
     tape = load_tape(default_sample_files())
     if set(tape.symbols) != set(SYMBOLS) or any(tape.missing_ids.values()):
@@ -392,7 +393,7 @@ class LatencyProbe:
         self.t0 = 0
 
     def feed_class(self):
-        from ingest.feed import TradeFeed
+        from ingest.feeds.client import TradeFeed
 
         probe = self
         now = time.perf_counter_ns
@@ -487,16 +488,16 @@ def run_latency(
             floor = FloorClient(runtime.feed_url, tmp / f"floor-{name}")
             time.sleep(warmup)
             t_start_ns = time.perf_counter_ns()
-            m0 = runtime.feed.stats.messages
+            m0 = runtime.feeds["spot"].stats.messages
             time.sleep(seconds)
             t_end_ns = time.perf_counter_ns()
-            m1 = runtime.feed.stats.messages
+            m1 = runtime.feeds["spot"].stats.messages
             if client is not None:
                 client_summary = stop_dash_client(client)
                 client = None
             floor_cols = floor.collect()
             floor = None
-            feed_stats = runtime.feed.status()
+            feed_stats = runtime.feeds["spot"].status()
             n = probe.n
     finally:
         gc.callbacks.remove(on_gc)
@@ -639,14 +640,15 @@ def floor_client_main(url: str, out: str) -> int:
 
 
 class DashServer:
-    """``dashapp.create_app(runtime)`` on werkzeug's threaded server (what app.run uses)."""
+    """``dashapp.create_app(LiveMarketData(runtime))`` on werkzeug's threaded server (what app.run uses)."""
 
     def __init__(self, runtime) -> None:
         from werkzeug.serving import make_server
 
         from dashapp import create_app
+        from dashapp.facade import LiveMarketData
 
-        self.app = create_app(runtime)
+        self.app = create_app(LiveMarketData(runtime))
         self.server = make_server("127.0.0.1", 0, self.app.server, threaded=True)
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.thread = threading.Thread(
@@ -851,7 +853,7 @@ def main(argv: list[str] | None = None) -> int:
         args.seconds, args.latency_seconds = 10.0, 8.0
     tp_warmup = 3.0 if args.quick else 5.0
     lat_warmup = 2.0
-    from app import configure_logging
+    from ingest.config import configure_logging
 
     configure_logging("WARNING")  # as app.py (werkzeug/websockets at WARNING too)
     cpu_start = _cpu_seconds()

@@ -1,8 +1,9 @@
 """Dash application factory (nothing heavy at import time).
 
-``create_app(services)`` registers the services, builds a multi-page Dash app whose
+``create_app(market)`` registers the market facade (:class:`dashapp.facade.MarketData`,
+``LiveMarketData(runtime)`` in the app), builds a multi-page Dash app whose
 pages live in ``dashapp/pages`` (``dash.register_page``), serves the offline theme from
-``assets/``, and mounts the HTTP API (``dashapp/api.py``) on the same Flask server.
+``assets/``, and mounts the HTTP API (``dashapp/api/``) on the same Flask server.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 import dash
 
 from dashapp import api, layout
+from dashapp.facade import MarketData
 from dashapp.services import set_services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,8 +34,8 @@ def background_manager(cache_dir: str | Path) -> dash.DiskcacheManager:
     )
 
 
-def create_app(services, *, cache_dir: str | Path | None = None) -> dash.Dash:
-    set_services(services)
+def create_app(market: MarketData, *, cache_dir: str | Path | None = None) -> dash.Dash:
+    set_services(market)
     if cache_dir is None:
         cache_dir = Path(tempfile.gettempdir()) / f"pairs-desk-cache-{os.getpid()}"
     app = dash.Dash(

@@ -16,7 +16,7 @@ Conventions for every chart:
   and reset only when the selection changes.
 
 Trace order is part of the contract with :mod:`dashapp.updates` and
-:mod:`dashapp.pairview` (``extendData`` targets trace indices): see ``*_TRACES``.
+:mod:`dashapp.pages.pair.pairview` (``extendData`` targets trace indices): see ``*_TRACES``.
 """
 
 from __future__ import annotations
@@ -36,8 +36,6 @@ HEAT_SCALE = [[0.0, "#e74c3c"], [0.5, "#1e1e1e"], [1.0, "#3498db"]]
 #: extendData trace indices
 Z_TRACES = {"z": 0, "live": 1}
 SPREAD_TRACES = {"spread": 0, "mean": 1, "upper": 2, "lower": 3}
-OVERLAY_TRACES = {"a": 0, "b": 1}
-LINE_TRACES = {"y": 0}
 
 
 def _x(ts: np.ndarray) -> list:

@@ -61,7 +61,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from analytics.robust import refit_step
-from dashapp.params import BadParam
+from dashapp.api.params import BadParam
 
 T = TypeVar("T")
 

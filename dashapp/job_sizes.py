@@ -21,26 +21,19 @@ def pair_rows(a: str, b: str, tf_ms: int, dataset: str | None) -> int:
     if dataset is not None:
         info = queries.dataset_info(dataset)
         scale = max(1, tf_ms // info.tf_ms)
-        rows = getattr(info, "rows", None)  # the store's per-symbol counts
-        if rows is None:
-            store = get_services().datasets
-            rows = {s: len(store.bars(dataset, s)) for s in (a, b)}
+        rows = info.rows  # the store's per-symbol counts
         return min(rows.get(a, 0), rows.get(b, 0)) // scale + 1
-    engine = get_services().engine
-    return max(len(engine.bars(a, tf_ms)), len(engine.bars(b, tf_ms)))
+    market = get_services()
+    return max(len(market.bars(a, tf_ms)), len(market.bars(b, tf_ms)))
 
 
 def _is_tracked(a, b, tf_ms, window, regression, prices, dataset) -> bool:
     if dataset is not None:
         return False
-    engine = get_services().engine
-    tracked = getattr(engine, "tracked_pairs", None)
-    if tracked is None:
-        return False
     return any(
         (k.a, k.b, k.tf_ms, k.window, k.regression, k.prices)
         == (a, b, tf_ms, window, regression, prices)
-        for k in tracked()
+        for k in get_services().tracked_pairs()
     )
 
 
@@ -72,8 +65,8 @@ def screen_job(tf_ms: int, window: int, regression: str, prices: str,
         syms = info.symbols
         counts = [pair_rows(s, s, tf_ms, dataset) for s in syms]
     else:
-        engine = get_services().engine
-        counts = [len(engine.bars(s, tf_ms)) for s in sorted(get_services().ingestor.rings)]
+        market = get_services()
+        counts = [len(market.bars(s, tf_ms)) for s in sorted(market.names())]
     counts = [c for c in counts if c]
     n = min(max(counts, default=0), max_bars or 10**12)
     pairs = comb(len(counts), 2)

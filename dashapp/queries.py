@@ -9,20 +9,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analytics.registry import BAR_COLUMNS, pair_table
 from analytics.sessions import last_segment, session_ids
 from analytics.stationarity import adf_test, coint_test, half_life
 from analytics.timeframes import format_timeframe
 from dashapp.services import get_services
 
-PAIR_COLUMNS = ("ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr")
-#: Added after ``PAIR_COLUMNS`` in ``/api/pair`` and the downloads: the session of each
-#: row (how many session breaks of the pair lie at or before it, see
-#: :mod:`analytics.sessions`); a row whose ``session`` differs from the previous row's
-#: starts after a break (replay loop seam, outage): no statistic spans it.
+#: Added after the pair columns (``analytics.registry.PAIR_COLUMNS``) in ``/api/pair``
+#: and the downloads: the session of each row (how many session breaks of the pair lie
+#: at or before it, see :mod:`analytics.sessions`); a row whose ``session`` differs
+#: from the previous row's starts after a break (replay loop seam, outage): no
+#: statistic spans it.
 SESSION_COLUMN = "session"
-BAR_COLUMNS = (
-    "ts", "open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap", "buy_volume",
-)
 
 
 def rows_in(ts: np.ndarray, start: int | None, end: int | None, limit: int | None) -> slice:
@@ -45,7 +43,7 @@ def bars_frame(
     if dataset is not None:
         bars = dataset_bars(dataset, symbol, tf_ms)
     else:
-        bars = get_services().engine.bars(symbol, tf_ms)
+        bars = get_services().bars(symbol, tf_ms)
     bars = bars.take(rows_in(bars.ts, start, end, limit))
     cols = {**bars.columns(), "vwap": bars.vwap}
     return pd.DataFrame({c: cols[c] for c in BAR_COLUMNS})
@@ -56,7 +54,8 @@ def pair_frame(
     dataset: str | None = None,
     start: int | None = None, end: int | None = None, limit: int | None = None,
 ) -> pd.DataFrame:
-    """The pair series (columns ``PAIR_COLUMNS`` then ``session``) of live data, or of
+    """The pair series (columns ``analytics.registry.PAIR_COLUMNS`` then ``session``,
+    built by the one :func:`analytics.registry.pair_table`) of live data, or of
     an uploaded dataset; ``start``/``end``/``limit`` pick rows as in :func:`rows_in`. The
     statistics are trailing and restart at each session break, so a cut of the series
     equals the same rows of the whole."""
@@ -66,10 +65,10 @@ def pair_frame(
         frame = frame.iloc[keep].reset_index(drop=True)
         frame[SESSION_COLUMN] = np.zeros(len(frame), dtype=np.int64)  # no breaks in a file
         return frame
-    snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
+    snap = get_services().pair(a, b, tf_ms, window, regression, prices)
     series = snap.series
     keep = rows_in(series.ts, start, end, limit)
-    frame = pd.DataFrame({c: getattr(series, c)[keep] for c in PAIR_COLUMNS})
+    frame = pair_table(series, keep)
     frame[SESSION_COLUMN] = session_ids(series.ts[keep], snap.session_breaks_ms, tf_ms)
     return frame
 
@@ -84,9 +83,9 @@ def frame_breaks(frame: pd.DataFrame) -> np.ndarray:
 
 
 def dataset_info(dataset: str):
-    """The uploaded dataset ``dataset`` (:class:`ingest.datasets.DatasetInfo`), or a
+    """The uploaded dataset ``dataset`` (:class:`ingest.store.DatasetInfo`), or a
     ``BadParam("dataset")`` naming the datasets there are."""
-    from dashapp.params import BadParam
+    from dashapp.api.params import BadParam
 
     info = get_services().datasets.get(dataset)
     if info is None:
@@ -100,7 +99,7 @@ def dataset_bars(dataset: str, symbol: str, tf_ms: int | None = None):
     """Bars of ``symbol`` in an uploaded dataset, at its timeframe or a multiple of it
     (resampled exactly, :func:`analytics.bars.resample_bars`)."""
     from analytics.bars import resample_bars
-    from dashapp.params import BadParam
+    from dashapp.api.params import BadParam
 
     info = dataset_info(dataset)
     if symbol not in info.symbols:
@@ -130,7 +129,7 @@ def dataset_pair_frame(
     bars_b = dataset_bars(dataset, b, tf_ms)
     _, series = pair_from_bars(bars_a, bars_b, window=window, regression=regression,
                                prices=prices)
-    return series.to_frame()
+    return pair_table(series)
 
 
 def adf_report(
@@ -155,7 +154,7 @@ def adf_report(
         "ADF", a=a, b=b, tf_ms=tf_ms, window=window, regression=regression, prices=prices,
         dataset=dataset, extra_row_us=heavy.ADF_ROW_US))
     if dataset is None:
-        snap = get_services().engine.pair(a, b, tf_ms, window, regression, prices)
+        snap = get_services().pair(a, b, tf_ms, window, regression, prices)
         series = snap.series
         ts, spread, pa, pb = series.ts, series.spread, series.price_a, series.price_b
         inside = np.asarray(snap.breaks, dtype=np.int64)

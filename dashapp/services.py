@@ -1,9 +1,9 @@
-"""The one place pages and API routes get shared state from.
+"""The one place pages and API routes get the market from.
 
-``app.py`` builds a :class:`~ingest.runtime.Runtime` and registers it here before the
-Dash app is created; callbacks call :func:`get_services`. Callbacks only *read*:
-rings give copies, the engine gives immutable snapshots, the store opens its own
-read connections.
+``app.py`` builds the :class:`~ingest.runtime.Runtime`, wraps it in a
+:class:`~dashapp.facade.LiveMarketData` and hands that to ``create_app``, which registers
+it here; callbacks call :func:`get_services` and see only the
+:class:`~dashapp.facade.MarketData` protocol (copies and immutable snapshots).
 """
 
 from __future__ import annotations
@@ -11,23 +11,25 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from dashapp.facade import MarketData
     from ingest.runtime import Runtime
 
-_services: Runtime | None = None
+_services: MarketData | None = None
 
 
-def set_services(services: Runtime) -> None:
+def set_services(services: MarketData) -> None:
     global _services
     _services = services
 
 
-def get_services() -> Runtime:
+def get_services() -> MarketData:
     if _services is None:
         raise RuntimeError("services are not set: call set_services() before create_app()")
     return _services
 
 
 def build_services(cfg) -> Runtime:
+    """The runtime of ``cfg`` (app.py's composition root calls this; tests replace it)."""
     from ingest.runtime import Runtime
 
     return Runtime(cfg)

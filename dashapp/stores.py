@@ -6,7 +6,7 @@ A store's ``data`` comes back in every request as JSON the browser (or anyone wi
 checks, which return the value when it has the expected shape and a safe fallback
 (``None``, ``{}``, ``0``) otherwise. Page-specific shapes (the pair panel's selection,
 drawn and view stores) are checked where they are defined
-(:meth:`dashapp.pairview.Selection.from_store`, :mod:`dashapp.pairlive`).
+(:meth:`dashapp.selection.Selection.from_store`, :mod:`dashapp.pages.pair.pairlive`).
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
 """Service functions of the trader tools (backtest, screener, lead-lag), shared by the
-HTTP API (:mod:`dashapp.trader_api`) and the pages, so both show the same numbers.
+HTTP API (:mod:`dashapp.api.trader`) and the pages, so both show the same numbers.
 
 Parameter parsing lives here too: :func:`backtest_args` / :func:`screen_args` take a
 mapping (Flask's ``request.args`` or a dict built from a page's controls) and raise
-:class:`~dashapp.params.BadParam` naming the parameter.
+:class:`~dashapp.api.params.BadParam` naming the parameter.
 """
 
 from __future__ import annotations
@@ -24,9 +24,10 @@ from analytics.pair import requirements
 from analytics.screener import ScreenResult, screen_pairs
 from analytics.sessions import last_session
 from analytics.timeframes import bars_per_day, format_timeframe
-from dashapp import params, queries
-from dashapp.downloads import iso_ms
-from dashapp.params import BadParam
+from dashapp import queries
+from dashapp.api import params
+from dashapp.api.downloads import iso_ms
+from dashapp.api.params import BadParam, number
 from dashapp.services import get_services
 
 log = logging.getLogger(__name__)
@@ -45,28 +46,8 @@ METRICS = (
 
 
 # ---------------------------------------------------------------- parameter parsing
-def number(args: Mapping, name: str, default: float | None, lo: float, hi: float,
-           *, lo_open: bool = False) -> float | None:
-    """A finite float in ``[lo, hi]`` (``(lo, hi]`` with ``lo_open``), or ``default``."""
-    raw = args.get(name)
-    if raw is None or str(raw).strip() == "":
-        return default
-    try:
-        if not str(raw).strip().isascii():  # float() reads "١٢" as 12: refuse, as params does
-            raise ValueError
-        value = float(str(raw).strip())
-    except ValueError:
-        raise BadParam(name, f"{str(raw)[:40]!r} is not a number") from None
-    if not math.isfinite(value):
-        raise BadParam(name, f"must be finite, got {raw!s:.40}")
-    if value > hi or value < lo or (lo_open and value == lo):
-        bracket = "(" if lo_open else "["
-        raise BadParam(name, f"must be in {bracket}{lo:g}, {hi:g}], got {value:g}")
-    return value
-
-
 def _known() -> set[str]:
-    return set(get_services().ingestor.rings)
+    return set(get_services().names())
 
 
 def pair_args(args: Mapping) -> dict:
@@ -88,7 +69,7 @@ def pair_args(args: Mapping) -> dict:
     if a == b:
         raise BadParam("b", "must differ from a")
     if dataset is None:
-        tracked = get_services().engine.timeframes_ms
+        tracked = get_services().timeframes()
         if tf_ms not in tracked:
             names = ", ".join(format_timeframe(t) for t in tracked)
             raise BadParam("timeframe", f"live pair series exist for {names}, got "
@@ -207,7 +188,7 @@ def screen_args(args: Mapping) -> dict:
     dataset = _dataset_arg(args)
     if dataset is None:
         tf_ms = params.timeframe(args)
-        tracked = get_services().engine.timeframes_ms
+        tracked = get_services().timeframes()
         if tf_ms not in tracked:
             names = ", ".join(format_timeframe(t) for t in tracked)
             raise BadParam("timeframe", f"bars exist for {names}, got {format_timeframe(tf_ms)}")
@@ -240,9 +221,7 @@ def all_bars(tf_ms: int, dataset: str | None = None) -> dict:
     if dataset is not None:
         out = {s: queries.dataset_bars(dataset, s, tf_ms) for s in source_symbols(dataset)}
     else:
-        engine = get_services().engine
-        with engine.lock:
-            out = {s: engine.bars(s, tf_ms) for s in sorted(_known())}
+        out = get_services().bars_of(sorted(_known()), tf_ms)
     return {s: b for s, b in out.items() if len(b)}
 
 
@@ -251,8 +230,8 @@ def all_breaks(symbols, dataset: str | None = None) -> dict:
     screener and lead-lag use each pair's last session only."""
     if dataset is not None:
         return {}
-    engine = get_services().engine
-    return {s: engine.breaks(s) for s in symbols}
+    market = get_services()
+    return {s: market.breaks(s) for s in symbols}
 
 
 def bar_count(tf_ms: int, dataset: str | None = None) -> int:
@@ -261,8 +240,8 @@ def bar_count(tf_ms: int, dataset: str | None = None) -> int:
     if dataset is not None:
         info = get_services().datasets.get(dataset)
         return -1 if info is None else sum(info.rows.values())
-    engine = get_services().engine
-    return sum(len(engine.bars(s, tf_ms)) for s in sorted(_known()))
+    market = get_services()
+    return sum(len(market.bars(s, tf_ms)) for s in sorted(_known()))
 
 
 def screen(tf_ms: int, window: int, regression: str, prices: str,
@@ -295,9 +274,8 @@ def lead_lag(a: str, b: str, tf_ms: int, max_lag: int,
     if dataset is not None:
         ba, bb = queries.dataset_bars(dataset, a, tf_ms), queries.dataset_bars(dataset, b, tf_ms)
     else:
-        engine = get_services().engine
-        with engine.lock:
-            ba, bb = engine.bars(a, tf_ms), engine.bars(b, tf_ms)
+        both = get_services().bars_of((a, b), tf_ms)
+        ba, bb = both[a], both[b]
     al = align_pair(ba, bb, max_bars=max_bars)
     brk = all_breaks((a, b), dataset)
     if brk:

@@ -1,7 +1,8 @@
 """``python -m ingest --db X --symbols BTCUSDT,ETHUSDT``: ingest without the dashboard.
 
-Takes the same flags as ``app.py`` (minus host/port); a dashboard can follow the same
-DB from another process with ``python app.py --no-ingest --db X``.
+Takes the same flags as ``app.py`` (``ingest/config.py``; host and port are not used); a
+dashboard can follow the same DB from another process with ``python app.py --no-ingest
+--db X``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ log = logging.getLogger("ingest")
 
 
 def main(argv: list[str] | None = None) -> int:
-    from app import configure_logging, parse_config
+    from ingest.config import configure_logging, parse_config
     from ingest.runtime import Runtime
 
     cfg = parse_config(argv)

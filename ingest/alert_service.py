@@ -50,12 +50,12 @@ from __future__ import annotations
 import logging
 import math
 import os
-import sqlite3
 import threading
 import time
 import weakref
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import numpy as np
 
@@ -74,7 +74,14 @@ from analytics.alerts import (
 from analytics.errors import InsufficientData
 from analytics.sessions import break_buckets, session_ids
 from analytics.stationarity import adf_test
-from ingest.alert_store import AlertStore, NewEvent, StoredEvent, StoredRule
+from ingest.store import (
+    AlertStore,
+    NewEvent,
+    StoredEvent,
+    StoredRule,
+    StoreError,
+    open_alert_store,
+)
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +119,7 @@ class AlertService:
         self,
         engine,
         ingestor,
-        db_path,
+        store: AlertStore | str | Path,
         *,
         evaluate: bool = True,
         min_interval_s: float = 0.1,
@@ -122,7 +129,8 @@ class AlertService:
     ) -> None:
         self.engine = engine
         self.ingestor = ingestor
-        self.store = AlertStore(db_path)
+        # the runtime passes the alert store of its database; a path opens one
+        self.store = store if isinstance(store, AlertStore) else open_alert_store(store)
         self.evaluating = evaluate
         self.min_interval_s = min_interval_s
         self.save_interval_s = save_interval_s
@@ -553,7 +561,7 @@ class AlertService:
                 dirty = {rid: self._states[rid] for rid in self._dirty if rid in self._states}
                 try:
                     stored = self.store.save(dirty, events)
-                except sqlite3.Error as exc:
+                except StoreError as exc:
                     self._unsaved = events[-10_000:]
                     self.last_error = f"saving alert events: {exc}"
                     log.warning("alerts: %s (%d events kept, retried)", exc, len(events))

@@ -4,8 +4,8 @@
 
     TradeFeed thread --Trade--> Ingestor.on_trade
                                   +--> TickRing[symbol].append        (recent ticks, memory)
-                                  +--> TickStore.add_trade            (writer thread, batched)
-                                  +--> MarketEngine.on_trade --1 s bar closed--> TickStore.add_bar
+                                  +--> TradeStore.add_trade            (writer thread, batched)
+                                  +--> MarketEngine.on_trade --1 s bar closed--> TradeStore.add_bar
     clock thread (every 100 ms) --> MarketEngine.on_clock(exchange time) --> closed bars -> store
 
 The engine is mutated by two threads (the feed and the clock), so those two calls are
@@ -30,7 +30,7 @@ changes it; a quiet market still closes its bars about a second late.
 A trade older than a bucket already published (after a reconnect, or a back-fill) is
 *late*: it is stored, counted per symbol (``late_trades``, shown in ``/api/health``
 and the feed card) and the store's 1 s bars of its bucket are rebuilt from the stored
-trades (``TickStore.rebuild_bars``); the in-memory published bars are not amended.
+trades (``TradeStore.rebuild_bars``); the in-memory published bars are not amended.
 
 ``DbFollower`` is the read-only twin used by ``python app.py --no-ingest``: it polls the
 SQLite file that another process is writing and pushes new trades through the same
@@ -50,7 +50,7 @@ from analytics.engine import MarketEngine
 from analytics.timeframes import DAY_MS
 from ingest.models import Trade
 from ingest.ring import TickRing
-from ingest.store import TickStore
+from ingest.store import TradeStore
 
 log = logging.getLogger(__name__)
 #: Longest an unsettled gap holds alert evaluation (wall s): a back-fill normally
@@ -79,7 +79,7 @@ class Ingestor:
     def __init__(
         self,
         symbols: list[str],
-        store: TickStore,
+        store: TradeStore,
         engine: MarketEngine,
         *,
         ring_capacity: int = 2**21,
@@ -231,7 +231,7 @@ class Ingestor:
           (a bar builder takes any order inside its open bucket); a trade for a bucket
           already closed is only counted as late: published bars are never amended.
         * stored 1 s bars of those closed buckets are recomputed from the stored trades
-          (``TickStore.rebuild_bars``), so history and a restart see complete bars;
+          (``TradeStore.rebuild_bars``), so history and a restart see complete bars;
         * not the ring: it holds live ticks in arrival order for readers' ``since``
           cursors, and an old trade appended there would break its time order.
         """

@@ -4,8 +4,10 @@ A :class:`Runtime` owns, in start order: the SQLite store (writer thread), the m
 engine, the :class:`~ingest.pipeline.Ingestor` (rings, restore, bar clock), and one
 source of trades:
 
-* live: a :class:`~ingest.feed.TradeFeed` on Binance's URL (or ``--feed-url``);
-* replay: the built-in :class:`~ingest.replay.ReplayServer` on a free loopback port,
+* live: one :class:`~ingest.feeds.client.TradeFeed` per market (the protocol from the
+  feed registry, ``ingest.feeds.feed_protocol``) on the venue's URL (or ``--feed-url``),
+  each with its own REST back-fill and status;
+* replay: the built-in :class:`~ingest.replay.server.ReplayServer` on a free loopback port,
   and a ``TradeFeed`` pointed at it, so the real client code runs offline;
 * follow (``--no-ingest``): a :class:`~ingest.pipeline.DbFollower` over a DB that
   another process writes.
@@ -16,48 +18,39 @@ and the engine's snapshots only.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import threading
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
 from analytics.engine import MarketEngine
 from ingest.alert_service import AlertService
-from ingest.binance import stream_url
-from ingest.datasets import DatasetStore
-from ingest.feed import TradeFeed
-from ingest.memory import HeapTrimmer, tune_malloc
+from ingest.feeds import FeedProtocol, feed_protocol
+from ingest.feeds.client import TradeFeed
 from ingest.pipeline import DbFollower, Ingestor
-from ingest.store import TickStore
-from ingest.writer_lock import WriterLock, WriterLockHeld, forget_in_child
+from ingest.process.memory import HeapTrimmer, tune_malloc
+from ingest.process.writer_lock import WriterLock, WriterLockHeld, forget_in_child
+from ingest.store import SchemaError, StoreUnavailable, backend_for, open_store
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ResolvedSource:
-    symbols: tuple[str, ...]
-    market: str
-    stream: str
-    url: str | None
 
 
 class Runtime:
     """Everything that ingests, stores and computes, minus the web server."""
 
     def __init__(self, cfg) -> None:
-        tune_malloc()  # before any thread of ours exists (ingest/memory.py)
+        tune_malloc()  # before any thread of ours exists (ingest/process/memory.py)
         self.cfg = cfg
         self.replay = None
-        self.feed: TradeFeed | None = None
+        # one feed (and back-fill) per market, keyed "spot" / "perp"; today's CLI runs one
+        self.feeds: dict[str, TradeFeed] = {}
+        self.backfills: dict = {}
         self.follower: DbFollower | None = None
-        self.backfill = None
         symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
             from ingest.replay import APP_LOOP_SEAM_IDS, ReplayServer
-            from ingest.tapes import default_sample_files, load_tape, shift_times
+            from ingest.replay.tapes import default_sample_files, load_tape, shift_times
 
             files = list(cfg.replay) or default_sample_files()
             tape = load_tape(files)
@@ -79,19 +72,36 @@ class Runtime:
             )
         self.symbols = tuple(symbols)
         self.market, self.stream = market, stream
+        # the registry's protocol per market (fails here, naming the known feeds)
+        protocol = feed_protocol(market=market)  # the default venue (Binance)
+        self.feed_protocols: dict[str, FeedProtocol] = {protocol.market: protocol}
         readonly = not cfg.ingest
-        if readonly and not Path(cfg.db).exists():
+        try:  # before any file is made: a URL this build cannot open
+            db_file = backend_for(cfg.db).local_file(cfg.db)
+        except StoreUnavailable as exc:
+            raise SystemExit(f"error: --db: {exc}") from None
+        if readonly and db_file is not None and not db_file.exists():
             raise SystemExit(f"--no-ingest: database {cfg.db} does not exist")
         self.writer_lock: WriterLock | None = None
-        if not readonly:
+        if not readonly and db_file is not None:
             try:
-                self.writer_lock = WriterLock(cfg.db).acquire()
+                self.writer_lock = WriterLock(db_file).acquire()
             except WriterLockHeld as exc:
                 raise SystemExit(f"error: {exc}") from None
-        self.store = TickStore(cfg.db, readonly=readonly)
-        # Uploaded OHLC datasets: own tables and connection in the same file, never
-        # mixed into the live ticks (ingest/datasets.py).
-        self.datasets = DatasetStore(cfg.db, readonly=readonly)
+        # Trades/bars/gaps (writer thread), uploaded datasets (never mixed into the
+        # live ticks) and alerts: one database, the backend picked from --db
+        # (ingest/store/). Bare symbols and rows from before instruments are on the
+        # run's market.
+        try:
+            stores = open_store(cfg.db, readonly=readonly, market=protocol.market)
+            if readonly and not cfg.market_given:  # follow the market the writer writes
+                held = {inst.market for inst in stores.trades.instruments()}
+                if len(held) == 1 and held != {protocol.market}:
+                    stores.close()
+                    stores = open_store(cfg.db, readonly=True, market=held.pop())
+        except SchemaError as exc:
+            raise SystemExit(f"error: {exc}") from None
+        self.store, self.datasets = stores.trades, stores.datasets
         self.engine = MarketEngine(list(self.symbols))
         self.ingestor = Ingestor(
             list(self.symbols),
@@ -102,7 +112,9 @@ class Runtime:
         )
         # Alert rules and events (same DB file, own tables and connection); evaluated
         # where trades are ingested (with --no-ingest, by the ingesting process).
-        self.alerts = AlertService(self.engine, self.ingestor, cfg.db, evaluate=cfg.ingest)
+        self.alerts = AlertService(
+            self.engine, self.ingestor, stores.alerts, evaluate=cfg.ingest
+        )
         self.feed_url: str | None = None
         self.started_ms = int(time.time() * 1000)
         self.memory = HeapTrimmer()
@@ -130,30 +142,43 @@ class Runtime:
             self.follower = DbFollower(self.ingestor)
             self.follower.start()
             return
-        base = self.cfg.feed_url
         if self.replay is not None:
             self.replay.start()
-            base = self.replay.ws_base + ("/market" if self.market == "futures" else "")
             log.info("replay: serving %s on %s", ",".join(self.symbols), self.replay.ws_base)
-        self.feed_url = stream_url(
-            self.symbols, market=self.market, stream=self.stream, base_url=base
-        )
-        self.backfill = self._start_backfill()
-        self.feed = TradeFeed(
-            self.feed_url,
+        for protocol in self.feed_protocols.values():
+            self._start_feed(protocol)
+        self.feed_url = " ".join(f.url for f in self.feeds.values())
+        self.ingestor.quiet_probe = self._feeds_pending
+
+    def _start_feed(self, protocol: FeedProtocol) -> None:
+        """The feed thread of one market, and its back-fill."""
+        base = self.cfg.feed_url
+        if self.replay is not None:  # the replay is a bare host: add the market's path
+            base = self.replay.ws_base + protocol.ws_path_prefix
+        url = protocol.stream_url(self.symbols, self.stream, base)
+        backfill = self._start_backfill(protocol)
+        feed = TradeFeed(
+            url,
             self.ingestor.on_trade,
-            on_gap=self._on_gap,
+            on_gap=functools.partial(self._on_gap, protocol.market),
             last_ids=self.store.last_trade_ids(),
             watchdog_s=self.cfg.watchdog_s,
-            verify_trade=None if self.backfill is None else self.backfill.verify,
+            verify_trade=None if backfill is None else backfill.verify,
+            protocol=protocol,
         )
-        self.ingestor.quiet_probe = self.feed.has_pending
-        self.feed.start()
+        self.feeds[protocol.market] = feed
+        if backfill is not None:
+            self.backfills[protocol.market] = backfill
+        feed.start()
 
-    def _start_backfill(self):
+    def _feeds_pending(self) -> bool:
+        """The bar clock's quiet probe: data waiting on any feed's socket."""
+        return any(feed.has_pending() for feed in self.feeds.values())
+
+    def _start_backfill(self, protocol: FeedProtocol):
         """REST gap back-fill (``--rest-url``; ``off`` disables it). Gaps a previous run
         left unfilled are resumed, minus the ids that did get stored."""
-        from ingest.backfill import Backfiller
+        from ingest.feeds.backfill import Backfiller
 
         rest = getattr(self.cfg, "rest_url", None)
         if rest == "off":
@@ -162,7 +187,7 @@ class Runtime:
         if own_replay:
             rest = self.replay.rest_base
         backfill = Backfiller(
-            market=self.market, stream=self.stream, base_url=rest or None,
+            protocol=protocol, stream=self.stream, base_url=rest or None,
             deliver=self.ingestor.on_backfill, on_filled=self._on_filled,
             on_unrecoverable=self._on_unrecoverable,
             # the built-in replay's REST serves the whole tape: ids it lacks (a loop
@@ -171,6 +196,8 @@ class Runtime:
             **({"hole_attempts": 1} if own_replay else {}),
         )
         for gap in self.store.unfilled_gaps():
+            if len(self.feed_protocols) > 1 and getattr(gap, "market", None) != protocol.market:
+                continue  # another market's back-fill resumes it
             for first, last in self.store.missing_ranges(
                 gap.symbol, gap.first_id, gap.last_id
             ):
@@ -184,11 +211,12 @@ class Runtime:
         self.store.mark_gap_filled(symbol, first_id, filled_ms)
         self.ingestor.settle_gap(symbol, first_id)
 
-    def _on_gap(self, symbol: str, first_id: int, last_id: int) -> None:
+    def _on_gap(self, market: str, symbol: str, first_id: int, last_id: int) -> None:
         self.ingestor.on_gap(symbol, first_id, last_id)
-        if self.backfill is not None:
+        backfill = self.backfills.get(market)
+        if backfill is not None:
             self.ingestor.hold_gap(symbol, first_id, last_id)  # alerts wait for it
-            self.backfill.submit(symbol, first_id, last_id)
+            backfill.submit(symbol, first_id, last_id)
         else:  # nothing can fill it: the trade that revealed it starts a new session
             self.ingestor.break_at_next_trade(
                 symbol, f"ids {first_id}..{last_id} missing, back-fill off"
@@ -223,10 +251,10 @@ class Runtime:
         """Orderly stop (Ctrl-C, SIGTERM): sources first, then the open 1 s bars and
         the last batch go to the store, then the writer lock is released."""
         self.memory.stop()
-        if self.feed is not None:
-            self.feed.stop()
-        if self.backfill is not None:
-            self.backfill.stop()
+        for feed in self.feeds.values():
+            feed.stop()
+        for backfill in self.backfills.values():
+            backfill.stop()
         if self.follower is not None:
             self.follower.stop()
         self.ingestor.stop()
@@ -281,26 +309,12 @@ class Runtime:
         500 ms / 1 s, without reading every ring and the replay's status."""
         if store is None:
             store = self.store.status()
-        if self.feed is not None:
-            feed = self.feed.status().as_dict()
-            if self.replay is not None:
-                feed["replay_speed"] = self.cfg.replay_speed
-                if self.cfg.replay_speed != 1 or not self.cfg.replay_rebase:
-                    # Replayed trade times advance `speed` times faster than the wall
-                    # clock, so now - T says nothing about the feed: no lag figure.
-                    feed["lag_ms"] = None
-            feed["gaps_detected"] = feed["gaps"]
-            feed["gaps_filled"] = 0
-            if self.backfill is not None:
-                # gaps = ids still missing; gaps_filled = ids recovered from REST
-                bf = self.backfill.status()
-                feed["gaps"] = bf.missing
-                feed["gaps_filled"] = bf.filled
-                feed["gap_ranges"] = [
-                    {"symbol": g.symbol, "first_id": g.first_id, "last_id": g.last_id}
-                    for g in bf.ranges[:1_000]
-                ]
-                feed["backfill"] = bf.as_dict()
+        if len(self.feeds) == 1:
+            feed = self._market_feed_health(next(iter(self.feeds)))
+        elif self.feeds:
+            feed = _combined_feed_health(
+                {market: self._market_feed_health(market) for market in self.feeds}
+            )
         else:
             feed = {
                 "url": None,
@@ -324,3 +338,70 @@ class Runtime:
         # are held in memory because the store cannot write.
         feed["store"] = {k: store[k] for k in ("writable", "last_error", "pending")}
         return feed
+
+    def _market_feed_health(self, market: str) -> dict:
+        """One market's feed status, with its back-fill's view of the gaps."""
+        feed = self.feeds[market].status().as_dict()
+        if self.replay is not None:
+            feed["replay_speed"] = self.cfg.replay_speed
+            if self.cfg.replay_speed != 1 or not self.cfg.replay_rebase:
+                # Replayed trade times advance `speed` times faster than the wall
+                # clock, so now - T says nothing about the feed: no lag figure.
+                feed["lag_ms"] = None
+        feed["gaps_detected"] = feed["gaps"]
+        feed["gaps_filled"] = 0
+        backfill = self.backfills.get(market)
+        if backfill is not None:
+            # gaps = ids still missing; gaps_filled = ids recovered from REST
+            bf = backfill.status()
+            feed["gaps"] = bf.missing
+            feed["gaps_filled"] = bf.filled
+            feed["gap_ranges"] = [
+                {"symbol": g.symbol, "first_id": g.first_id, "last_id": g.last_id}
+                for g in bf.ranges[:1_000]
+            ]
+            feed["backfill"] = bf.as_dict()
+        return feed
+
+
+#: Counters that add up across markets when several feeds run.
+_SUMMED_FEED_KEYS = (
+    "messages", "trades", "msgs_per_s", "bad_frames", "other_frames", "duplicates",
+    "reconnects", "gaps", "gaps_detected", "gaps_filled", "rejected_times", "quarantined",
+    "clean_closes",
+)
+
+
+def _combined_feed_health(per_market: dict[str, dict]) -> dict:
+    """The ``feed`` health of several markets' feeds: the same keys as one feed (so the
+    feed card and badges read it unchanged), summed or worst-of, and each market's own
+    under ``markets``. Connected only when every feed is."""
+    feeds = list(per_market.values())
+    out = dict(feeds[0])
+    out["url"] = " ".join(f["url"] for f in feeds)
+    out["connected"] = all(f["connected"] for f in feeds)
+    for key in _SUMMED_FEED_KEYS:
+        if key in out:
+            out[key] = sum(f[key] for f in feeds)
+    out["msgs_per_s"] = round(out["msgs_per_s"], 1)
+    backfills = [f["backfill"] for f in feeds if "backfill" in f]
+    if backfills:
+        out["backfill"] = {
+            **{k: sum(b[k] for b in backfills) for k in (
+                "missing", "filled", "submitted", "requests", "pages", "rate_limited",
+                "errors", "gaps_completed")},
+            "url": " ".join(b["url"] for b in backfills),
+            "error": "; ".join(b["error"] for b in backfills if b["error"]) or None,
+            "retry_at_ms": max((b["retry_at_ms"] for b in backfills if b["retry_at_ms"]),
+                               default=None),
+            "unrecoverable": [u for b in backfills for u in b["unrecoverable"]],
+        }
+    for key in ("gap_ranges", "quarantine"):
+        out[key] = [item for f in feeds for item in f[key]]
+    for key in ("last_message_ms", "last_trade_ms", "lag_ms"):
+        values = [f[key] for f in feeds if f.get(key) is not None]
+        out[key] = max(values) if values else None
+    errors = [f"{m}: {f['error']}" for m, f in per_market.items() if f["error"]]
+    out["error"] = "; ".join(errors) or None
+    out["markets"] = per_market
+    return out

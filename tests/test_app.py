@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from ingest.tapes import default_sample_files, load_tape
+from ingest.replay.tapes import default_sample_files, load_tape
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -235,7 +235,7 @@ def test_other_host_warns_no_authentication(monkeypatch, caplog):
 
 
 def test_no_debug_flag_exists():
-    from app import build_parser
+    from ingest.config import build_parser
 
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--debug"])

@@ -34,7 +34,7 @@ import orjson
 import pytest
 from werkzeug.datastructures import ImmutableMultiDict
 
-from app import parse_config
+from ingest.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -128,6 +128,7 @@ RULES = api_rules()
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from dashapp import create_app
+    from dashapp.facade import LiveMarketData
     from ingest.runtime import Runtime
 
     db = tmp_path_factory.mktemp("hostile") / "m.db"
@@ -146,7 +147,7 @@ def client(tmp_path_factory):
         ]
     )
     rt = Runtime(cfg)
-    app = create_app(rt, cache_dir=tmp_path_factory.mktemp("cache"))
+    app = create_app(LiveMarketData(rt), cache_dir=tmp_path_factory.mktemp("cache"))
     rt.start()
     total = len(rt.replay.tape)
     deadline = time.monotonic() + 90

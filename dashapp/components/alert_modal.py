@@ -22,6 +22,7 @@ from dash import Input, Output, State, callback, clientside_callback, ctx, dcc, 
 
 from analytics.alerts import METRIC_LABELS, METRICS, OP_LABELS, OPS, PAIR_METRICS, RuleError
 from analytics.pair import PRICE_MODES, REGRESSIONS
+from analytics.timeframes import SUPPORTED_UI
 from dashapp import ids, stores
 from dashapp.services import get_services
 
@@ -30,8 +31,6 @@ FORM_FIELDS = (
     "metric", "symbol", "a", "b", "timeframe", "window", "regression", "prices", "op",
     "threshold", "hysteresis", "cooldown_s",
 )
-NUMBER_FIELDS = ("window", "threshold", "hysteresis", "cooldown_s")
-TIMEFRAMES = ("1s", "1m", "5m")
 DEFAULTS = {
     "metric": "zscore", "timeframe": "1s", "window": 60, "regression": "ols",
     "prices": "raw", "op": "crosses_above", "threshold": None, "hysteresis": 0,
@@ -125,7 +124,7 @@ def modal(symbols: list[str]) -> dbc.Modal:
             id=ids.Alerts.PAIR_GROUP,
         ),
         dbc.Row([
-            dbc.Col(html.Div(_input("timeframe", _opts(TIMEFRAMES)),
+            dbc.Col(html.Div(_input("timeframe", _opts(SUPPORTED_UI)),
                              id=ids.Alerts.field("timeframe-group")), md=6),
             dbc.Col(html.Div(_input("window"), id=ids.Alerts.field("window-group")), md=6),
         ]),
@@ -149,7 +148,7 @@ def modal(symbols: list[str]) -> dbc.Modal:
 
 def shell_parts() -> list:
     """Everything of the alerts the shell carries on every page."""
-    symbols = sorted(get_services().ingestor.rings)
+    symbols = sorted(get_services().names())
     return [
         modal(symbols),
         dcc.Store(id=ids.Alerts.EDIT_ID),
@@ -166,7 +165,7 @@ def shell_parts() -> list:
 
 
 def toast(event) -> dbc.Toast:
-    from dashapp.alerts_api import iso
+    from dashapp.api.alerts import iso
 
     return dbc.Toast(
         [html.Div(event.description, className="fw-bold"),
@@ -185,59 +184,79 @@ _FEEDBACK = [Output(ids.Alerts.feedback(n), "children", allow_duplicate=True)
 
 
 @callback(
-    Output(ids.Alerts.MODAL, "is_open"),
-    Output(ids.Alerts.MODAL_TITLE, "children"),
-    Output(ids.Alerts.EDIT_ID, "data"),
-    Output(ids.Alerts.field("enabled"), "value"),
-    *_VALUES, *_INVALID, *_FEEDBACK,
-    Output(ids.Alerts.FORM_ERROR, "is_open", allow_duplicate=True),
-    Input(ids.Shell.ALERT_PREFILL, "data"),
+    output=dict(
+        is_open=Output(ids.Alerts.MODAL, "is_open"),
+        title=Output(ids.Alerts.MODAL_TITLE, "children"),
+        edit_id=Output(ids.Alerts.EDIT_ID, "data"),
+        enabled=Output(ids.Alerts.field("enabled"), "value"),
+        values=_VALUES,
+        invalid=_INVALID,
+        feedback=_FEEDBACK,
+        error_open=Output(ids.Alerts.FORM_ERROR, "is_open", allow_duplicate=True),
+    ),
+    inputs=dict(prefill=Input(ids.Shell.ALERT_PREFILL, "data")),
     prevent_initial_call=True,
 )
 def open_modal(prefill):
     """Any page asks for the modal by writing a (partial) rule to the shell store."""
+    n = len(FORM_FIELDS)
     if not isinstance(prefill, dict):  # nothing asked, or a forged store
-        return (no_update,) * (4 + 3 * len(FORM_FIELDS) + 1)
-    values = prefill_values(prefill, sorted(get_services().ingestor.rings))
+        return dict(is_open=no_update, title=no_update, edit_id=no_update, enabled=no_update,
+                    values=[no_update] * n, invalid=[no_update] * n,
+                    feedback=[no_update] * n, error_open=no_update)
+    values = prefill_values(prefill, sorted(get_services().names()))
     rule_id = stores.int_id(prefill.get("id"))
     title = f"Edit alert rule #{rule_id}" if rule_id is not None else "New alert rule"
-    n = len(FORM_FIELDS)
-    return (True, title, rule_id, bool(values.get("enabled", True)),
-            *[values.get(k) for k in FORM_FIELDS], *[False] * n, *[""] * n, False)
+    return dict(is_open=True, title=title, edit_id=rule_id,
+                enabled=bool(values.get("enabled", True)),
+                values=[values.get(k) for k in FORM_FIELDS], invalid=[False] * n,
+                feedback=[""] * n, error_open=False)
 
 
 @callback(
-    Output(ids.Alerts.MODAL, "is_open", allow_duplicate=True),
-    *_INVALID, *_FEEDBACK,
-    Output(ids.Alerts.FORM_ERROR, "children"),
-    Output(ids.Alerts.FORM_ERROR, "is_open", allow_duplicate=True),
-    Output(ids.Alerts.CHANGED, "data"),
-    Input(ids.Alerts.SAVE, "n_clicks"),
-    Input(ids.Alerts.CANCEL, "n_clicks"),
-    State(ids.Alerts.EDIT_ID, "data"),
-    State(ids.Alerts.field("enabled"), "value"),
-    State(ids.Alerts.CHANGED, "data"),
-    *[State(ids.Alerts.field(n), "value") for n in FORM_FIELDS],
+    output=dict(
+        is_open=Output(ids.Alerts.MODAL, "is_open", allow_duplicate=True),
+        invalid=_INVALID,
+        feedback=_FEEDBACK,
+        error=Output(ids.Alerts.FORM_ERROR, "children"),
+        error_open=Output(ids.Alerts.FORM_ERROR, "is_open", allow_duplicate=True),
+        changed=Output(ids.Alerts.CHANGED, "data"),
+    ),
+    inputs=dict(
+        _save=Input(ids.Alerts.SAVE, "n_clicks"),
+        _cancel=Input(ids.Alerts.CANCEL, "n_clicks"),
+        edit_id=State(ids.Alerts.EDIT_ID, "data"),
+        enabled=State(ids.Alerts.field("enabled"), "value"),
+        changed=State(ids.Alerts.CHANGED, "data"),
+        values=[State(ids.Alerts.field(n), "value") for n in FORM_FIELDS],
+    ),
     prevent_initial_call=True,
 )
-def save_rule(_save, _cancel, edit_id, enabled, changed, *values):
+def save_rule(_save, _cancel, edit_id, enabled, changed, values):
     """Validate and store the rule; bad fields are flagged and the modal stays open."""
     n = len(FORM_FIELDS)
+
+    def answer(is_open, error="", *, error_open=None, invalid=None, feedback=None,
+               changed_to=no_update):
+        return dict(is_open=is_open, invalid=invalid or [False] * n,
+                    feedback=feedback or [""] * n, error=error,
+                    error_open=bool(error) if error_open is None else error_open,
+                    changed=changed_to)
+
     if ctx.triggered_id == ids.Alerts.CANCEL:
-        return (False, *[False] * n, *[""] * n, "", False, no_update)
+        return answer(False)
     rule = form_rule(dict(zip(FORM_FIELDS, values, strict=True)), enabled)
     svc = get_services().alerts
     if edit_id is not None and stores.int_id(edit_id) is None:  # a forged store
-        return (True, *[False] * n, *[""] * n, "this form lost its rule id: reopen it", True,
-                no_update)
+        return answer(True, "this form lost its rule id: reopen it", error_open=True)
     try:
         svc.create(rule) if edit_id is None else svc.update(stores.int_id(edit_id), rule)
     except RuleError as exc:
         invalid, messages, other = field_feedback(exc.fields)
-        return (True, *invalid, *messages, other, bool(other), no_update)
+        return answer(True, other, invalid=list(invalid), feedback=list(messages))
     except (KeyError, RuntimeError) as exc:  # rule deleted meanwhile, read-only DB
-        return (True, *[False] * n, *[""] * n, str(exc), True, no_update)
-    return (False, *[False] * n, *[""] * n, "", False, stores.counter(changed) + 1)
+        return answer(True, str(exc), error_open=True)
+    return answer(False, changed_to=stores.counter(changed) + 1)
 
 
 @callback(

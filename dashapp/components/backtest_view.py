@@ -16,7 +16,7 @@ from dash import html
 
 from analytics.backtest import YEAR_MS, BacktestResult
 from analytics.leadlag import LeadLag, LeadLagMatrix
-from dashapp.downloads import iso_ms
+from dashapp.api.downloads import iso_ms
 from dashapp.downsample import minmax_indices
 from dashapp.figures import mark_empty
 
@@ -27,7 +27,6 @@ GRID_THEME = {
     "'#e6e6e6', headerBackgroundColor: '#303030', accentColor: '#00bc8c', "
     "oddRowBackgroundColor: '#262626', fontSize: 12})"
 }
-TF_OPTIONS = [{"label": t, "value": t} for t in ("1s", "1m", "5m")]
 REG_OPTIONS = [{"label": r, "value": r} for r in ("ols", "huber", "theilsen", "kalman")]
 PRICE_OPTIONS = [{"label": "raw", "value": "raw"}, {"label": "log", "value": "log"}]
 

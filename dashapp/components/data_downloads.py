@@ -1,6 +1,6 @@
 """Downloads and uploads of the data page, as plain functions the callbacks call.
 
-Every file goes through :mod:`dashapp.downloads` (CSV always, Parquet where pyarrow
+Every file goes through :mod:`dashapp.api.downloads` (CSV always, Parquet where pyarrow
 is installed; names ``kind_SYMBOLS_tf_STARTZ-ENDZ``; formula-safe CSV).
 """
 
@@ -16,13 +16,15 @@ import pandas as pd
 from dash import html
 
 from analytics.upload import OhlcUpload, UploadError
-from dashapp import downloads, queries
+from dashapp import queries
+from dashapp.api import downloads
+from dashapp.api.datasets import parse_upload, store_parsed
+from dashapp.api.params import BadParam
 from dashapp.components import dataset_select
-from dashapp.components.data_table import Selection, export_frame, features_for
-from dashapp.data_api import parse_upload, store_parsed
-from dashapp.params import BadParam
+from dashapp.components.data_table import Table, export_frame, features_for
+from dashapp.facade import DATASET_RE, DatasetError
+from dashapp.selection import Selection
 from dashapp.services import get_services
-from ingest.datasets import DATASET_RE, DatasetError
 
 log = logging.getLogger(__name__)
 
@@ -33,12 +35,12 @@ MAX_TICK_RANGE_MS = 86_400_000
 #: The tick download's default range: the last minutes held of the symbol.
 DEFAULT_TICK_MINUTES = 5
 TIME_FORMAT = "%Y-%m-%d %H:%M:%S"
-BAR_EXPORT_COLUMNS = ("symbol", *queries.BAR_COLUMNS)
 
 
-def table_file(sel: Selection, request: dict | None, fmt: str) -> dict:
+def table_file(table: Table, request: dict | None, fmt: str) -> dict:
     """The features table exactly as the grid filters and sorts it."""
-    frame = export_frame(features_for(sel), sel, request)
+    sel = table.sel
+    frame = export_frame(features_for(table), sel, request)
     ts = frame["ts"].to_numpy()
     return downloads.send_frame(
         frame, downloads.file_stem("data", [sel.a, sel.b], sel.tf_ms, ts), fmt
@@ -89,7 +91,7 @@ def parse_utc(text: str | None, name: str) -> int:
 
 def ticks_frame(symbol: str, start_ms: int, end_ms: int) -> pd.DataFrame:
     """Stored trades of ``symbol`` with ``start <= time < end`` (at most MAX_TICKS)."""
-    if symbol not in get_services().ingestor.rings:
+    if symbol not in get_services().names():
         raise BadParam(
             "symbol", f"{symbol} is not ingested (ticks exist for live symbols only)"
         )
@@ -97,7 +99,7 @@ def ticks_frame(symbol: str, start_ms: int, end_ms: int) -> pd.DataFrame:
         raise BadParam("end", "must be after start")
     if end_ms - start_ms > MAX_TICK_RANGE_MS:
         raise BadParam("end", "at most one day of ticks per download")
-    cols = get_services().store.read_trades(symbol, start_ms, end_ms, limit=MAX_TICKS)
+    cols = get_services().stored_trades(symbol, start_ms, end_ms, MAX_TICKS)
     return pd.DataFrame(
         {
             "ts": np.asarray(cols.time_ms, dtype=np.int64),
@@ -113,13 +115,9 @@ def tick_span(symbol: str | None) -> tuple[int, int] | None:
     """(first, last) trade time held of ``symbol`` (epoch ms), or None if none is held.
 
     Two indexed reads: the first and the last trade by id."""
-    if not symbol or symbol not in get_services().ingestor.rings:
+    if not symbol or symbol not in get_services().names():
         return None
-    store = get_services().store
-    first, last = store.read_trades(symbol, limit=1), store.read_recent_trades(symbol, 1)
-    if not len(first.time_ms) or not len(last.time_ms):
-        return None
-    return int(first.time_ms[0]), int(last.time_ms[-1])
+    return get_services().stored_trade_span(symbol)
 
 
 def _utc_text(ms: int) -> str:

@@ -31,10 +31,11 @@ from analytics.features import (
     pair_from_bars,
 )
 from analytics.pair import PRICE_MODES, REGRESSIONS
-from analytics.timeframes import parse_timeframe
+from analytics.timeframes import format_timeframe, parse_timeframe
 from dashapp import queries
+from dashapp.api.params import MAX_WINDOW, BadParam, control_number
 from dashapp.components import dataset_select
-from dashapp.params import MAX_WINDOW, BadParam
+from dashapp.selection import Selection
 from dashapp.services import get_services
 
 log = logging.getLogger(__name__)
@@ -68,49 +69,31 @@ TEXT_OPS = (
 
 
 @dataclass(frozen=True, slots=True)
-class Selection:
-    """What the table shows; ``asof`` changes on every Load so a reload recomputes."""
+class Table:
+    """What the table shows: a pair :class:`~dashapp.selection.Selection` (the one
+    declaration of a pair choice: legs, timeframe, window, regression, prices, entry,
+    source), the ADF step, and ``asof``, which changes on every Load so a reload
+    recomputes."""
 
-    source: str
-    a: str
-    b: str
-    tf_ms: int
-    window: int
-    regression: str
-    prices: str
-    entry: float
+    sel: Selection
     adf_every: int | None
     asof: int
 
     def as_dict(self) -> dict:
-        return {f: getattr(self, f) for f in self.__slots__}
+        return {"sel": self.sel.to_store(), "adf_every": self.adf_every, "asof": self.asof}
 
     @classmethod
-    def from_dict(cls, d: dict) -> Selection:
-        return cls(**{f: d[f] for f in cls.__slots__})
-
-    @property
-    def dataset(self) -> str | None:
-        return None if self.source == LIVE else self.source
-
-
-def _number(value, name: str, lo: float, hi: float, *, integer: bool = False):
-    try:
-        v = float(value)
-    except (TypeError, ValueError):
-        raise BadParam(name, f"{str(value)[:40]!r} is not a number") from None
-    if not np.isfinite(v) or not lo <= v <= hi:
-        raise BadParam(name, f"must be between {lo:g} and {hi:g}, got {value}")
-    if integer:
-        if v != int(v):
-            raise BadParam(name, f"must be a whole number, got {value}")
-        return int(v)
-    return v
+    def from_dict(cls, d) -> Table:
+        """The page's store back (a forged one is a ``BadParam``, never a 500)."""
+        try:
+            return cls(Selection(**d["sel"]), d["adf_every"], d["asof"])
+        except (TypeError, KeyError):
+            raise BadParam("selection", "load a table first") from None
 
 
-def make_selection(
+def make_table(
     source, a, b, timeframe, window, regression, prices, entry, adf_every
-) -> Selection:
+) -> Table:
     """Validate the page's controls (``BadParam`` naming the control)."""
     name = dataset_select.dataset_of(source)  # None: the live feed
     source = LIVE if name is None else name
@@ -118,7 +101,7 @@ def make_selection(
         info = queries.dataset_info(source)
         known = set(info.symbols)
     else:
-        known = set(get_services().ingestor.rings)
+        known = set(get_services().names())
     for name, sym in (("a", a), ("b", b)):
         if not sym or sym not in known:
             raise BadParam(
@@ -132,7 +115,7 @@ def make_selection(
         tf = parse_timeframe(str(timeframe))
     except ValueError as exc:
         raise BadParam("timeframe", str(exc)) from None
-    if source == LIVE and tf not in get_services().engine.timeframes_ms:
+    if source == LIVE and tf not in get_services().timeframes():
         raise BadParam("timeframe", "live tables exist for 1s, 1m and 5m")
     if regression not in REGRESSIONS:
         raise BadParam("regression", f"one of {', '.join(REGRESSIONS)}")
@@ -140,18 +123,18 @@ def make_selection(
         raise BadParam("prices", f"one of {', '.join(PRICE_MODES)}")
     k = None
     if adf_every not in (None, ""):
-        k = _number(adf_every, "adf_every", 1, 86_400, integer=True)
-    return Selection(
-        source=source,
+        k = control_number(adf_every, "adf_every", 1, 86_400, integer=True)
+    sel = Selection(
         a=a,
         b=b,
-        tf_ms=tf,
-        window=_number(window, "window", 3, MAX_WINDOW, integer=True),
+        tf=format_timeframe(tf),
+        window=control_number(window, "window", 3, MAX_WINDOW, integer=True),
         regression=regression,
         prices=prices,
-        entry=_number(entry, "entry", 0.1, 20),
-        adf_every=k,
-        asof=int(time.time() * 1000),
+        entry=control_number(entry, "entry", 0.1, 20),
+        dataset=None if source == LIVE else source,
+    )
+    return Table(sel, adf_every=k, asof=int(time.time() * 1000)
     )
 
 
@@ -179,14 +162,15 @@ class _Lru:
 _CACHE = _Lru(CACHE_TABLES)
 
 
-def compute_features(sel: Selection) -> PairFeatures:
+def compute_features(table: Table) -> PairFeatures:
     """The features table of a selection (live engine or uploaded dataset)."""
+    sel = table.sel
     if sel.dataset is None:
-        engine = get_services().engine
-        snap = engine.pair(
+        market = get_services()
+        snap = market.pair(
             sel.a, sel.b, sel.tf_ms, sel.window, sel.regression, sel.prices
         )
-        bars_a, bars_b = engine.bars(sel.a, sel.tf_ms), engine.bars(sel.b, sel.tf_ms)
+        bars_a, bars_b = market.bars(sel.a, sel.tf_ms), market.bars(sel.b, sel.tf_ms)
         series = snap.series
         breaks = snap.breaks  # no return or position spans a session break
     else:
@@ -208,17 +192,17 @@ def compute_features(sel: Selection) -> PairFeatures:
         regression=sel.regression,
         prices=sel.prices,
         entry=sel.entry,
-        adf_every=sel.adf_every,
+        adf_every=table.adf_every,
         breaks=breaks,
     )
 
 
-def features_for(sel: Selection) -> PairFeatures:
+def features_for(table: Table) -> PairFeatures:
     """Cached :func:`compute_features` (paging must not recompute the table)."""
-    key = json.dumps(sel.as_dict(), sort_keys=True)
+    key = json.dumps(table.as_dict(), sort_keys=True)
     hit = _CACHE.get(key)
     if hit is None:
-        hit = compute_features(sel)
+        hit = compute_features(table)
         _CACHE.put(key, hit)
     return hit
 

@@ -18,7 +18,7 @@ Usage on a page::
     src = dataset_select.resolve(dataset)            # from the URL parameter
     dataset_select.selector(ids.Page.SOURCE, src)    # the labelled select (+ note)
     symbols = dataset_select.symbol_options(src.dataset)
-    tfs = dataset_select.timeframe_options(src.dataset, ("1s", "1m", "5m"))
+    tfs = dataset_select.timeframe_options(src.dataset, SUPPORTED_UI)
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ URL_PARAM = "dataset"
 #: Coarser timeframes a dataset can be resampled to (those that are multiples of its own).
 DATASET_TFS = ("5s", "15s", "1m", "5m", "15m", "1h", "4h", "1d")
 #: Legacy value of the data page's select, still accepted in links: ``?dataset=live``
-#: (a reserved name: :func:`ingest.datasets.check_name` refuses it).
+#: (a reserved name: :func:`ingest.store.dataset_rules.check_name` refuses it).
 _LEGACY_LIVE = "live"
 
 
@@ -153,7 +153,7 @@ def selector(
 def symbol_options(dataset: str | None) -> list[str]:
     """Symbols of the source: the ingested ones (live) or the dataset's own."""
     if dataset is None:
-        return sorted(get_services().ingestor.rings)
+        return sorted(get_services().names())
     info = get_services().datasets.get(dataset)
     return [] if info is None else list(info.symbols)
 

@@ -1,7 +1,7 @@
 """Layout of one pair panel (controls, KPIs, signal, charts), ids ``Pair.pid(kind, i)``.
 
 Each panel is independent: its controls feed its own ``SELECTION`` store and its MATCH
-callbacks (``dashapp/pages/pair.py``), so several pairs can be watched side by side.
+callbacks (``dashapp/pages/pair/page.py``), so several pairs can be watched side by side.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ import dash_bootstrap_components as dbc
 from dash import dcc, html
 
 from analytics.pair import REGRESSIONS
+from analytics.registry import KPI_FIGURES
+from analytics.timeframes import LIVE_TIMEFRAMES
 from dashapp import figures
 from dashapp.components import dataset_select
 from dashapp.components.kpi import kpi_card
 from dashapp.ids import Pair
-from dashapp.pairview import MAX_WINDOW, NUM_HI, NUM_LO, TIMEFRAMES, Selection
+from dashapp.selection import MAX_WINDOW, NUM_HI, NUM_LO, Selection
 
 REG_LABELS = {"ols": "OLS", "huber": "Huber", "theilsen": "Theil-Sen", "kalman": "Kalman"}
 CHARTS = (
@@ -115,7 +117,7 @@ def controls(
             _labelled(
                 "Timeframe",
                 dbc.RadioItems(
-                    options=tf_options(tfs or TIMEFRAMES),
+                    options=tf_options(tfs or LIVE_TIMEFRAMES),
                     value=sel.tf,
                     id=pid(Pair.TF, i),
                     inline=True,
@@ -305,14 +307,14 @@ def body(i: int, sel: Selection, charts: list) -> list:
 
 
 def refresh_outputs(up, sel_data: dict | None, adf: dict | None, charts: list[str]) -> dict:
-    """A :class:`dashapp.pairlive.PanelUpdate` as the outputs of the panel's refresh
+    """A :class:`dashapp.pages.pair.pairlive.PanelUpdate` as the outputs of the panel's refresh
     callback (keys as in ``pages/pair.py``): ``figure`` per graph, ``extend`` (graph ->
     extendData, for the EXTEND store), ``drawn``,
     live z text and class, KPI cards, signal card, collecting notes (per chart in
     ``charts``), ADF button disabled, status line."""
     from dash import no_update
 
-    from dashapp.pairlive import valid_adf
+    from dashapp.pages.pair.pairlive import valid_adf
 
     def nu(v):
         return no_update if v is None else v
@@ -352,8 +354,15 @@ def status_line(text: str):
     )
 
 
+#: Places in the KPI strip of the cards that are not pair columns; the column cards
+#: take theirs from their declaration (``Display.kpi`` in :mod:`analytics.registry`:
+#: beta 10, alpha 20, corr 50).
+R2_SLOT, HALF_LIFE_SLOT, ADF_SLOT = 30, 40, 90
+
+
 def kpi_row(k: dict, sel: Selection, adf: dict | None) -> dbc.Row:
-    """Bar-close KPIs: beta, alpha, R^2, half-life, correlation, last ADF."""
+    """Bar-close KPIs: every pair column declared with a KPI slot (beta, alpha, corr,
+    ...), R^2, the day's half-life and the last ADF, in slot order."""
     from dashapp.components.kpi import fmt
 
     hl = k.get("half_life")
@@ -368,17 +377,18 @@ def kpi_row(k: dict, sel: Selection, adf: dict | None) -> dbc.Row:
         adf_text = f"p={adf['pvalue']:.3f}"
         adf_sub = f"stat {adf['stat']:.2f} · {adf.get('at', '')}"
         adf_tone = "up" if adf["pvalue"] < 0.05 else "warn"
-    cards = [
-        kpi_card(
-            "β hedge", fmt(k.get("beta"), ".5g"), sub=f"{REG_LABELS[sel.regression]} · {sel.tf}"
-        ),
-        kpi_card("α", fmt(k.get("alpha"), ".5g")),
-        kpi_card("R² (window)", fmt(k.get("r2"), ".3f")),
-        kpi_card("half-life", hl_text, sub=hl_sub),
-        kpi_card("corr ρ", fmt(k.get("corr"), ".3f"), sub=f"w={sel.window}"),
-        kpi_card("last ADF", adf_text, sub=adf_sub, tone=adf_tone),
+    slots = [
+        (R2_SLOT, kpi_card("R² (window)", fmt(k.get("r2"), ".3f"))),
+        (HALF_LIFE_SLOT, kpi_card("half-life", hl_text, sub=hl_sub)),
+        (ADF_SLOT, kpi_card("last ADF", adf_text, sub=adf_sub, tone=adf_tone)),
     ]
-    return dbc.Row([dbc.Col(c, xs=6, md=4, lg=2) for c in cards], className="g-2")
+    for fig in KPI_FIGURES:
+        d = fig.display
+        sub = d.kpi_sub.format(reg=REG_LABELS[sel.regression], tf=sel.tf, window=sel.window)
+        slots.append((d.kpi, kpi_card(d.label, fmt(k.get(fig.name), d.fmt), sub=sub or None)))
+    cards = [card for _, card in sorted(slots, key=lambda slot: slot[0])]
+    lg = 2 if len(cards) <= 6 else True  # six to a row on large screens, else share it
+    return dbc.Row([dbc.Col(c, xs=6, md=4, lg=lg) for c in cards], className="g-2")
 
 
 def _seconds(s: float) -> str:

@@ -16,8 +16,8 @@ import dash_bootstrap_components as dbc
 from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
 
 from dashapp import ids, stores
-from dashapp.alerts_api import events_frame, iso
-from dashapp.downloads import file_stem, send_frame
+from dashapp.api.alerts import events_frame, iso
+from dashapp.api.downloads import file_stem, send_frame
 from dashapp.services import get_services
 
 dash.register_page(__name__, path="/alerts", name="Alerts", order=40)

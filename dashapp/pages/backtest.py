@@ -14,14 +14,14 @@ import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from analytics.errors import InsufficientData
-from analytics.timeframes import format_timeframe
+from analytics.timeframes import SUPPORTED_UI, format_timeframe
 from dashapp import ids
 from dashapp import trader_queries as tq
+from dashapp.api.downloads import file_stem, send_frame
+from dashapp.api.params import BadParam
 from dashapp.components import backtest_view as view
 from dashapp.components import dataset_select
 from dashapp.components.url_query import sync_query
-from dashapp.downloads import file_stem, send_frame
-from dashapp.params import BadParam
 
 dash.register_page(__name__, path="/backtest", name="Backtest", order=40)
 
@@ -30,7 +30,6 @@ FORM = (B.SOURCE, B.A, B.B, B.TF, B.WINDOW, B.REG, B.PRICES, B.ENTRY, B.EXIT, B.
         B.MAX_HOLD, B.FEE, B.SLIPPAGE)
 ARG_NAMES = ("dataset", "a", "b", "timeframe", "window", "regression", "prices", "entry",
              "exit", "stop", "max_hold", "fee_bps", "slippage_bps")
-LIVE_TFS = ("1s", "1m", "5m")
 #: URL parameter -> control: the address bar carries the whole form (a link re-runs it).
 URL_FIELDS = {
     dataset_select.URL_PARAM: B.SOURCE, "a": B.A, "b": B.B, "tf": B.TF, "w": B.WINDOW,
@@ -59,7 +58,7 @@ def layout(dataset: str | None = None, a: str | None = None, b: str | None = Non
     source = dataset_select.resolve(dataset)
     symbols = dataset_select.symbol_options(source.dataset)
     a, b = dataset_select.pick_legs(symbols, a, b)
-    tfs = dataset_select.timeframe_options(source.dataset, LIVE_TFS)
+    tfs = dataset_select.timeframe_options(source.dataset, SUPPORTED_UI)
     sym_opts = [{"label": s, "value": s} for s in symbols]
     dd = dict(size="sm")
     controls = dbc.Row([
@@ -177,7 +176,7 @@ def run_backtest(_n, *values):
 )
 def follow_source(source, a, b, tf):
     """Another source offers its own symbols and timeframes; legs kept when offered."""
-    return dataset_select.follow(source, a, b, tf, LIVE_TFS)
+    return dataset_select.follow(source, a, b, tf, SUPPORTED_UI)
 
 
 sync_query("/backtest", B.URL_SINK, URL_FIELDS,
@@ -196,7 +195,7 @@ def _rerun(spec: dict):
     prevent_initial_call=True,
 )
 def download(_t, _e, spec):
-    """Downloads re-run the exact backtest shown (same bars), through dashapp.downloads."""
+    """Downloads re-run the exact backtest shown (same bars), through dashapp.api.downloads."""
     if not spec:
         return no_update, dbc.Alert("Run a backtest first.", color="info", className="py-2")
     try:

@@ -25,20 +25,20 @@ from dash import (
 )
 
 from analytics.errors import InsufficientData
-from analytics.timeframes import format_timeframe
+from analytics.timeframes import SUPPORTED_UI, format_timeframe
 from analytics.upload import MAX_UPLOAD_BYTES
-from dashapp import downloads, ids, stores
+from dashapp import ids, stores
+from dashapp.api import downloads
+from dashapp.api.params import BadParam
 from dashapp.components import data_downloads as dd
 from dashapp.components import data_table as dt
 from dashapp.components import dataset_select
 from dashapp.components.url_query import sync_query
-from dashapp.params import BadParam
+from dashapp.facade import DatasetError
 from dashapp.services import get_services
-from ingest.datasets import DatasetError
 
 dash.register_page(__name__, path="/data", name="Data", order=40)
 
-LIVE_TFS = ("1s", "1m", "5m")
 PAGE_SIZE = 100
 
 
@@ -363,13 +363,13 @@ def layout(
     """``/data?dataset=NAME&a=..&b=..&tf=..&w=..&reg=..&prices=..&entry=..`` opens on that
     source and selection (a link to share; ``timeframe=`` is read too); an unknown
     dataset falls back to the live feed, and says so under the source select."""
-    symbols = sorted(get_services().ingestor.rings)
+    symbols = sorted(get_services().names())
     source = dataset_select.resolve(dataset)
     form, bad = _url_form(w, reg, prices, entry)
     if bad:
         note = "; ".join(filter(None, [source.note, *bad]))
         source = dataset_select.Source(source.dataset, note)
-    opts, a, b, tfs, tf = dd.source_choices(source.value, a, b, tf or timeframe, LIVE_TFS)
+    opts, a, b, tfs, tf = dd.source_choices(source.value, a, b, tf or timeframe, SUPPORTED_UI)
     return html.Div(
         [
             dcc.Store(id=ids.Data.SELECTION),
@@ -405,10 +405,11 @@ def _error(exc: Exception) -> html.Span:
 def load_table(_n, *controls):
     """Validate the controls and build the table once; the grid then pages through it."""
     try:
-        sel = dt.make_selection(*controls)
-        feats = dt.features_for(sel)
+        table = dt.make_table(*controls)
+        feats = dt.features_for(table)
     except (BadParam, InsufficientData) as exc:
         return None, _error(exc), no_update
+    sel = table.sel
     status = (
         f"{len(feats):,} rows of {format_timeframe(sel.tf_ms)} bars, "
         f"{sel.a}/{sel.b} ({'live' if sel.dataset is None else sel.dataset}); "
@@ -416,7 +417,7 @@ def load_table(_n, *controls):
         f"lag {feats.adf_lag}"
     )
     return (
-        sel.as_dict(),
+        table.as_dict(),
         html.Span(status, className="text-info"),
         dt.column_defs(sel.a, sel.b),
     )
@@ -446,7 +447,7 @@ def serve_rows(request, sel):
     if not request or not sel:
         return {"rowData": [], "rowCount": 0}
     try:
-        return dt.rows_response(dt.features_for(dt.Selection.from_dict(sel)), request)
+        return dt.rows_response(dt.features_for(dt.Table.from_dict(sel)), request)
     except (BadParam, InsufficientData):
         return {"rowData": [], "rowCount": 0}
 
@@ -479,18 +480,18 @@ def serve_rows(request, sel):
     prevent_initial_call=True,
 )
 def download(_t, _b, _p, _k, sel, request, fmt, tick_symbol, start, end):
-    """Every download of the page, through dashapp.downloads."""
+    """Every download of the page, through dashapp.api.downloads."""
     try:
         if ctx.triggered_id == ids.Data.DOWNLOAD_TICKS:
             return dd.ticks_file(tick_symbol, start, end, fmt), ""
         if not sel:
             raise BadParam("selection", "load a table first")
-        sel = dt.Selection.from_dict(sel)
+        table = dt.Table.from_dict(sel)
         if ctx.triggered_id == ids.Data.DOWNLOAD_TABLE:
-            return dd.table_file(sel, request, fmt), ""
+            return dd.table_file(table, request, fmt), ""
         if ctx.triggered_id == ids.Data.DOWNLOAD_BARS:
-            return dd.bars_file(sel, fmt), ""
-        return dd.pair_file(sel, fmt), ""
+            return dd.bars_file(table.sel, fmt), ""
+        return dd.pair_file(table.sel, fmt), ""
     except (BadParam, InsufficientData, ValueError) as exc:
         return no_update, _error(exc)
 
@@ -565,7 +566,7 @@ def refresh_datasets(version):
 )
 def follow_source(source, a, b, tf):
     """A dataset offers its own symbols and its timeframe (and multiples of it)."""
-    choice = dd.source_choices(source, a, b, tf, LIVE_TFS)
+    choice = dd.source_choices(source, a, b, tf, SUPPORTED_UI)
     if choice is None:
         return (no_update,) * 6
     symbols, a, b, tfs, tf = choice

@@ -17,19 +17,18 @@ import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 
 from analytics.errors import InsufficientData
-from analytics.timeframes import format_timeframe
+from analytics.timeframes import SUPPORTED_UI, format_timeframe
 from dashapp import ids, stores
 from dashapp import trader_queries as tq
+from dashapp.api.params import BadParam
 from dashapp.components import backtest_view as view
 from dashapp.components import dataset_select
 from dashapp.components.url_query import sync_query
-from dashapp.params import BadParam
 
 dash.register_page(__name__, path="/screener", name="Screener", order=45)
 
 S = ids.Screener
 MIN_REFRESH_S = 10
-LIVE_TFS = ("1s", "1m", "5m")
 
 
 def layout(dataset: str | None = None, tf: str | None = None, w: str = "60",
@@ -39,7 +38,7 @@ def layout(dataset: str | None = None, tf: str | None = None, w: str = "60",
     absent: the live feed; an unknown one falls back to live with a note)."""
     source = dataset_select.resolve(dataset)
     symbols = dataset_select.symbol_options(source.dataset)
-    tfs = dataset_select.timeframe_options(source.dataset, LIVE_TFS)
+    tfs = dataset_select.timeframe_options(source.dataset, SUPPORTED_UI)
     opts = [{"label": s, "value": s} for s in symbols]
     dd = dict(size="sm")
     return html.Div([
@@ -206,7 +205,7 @@ def lead_lag(a, b, k, tf, _last, source):
 )
 def follow_source(source, a, b, tf):
     """Another source: its symbols for the lead-lag pair, its timeframes."""
-    return dataset_select.follow(source, a, b, tf, LIVE_TFS)
+    return dataset_select.follow(source, a, b, tf, SUPPORTED_UI)
 
 
 sync_query("/screener", S.URL_SINK, {

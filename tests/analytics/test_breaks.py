@@ -16,10 +16,11 @@ from analytics.align import align_pair
 from analytics.bars import bars_from_ticks
 from analytics.engine import MarketEngine
 from analytics.pair import pair_series, requirements
+from analytics.registry import STATISTICS
 from analytics.sessions import break_buckets, segment_starts, session_ids, union_breaks
 
 A, B = "BTCUSDT", "ETHUSDT"
-STATS = ("alpha", "beta", "spread", "zscore", "corr")
+STATS = tuple(f.name for f in STATISTICS)  # every declared statistic
 
 
 def looped_ticks(sample_ticks, copies: int = 2, gap_ms: int = 5_000):

@@ -15,6 +15,7 @@ from analytics.align import align_pair
 from analytics.bars import bars_from_ticks
 from analytics.engine import MarketEngine
 from analytics.pair import pair_series
+from analytics.registry import STATISTICS
 from analytics.robust import refit_step
 
 A, B = "BTCUSDT", "ETHUSDT"
@@ -90,7 +91,7 @@ def test_tracked_pair_equals_batch(sample_ticks, rows, regression, register_at):
                          refit_step=snap.refit_step)
     np.testing.assert_array_equal(got.ts, exp.ts)
     np.testing.assert_array_equal(got.price_a, exp.price_a)
-    for f in ("alpha", "beta", "spread", "zscore", "corr"):
+    for f in (fig.name for fig in STATISTICS):  # every declared statistic
         np.testing.assert_allclose(getattr(got, f), getattr(exp, f), rtol=1e-8, atol=1e-9,
                                    equal_nan=True, err_msg=f)
     assert snap.bar_seq >= len(got)

@@ -11,6 +11,7 @@ from analytics.hedge import RobustParams
 from analytics.kalman import KalmanParams
 from analytics.live import IncrementalPair, PairPoint
 from analytics.pair import PRICE_MODES, REGRESSIONS, pair_series, requirements
+from analytics.registry import PAIR_FIGURES, STATISTICS
 from tests.analytics.test_pair import aligned_1s
 
 W = 30
@@ -26,26 +27,34 @@ def replay(pair: IncrementalPair, ts, a, b) -> list[PairPoint | None]:
     return [pair.update(t, x, y) for t, x, y in zip(ts, a, b, strict=True)]
 
 
-def assert_rows_equal(points, ps, a_scale):
-    """Every bar: None exactly while beta is undefined, else the same row.
+#: (rel, abs) per statistic; ``None`` for abs: relative to the price level (``alpha =
+#: mean A - beta mean B`` and ``spread = A - alpha - beta B`` are differences of large
+#: numbers). Any other declared statistic: relative 1e-9 with a 1e-9 floor where ~0.
+TOLERANCE = {
+    "beta": (1e-9, 1e-12),
+    "alpha": (0, None),
+    "spread": (0, None),
+    "zscore": (1e-9, 1e-9),
+    "corr": (1e-9, 1e-12),
+}
 
-    Tolerances: relative 1e-9; alpha and spread relative to the price level
-    (``alpha = mean A - beta mean B`` and ``spread = A - alpha - beta B`` are
-    differences of large numbers); z and corr with a 1e-9 / 1e-12 absolute floor where
-    they are ~0.
-    """
+
+def assert_rows_equal(points, ps, a_scale):
+    """Every bar: None exactly while beta is undefined, else the same row, for every
+    column of the registry (carried inputs exactly, statistics to :data:`TOLERANCE`)."""
     for t, p in enumerate(points):
         if np.isnan(ps.beta[t]) and (p is None):
             continue
         assert p is not None, t
-        assert p.ts == ps.ts[t] and p.n == t + 1
-        assert p.price_a == ps.price_a[t] and p.price_b == ps.price_b[t]
-        assert p.beta == pytest.approx(ps.beta[t], rel=1e-9, nan_ok=True), t
-        level = pytest.approx
-        assert p.alpha == level(ps.alpha[t], rel=0, abs=1e-9 * a_scale, nan_ok=True), t
-        assert p.spread == level(ps.spread[t], rel=0, abs=1e-9 * a_scale, nan_ok=True)
-        assert p.zscore == level(ps.zscore[t], rel=1e-9, abs=1e-9, nan_ok=True), t
-        assert p.corr == pytest.approx(ps.corr[t], rel=1e-9, abs=1e-12, nan_ok=True), t
+        assert p.n == t + 1
+        for fig in PAIR_FIGURES:
+            got, want = getattr(p, fig.name), getattr(ps, fig.name)[t]
+            if fig.warmup is None:  # carried from the bar: exact
+                assert got == want, (fig.name, t)
+                continue
+            rel, floor = TOLERANCE.get(fig.name, (1e-9, 1e-9))
+            floor = 1e-9 * a_scale if floor is None else floor
+            assert got == pytest.approx(want, rel=rel, abs=floor, nan_ok=True), (fig.name, t)
 
 
 @pytest.mark.parametrize("prices", PRICE_MODES)
@@ -134,10 +143,15 @@ def test_live_zscore_is_none_until_z_exists(tape):
 def test_needs_counts_down_to_zero(tape):
     ts, a, b = tape["ts"].to_numpy(), tape["a"].to_numpy(), tape["b"].to_numpy()
     live = IncrementalPair(10)
-    assert live.needs() == {"beta": 10, "spread": 10, "zscore": 19, "corr": 11}
+    req = requirements(10, "ols")
+    assert live.needs() == {f.name: req[f.name] for f in STATISTICS}  # every statistic
+    assert {k: live.needs()[k] for k in ("beta", "spread", "zscore", "corr")} == {
+        "beta": 10, "spread": 10, "zscore": 19, "corr": 11}
     replay(live, ts[:12], a[:12], b[:12])
-    assert live.needs() == {"beta": 0, "spread": 0, "zscore": 7, "corr": 0}
-    replay(live, ts[12:19], a[12:19], b[12:19])
+    assert {k: live.needs()[k] for k in ("beta", "spread", "zscore", "corr")} == {
+        "beta": 0, "spread": 0, "zscore": 7, "corr": 0}
+    assert live.needs() == {f.name: max(req[f.name] - 12, 0) for f in STATISTICS}
+    replay(live, ts[12:], a[12:], b[12:])
     assert set(live.needs().values()) == {0}
     k = IncrementalPair(10, "kalman")
     assert k.needs()["beta"] == 2 and k.needs()["zscore"] == 11
@@ -170,7 +184,9 @@ def test_state_is_bounded(tape):
     live = IncrementalPair(10, "huber", refit_step=50)
     replay(live, range(len(a)), a, b)
     assert len(live._hedge._a) == 10
-    assert live._moments.count == 10 and live._corr.count == 10
+    twins = dict(live._twins)
+    assert twins["zscore"].count == 10 and twins["corr"].count == 10
+    assert all(getattr(t, "count", 0) <= 10 for t in twins.values())  # every declared twin
 
 
 def test_validation():
@@ -209,6 +225,11 @@ def test_warm_on_history_equals_updating_every_bar(tape, regression, prices):
         assert q.corr == pytest.approx(p.corr, rel=1e-9, abs=1e-12)
         assert warmed.live_zscore(x * 1.0001, y) == pytest.approx(
             full.live_zscore(x * 1.0001, y), rel=1e-9)
+        for fig in STATISTICS:  # and every other declared statistic
+            rel, floor = TOLERANCE.get(fig.name, (1e-9, 1e-9))
+            floor = 1e-9 * float(np.abs(a).max()) if floor is None else floor
+            assert getattr(q, fig.name) == pytest.approx(
+                getattr(p, fig.name), rel=rel, abs=floor, nan_ok=True), fig.name
 
 
 def test_warm_needs_a_fresh_estimator(tape):

@@ -15,7 +15,6 @@ from analytics.errors import InsufficientData
 from analytics.hedge import RobustParams, ols_hedge, rolling_ols, rolling_robust
 from analytics.kalman import KalmanParams, kalman_hedge
 from analytics.pair import (
-    COLUMNS,
     PRICE_MODES,
     REGRESSIONS,
     adf_summary,
@@ -23,6 +22,7 @@ from analytics.pair import (
     requirements,
     static_fit,
 )
+from analytics.registry import PAIR_COLUMNS, STATISTICS
 from analytics.rolling import log_prices
 from analytics.spread import rolling_zscore
 from analytics.stationarity import adf_test, coint_test, half_life
@@ -78,8 +78,11 @@ def _run(tape, regression, prices="raw", window=W, **kw) -> object:
 
 
 def test_requirements_declare_bars_per_analytic():
-    assert requirements(60, "ols") == {
-        "beta": 60, "spread": 60, "zscore": 119, "corr": 61,
+    req = requirements(60, "ols")
+    assert set(req) == {f.name for f in STATISTICS} | {"adf", "coint", "half_life"}
+    assert {k: req[k] for k in ("alpha", "beta", "spread", "zscore", "corr", "adf", "coint",
+                                "half_life")} == {
+        "alpha": 60, "beta": 60, "spread": 60, "zscore": 119, "corr": 61,
         "adf": 20, "coint": 20, "half_life": 10,
     }  # fmt: skip
     k = requirements(60, "kalman")
@@ -89,13 +92,19 @@ def test_requirements_declare_bars_per_analytic():
 
 @pytest.mark.parametrize("regression", REGRESSIONS)
 def test_each_column_starts_exactly_when_requirements_say(tape, regression):
+    """Every declared statistic: NaN before its warm-up; from it on, always defined
+    (``dense``) or, for a figure that may be undefined on a window (no half-life
+    where the spread does not mean-revert), defined somewhere and never before."""
     ps = _run(tape, regression)
     req = requirements(W, regression)
-    for col, key in [("beta", "beta"), ("alpha", "beta"), ("spread", "spread"),
-                     ("zscore", "zscore"), ("corr", "corr")]:  # fmt: skip
-        x = getattr(ps, col)
-        assert _first(x) == req[key] - 1, col
-        assert not np.isnan(x[req[key] - 1 :]).any(), col
+    assert req["alpha"] == req["beta"]
+    for fig in STATISTICS:
+        x = getattr(ps, fig.name)
+        if fig.dense:
+            assert _first(x) == req[fig.name] - 1, fig.name
+            assert not np.isnan(x[req[fig.name] - 1 :]).any(), fig.name
+        else:
+            assert _first(x) >= req[fig.name] - 1, fig.name
 
 
 # -------------------------------------------------------------- definitions / oracles
@@ -147,9 +156,10 @@ def test_other_regressions_use_their_estimator(tape, regression):
 
 def test_to_frame_has_exactly_the_documented_columns(tape):
     df = _run(tape, "ols").to_frame()
-    assert tuple(df.columns) == COLUMNS == (
+    assert tuple(df.columns) == PAIR_COLUMNS
+    assert PAIR_COLUMNS[:8] == (
         "ts", "price_a", "price_b", "alpha", "beta", "spread", "zscore", "corr",
-    )  # fmt: skip
+    )  # fmt: skip  (declared columns are appended: these keep their places)
     assert len(df) == len(tape)
     assert df["zscore"].iloc[: 2 * W - 2].isna().all()
     assert df["zscore"].iloc[2 * W - 2 :].notna().all()

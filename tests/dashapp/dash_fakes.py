@@ -1,13 +1,18 @@
 """A small in-memory market for the dashboard tests: a real MarketEngine holding
-synthetic cointegrated 1 s bars, real TickRings, and a services object shaped like
-``ingest.runtime.Runtime`` (engine, ingestor.rings/rate/exchange_now_ms, health())."""
+synthetic cointegrated 1 s bars, real TickRings, and :class:`FakeServices`, a
+:class:`dashapp.facade.MarketData` over them (``tests/dashapp/test_facade.py`` checks
+that it implements every member with the facade's signature)."""
 
 from __future__ import annotations
+
+from collections.abc import Iterable
 
 import numpy as np
 
 from analytics.bars import Bars
-from analytics.engine import MarketEngine
+from analytics.engine import MarketEngine, PairKey
+from analytics.instruments import Universe
+from dashapp.facade import AlertsReadOnly, DatasetError, RuleNotFound
 from ingest.ring import TickRing
 
 T0 = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC (a 5-minute boundary)
@@ -65,15 +70,77 @@ class FakeIngestor:
 
 
 class FakeAlerts:
+    """:class:`dashapp.facade.AlertsData` with no rules but the thresholds a test sets
+    in ``lines`` (edits are refused as on a read-only DB)."""
+
     def __init__(self) -> None:
         self.lines: list[tuple[str, float]] = []
 
-    def active_thresholds(self, a, b, tf_ms, window, regression, prices):
+    def rules(self) -> list:
+        return []
+
+    def rule(self, rule_id: int):
+        raise RuleNotFound(rule_id)
+
+    def rule_json(self, rule_id: int) -> dict:
+        raise RuleNotFound(rule_id)
+
+    def rules_json(self) -> list[dict]:
+        return []
+
+    def create(self, data) -> dict:
+        raise AlertsReadOnly("fake alerts: read-only")
+
+    def update(self, rule_id: int, data, *, partial: bool = False) -> dict:
+        raise AlertsReadOnly("fake alerts: read-only")
+
+    def delete(self, rule_id: int) -> dict:
+        raise AlertsReadOnly("fake alerts: read-only")
+
+    def restore(self, deleted: dict) -> dict:
+        raise AlertsReadOnly("fake alerts: read-only")
+
+    def events(
+        self,
+        *,
+        since_ms: int | None = None,
+        after_id: int | None = None,
+        rule_id: int | None = None,
+        limit: int = 1000,
+    ) -> list:
+        return []
+
+    def last_event_id(self) -> int:
+        return 0
+
+    def active_thresholds(
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+    ) -> list[tuple[str, float]]:
         return list(self.lines)
 
 
+class FakeDatasets:
+    """:class:`dashapp.facade.DatasetsData` holding no dataset (uploads refused)."""
+
+    def list(self) -> list:
+        return []
+
+    def get(self, name: str):
+        return None
+
+    def bars(self, name: str, symbol: str) -> Bars:
+        raise KeyError(name)
+
+    def store(self, name: str, upload):
+        raise DatasetError(["fake datasets: uploads are not stored here"])
+
+    def remove(self, name: str) -> bool:
+        return False
+
+
 class FakeServices:
-    """What pages read from ``get_services()``."""
+    """A :class:`dashapp.facade.MarketData` over a real engine and rings (no store:
+    no stored trades)."""
 
     def __init__(self, n_bars: int = 1_200, symbols=("BTCUSDT", "ETHUSDT")) -> None:
         self.engine = MarketEngine(list(symbols))
@@ -85,6 +152,7 @@ class FakeServices:
         for sym, b in bars.items():  # the last trade of the history, ring only
             self.ingestor.rings[sym].append(self.now_ms - 1, 1, float(b.close[-1]), 0.01, False)
         self.alerts = FakeAlerts()
+        self.datasets = FakeDatasets()
 
     def tick(self, symbol: str, price: float, time_ms: int) -> None:
         """One trade: into the ring (live widgets) and the engine (bars)."""
@@ -101,6 +169,64 @@ class FakeServices:
             for sym, ring in self.ingestor.rings.items():
                 self.tick(sym, ring.last().price * (1 + drift), self.now_ms)
         self.engine.on_clock(self.now_ms + 1000)
+
+    # ------------------------------------------------------------- MarketData
+    def names(self) -> tuple[str, ...]:
+        return tuple(self.ingestor.rings)
+
+    def resolve(self, text: str) -> str:
+        universe = Universe.parse(self.names())
+        return universe.name(universe.resolve(text))
+
+    def timeframes(self) -> tuple[int, ...]:
+        return tuple(self.engine.timeframes_ms)
+
+    def bars(self, name: str, tf_ms: int) -> Bars:
+        return self.engine.bars(name, tf_ms)
+
+    def bars_of(self, names: Iterable[str], tf_ms: int) -> dict[str, Bars]:
+        return {s: self.engine.bars(s, tf_ms) for s in names}
+
+    def open_bar(self, name: str, tf_ms: int):
+        return self.engine.open_bar(name, tf_ms)
+
+    def breaks(self, name: str) -> np.ndarray:
+        return self.engine.breaks(name)
+
+    def pair(self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str):
+        return self.engine.pair(a, b, tf_ms, window, regression, prices)
+
+    def tracked_pair(
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+    ):
+        key = PairKey(a, b, tf_ms, window, regression, prices)
+        if key not in set(self.engine.tracked_pairs()):
+            return None
+        return self.engine.pair(a, b, tf_ms, window, regression, prices)
+
+    def tracked_pairs(self) -> list:
+        return self.engine.tracked_pairs()
+
+    def last_tick(self, name: str):
+        return self.ingestor.rings[name].last()
+
+    def ticks_since(self, name: str, seq: int):
+        return self.ingestor.rings[name].since(seq)
+
+    def ticks_window(self, name: str, start_ms: int):
+        return self.ingestor.rings[name].window(start_ms)
+
+    def trade_rate(self, name: str) -> float:
+        return self.ingestor.rate(name)
+
+    def exchange_now_ms(self) -> int | None:
+        return self.ingestor.exchange_now_ms()
+
+    def stored_trades(self, name: str, start_ms: int, end_ms: int, limit: int):
+        raise KeyError(f"{name}: the fake market stores no trades")
+
+    def stored_trade_span(self, name: str) -> tuple[int, int] | None:
+        return None
 
     def feed_health(self) -> dict:
         return self.health()["feed"]

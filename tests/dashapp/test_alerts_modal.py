@@ -50,3 +50,21 @@ def test_subject_groups_follow_the_metric():
     pair, symbol, window, tf = subject_styles("price")
     assert pair == {"display": "none"} and symbol == {} and window == {"display": "none"}
     assert subject_styles("change_pct")[2] == {}
+
+
+def test_open_modal_answers_by_name_and_ignores_a_forged_prefill():
+    from dash import no_update
+
+    from dashapp.components.alert_modal import open_modal
+    from dashapp.services import set_services
+    from tests.dashapp.dash_fakes import FakeServices
+
+    set_services(FakeServices(30))
+    n = len(FORM_FIELDS)
+    forged = open_modal("not a rule")
+    assert forged["values"] == [no_update] * n and forged["is_open"] is no_update
+    out = open_modal({"metric": "zscore", "a": "ETHUSDT", "b": "BTCUSDT", "id": 7})
+    assert out["is_open"] is True and out["edit_id"] == 7
+    assert out["title"] == "Edit alert rule #7" and out["error_open"] is False
+    assert dict(zip(FORM_FIELDS, out["values"], strict=True))["a"] == "ETHUSDT"
+    assert out["invalid"] == [False] * n and out["feedback"] == [""] * n

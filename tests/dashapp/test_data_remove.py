@@ -11,8 +11,9 @@ from dash._callback_context import context_value
 from dash._utils import AttributeDict
 
 from dashapp import ids
+from dashapp.facade import LiveMarketData
 from dashapp.services import set_services
-from ingest.datasets import DatasetStore
+from ingest.store.sqlite_datasets import SqliteDatasetStore
 from tests.analytics.conftest import SAMPLE_DIR
 
 
@@ -29,8 +30,8 @@ def _click_delete(page, source: str):
 def test_removing_a_dataset_that_is_not_there_says_so(tmp_path):
     from analytics.upload import parse_ohlc_csv
 
-    store = DatasetStore(tmp_path / "d.db")
-    set_services(SimpleNamespace(datasets=store))
+    store = SqliteDatasetStore(tmp_path / "d.db")
+    set_services(LiveMarketData(SimpleNamespace(datasets=store)))
     dash.Dash(__name__, use_pages=True, pages_folder="")  # registry for register_page
     from dashapp.pages import data as page
 

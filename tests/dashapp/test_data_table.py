@@ -14,10 +14,11 @@ import pytest
 from analytics.bars import bars_from_ticks
 from analytics.engine import MarketEngine
 from analytics.upload import parse_ohlc_csv
+from dashapp.api.params import BadParam
 from dashapp.components import data_table as dt
-from dashapp.params import BadParam
+from dashapp.facade import LiveMarketData
 from dashapp.services import set_services
-from ingest.datasets import DatasetStore
+from ingest.store.sqlite_datasets import SqliteDatasetStore
 from tests.analytics.conftest import _TAPE, SAMPLE_DIR, SYMBOLS, load_trade_tape
 
 
@@ -31,7 +32,7 @@ def services(tmp_path_factory):
                 **load_trade_tape(SAMPLE_DIR / _TAPE.format(s)), tf_ms=1000
             ),
         )
-    store = DatasetStore(tmp_path_factory.mktemp("dt") / "app.db")
+    store = SqliteDatasetStore(tmp_path_factory.mktemp("dt") / "app.db")
     for name in ("BTCUSDT-1h-2021-01.csv", "ETHUSDT-1h-2021-01.csv"):
         store.add(
             "m21", parse_ohlc_csv((SAMPLE_DIR / name).read_bytes(), filename=name)
@@ -41,17 +42,17 @@ def services(tmp_path_factory):
         ingestor=SimpleNamespace(rings=dict.fromkeys(SYMBOLS)),
         datasets=store,
     )
-    set_services(svc)
+    set_services(LiveMarketData(svc))
     yield svc
     store.close()
 
 
 @pytest.fixture(scope="module")
 def live(services):
-    sel = dt.make_selection(
+    table = dt.make_table(
         "live", "BTCUSDT", "ETHUSDT", "1s", 20, "ols", "raw", 1.5, 50
     )
-    return sel, dt.features_for(sel)
+    return table, dt.features_for(table)
 
 
 def num(type_, filter_, to=None):
@@ -154,7 +155,7 @@ def test_sort_and_paging(live):
 
 
 def test_download_holds_exactly_what_the_filters_show(live):
-    sel, f = live
+    table, f = live
     req = {
         "startRow": 0,
         "endRow": 100,
@@ -164,7 +165,7 @@ def test_download_holds_exactly_what_the_filters_show(live):
             "zscore": num("greaterThan", -1.8),
         },
     }
-    out = dt.export_frame(f, sel, req)
+    out = dt.export_frame(f, table.sel, req)
     shown = dt.rows_response(f, {**req, "endRow": 10_000})
     assert len(out) == shown["rowCount"] > 0
     iso = dt._iso_col(out.ts.to_numpy()).tolist()
@@ -172,7 +173,7 @@ def test_download_holds_exactly_what_the_filters_show(live):
     assert "BTCUSDT_close" in out.columns and "vol_ETHUSDT" in out.columns
     from dashapp.components.data_downloads import table_file
 
-    payload = table_file(sel, req, "csv")
+    payload = table_file(table, req, "csv")
     back = pd.read_csv(io.BytesIO(base64.b64decode(payload["content"])))
     assert len(back) == len(out) and back.ts.tolist() == iso
     np.testing.assert_allclose(back.zscore, out.zscore, rtol=1e-9)
@@ -181,32 +182,32 @@ def test_download_holds_exactly_what_the_filters_show(live):
 
 def test_selection_validation(services):
     with pytest.raises(BadParam) as e:
-        dt.make_selection("live", "BTCUSDT", "BTCUSDT", "1s", 20, "ols", "raw", 2, None)
+        dt.make_table("live", "BTCUSDT", "BTCUSDT", "1s", 20, "ols", "raw", 2, None)
     assert e.value.param == "b"
     with pytest.raises(BadParam) as e:
-        dt.make_selection("live", "BTCUSDT", "ETHUSDT", "1s", 2, "ols", "raw", 2, None)
+        dt.make_table("live", "BTCUSDT", "ETHUSDT", "1s", 2, "ols", "raw", 2, None)
     assert e.value.param == "window"
     with pytest.raises(BadParam) as e:
-        dt.make_selection("nope", "BTCUSDT", "ETHUSDT", "1h", 20, "ols", "raw", 2, None)
+        dt.make_table("nope", "BTCUSDT", "ETHUSDT", "1h", 20, "ols", "raw", 2, None)
     assert e.value.param == "dataset"
     with pytest.raises(BadParam) as e:
-        dt.make_selection("live", "BTCUSDT", "ETHUSDT", "1h", 20, "ols", "raw", 2, None)
+        dt.make_table("live", "BTCUSDT", "ETHUSDT", "1h", 20, "ols", "raw", 2, None)
     assert e.value.param == "timeframe"
     with pytest.raises(BadParam) as e:
-        dt.make_selection(
+        dt.make_table(
             "live", "BTCUSDT", "ETHUSDT", "1s", 20, "ols", "raw", "x", None
         )
     assert e.value.param == "entry"
 
 
 def test_dataset_table_and_cache(services):
-    sel = dt.make_selection(
+    table = dt.make_table(
         "m21", "ETHUSDT", "BTCUSDT", "1h", 24, "ols", "log", 2, None
     )
-    f = dt.features_for(sel)
+    f = dt.features_for(table)
     assert len(f) == 744 and f.adf_every == 24
-    assert dt.features_for(sel) is f  # paging never recomputes
-    assert dt.Selection.from_dict(sel.as_dict()) == sel
+    assert dt.features_for(table) is f  # paging never recomputes
+    assert dt.Table.from_dict(table.as_dict()) == table
     assert f.frame.a_open.iloc[0] == 736.42 and f.frame.b_open.iloc[0] == 28923.63
     assert np.isfinite(f.frame.adf_pvalue.iloc[-1])
 
@@ -224,7 +225,7 @@ def test_page_callbacks_as_functions(services):
     sel, status, cols = page.load_table(
         1, "m21", "BTCUSDT", "ETHUSDT", "1h", 24, "ols", "raw", 2, None
     )
-    assert sel["source"] == "m21" and "744 rows of 1h bars" in status.children
+    assert sel["sel"]["dataset"] == "m21" and "744 rows of 1h bars" in status.children
     assert (
         cols[1]["headerName"] == "Signal" and cols[11]["headerName"] == "BTCUSDT open"
     )
@@ -254,9 +255,9 @@ def _find(component, id_):
 def test_data_page_opens_on_the_dataset_of_its_url(services, tmp_path, monkeypatch):
     import dash
 
-    from ingest.store import TickStore
+    from ingest.store.sqlite_trades import SqliteTradeStore
 
-    empty = TickStore(tmp_path / "none.db").start()  # the tick fields read the store
+    empty = SqliteTradeStore(tmp_path / "none.db").start()  # the tick fields read the store
     monkeypatch.setattr(services, "store", empty, raising=False)
 
     del dash  # the registry exists after test_page_callbacks_as_functions's Dash()
@@ -288,10 +289,10 @@ def test_data_page_opens_on_the_dataset_of_its_url(services, tmp_path, monkeypat
 def test_ticks_download_over_a_time_range(services, tmp_path):
     from dashapp.components import data_downloads as dd
     from ingest.models import Trade
-    from ingest.store import TickStore
+    from ingest.store.sqlite_trades import SqliteTradeStore
 
     ticks = load_trade_tape(SAMPLE_DIR / _TAPE.format("ETHUSDT"))
-    store = TickStore(tmp_path / "ticks.db").start()
+    store = SqliteTradeStore(tmp_path / "ticks.db").start()
     for t, i, p, q, m in zip(
         *(
             ticks[k].tolist()
@@ -343,9 +344,9 @@ def test_ticks_download_over_a_time_range(services, tmp_path):
 def test_bars_and_pair_downloads_of_a_dataset(services):
     from dashapp.components import data_downloads as dd
 
-    sel = dt.make_selection(
+    sel = dt.make_table(
         "m21", "BTCUSDT", "ETHUSDT", "1h", 24, "ols", "raw", 2, None
-    )
+    ).sel
     bars = dd.bars_file(sel, "csv")
     assert (
         bars["filename"]

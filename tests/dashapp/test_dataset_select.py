@@ -9,18 +9,20 @@ import pytest
 
 from analytics.upload import parse_ohlc_csv
 from dashapp.components import dataset_select as ds
+from dashapp.facade import LiveMarketData
 from dashapp.services import set_services
-from ingest.datasets import DatasetError, DatasetStore
+from ingest.store import DatasetError
+from ingest.store.sqlite_datasets import SqliteDatasetStore
 from tests.analytics.conftest import SAMPLE_DIR
 
 
 @pytest.fixture
 def store(tmp_path):
-    st = DatasetStore(tmp_path / "app.db")
+    st = SqliteDatasetStore(tmp_path / "app.db")
     for name in ("BTCUSDT-1h-2021-01.csv", "ETHUSDT-1h-2021-01.csv"):
         st.add("m21", parse_ohlc_csv((SAMPLE_DIR / name).read_bytes(), filename=name))
-    set_services(SimpleNamespace(datasets=st,
-                                 ingestor=SimpleNamespace(rings=dict.fromkeys(["SOLUSDT"]))))
+    set_services(LiveMarketData(SimpleNamespace(
+        datasets=st, ingestor=SimpleNamespace(rings=dict.fromkeys(["SOLUSDT"])))))
     yield st
     st.close()
 

@@ -15,7 +15,7 @@ import re
 
 import pytest
 
-from app import parse_config
+from ingest.config import parse_config
 
 pytestmark = pytest.mark.slow
 
@@ -79,6 +79,7 @@ VALUES: dict = {}
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
     from dashapp import create_app
+    from dashapp.facade import LiveMarketData
     from ingest.runtime import Runtime
 
     tmp = tmp_path_factory.mktemp("forged")
@@ -87,7 +88,7 @@ def client(tmp_path_factory):
          "--rest-url", "off", "--port", "8998"]
     )
     rt = Runtime(cfg)
-    app = create_app(rt, cache_dir=tmp / "cache")
+    app = create_app(LiveMarketData(rt), cache_dir=tmp / "cache")
     VALUES.update(layout_values())
     return app.server.test_client()
 

@@ -8,9 +8,9 @@ import plotly
 from dash import no_update
 
 from analytics.signals import signal_summary
-from dashapp import pairlive
 from dashapp.components import pair_panel
-from dashapp.pairview import Selection
+from dashapp.pages.pair import pairlive
+from dashapp.selection import Selection
 
 REPORT = {
     "a": "BTCUSDT",
@@ -56,6 +56,22 @@ def test_kpi_row_shows_last_adf_of_this_selection_only():
     other = Selection("BTCUSDT", "ETHUSDT", window=90)
     assert "p=0.012" not in text(pair_panel.kpi_row(k, other, REPORT))
     assert "∞" in text(pair_panel.kpi_row({**k, "half_life": float("inf")}, sel, None))
+
+
+def test_kpi_row_has_a_card_per_declared_kpi_figure_in_slot_order():
+    """The strip iterates the registry: every figure with a KPI slot has its card (its
+    label, its value in its format) and today's cards keep their order."""
+    from analytics.registry import KPI_FIGURES
+
+    k = {f.name: 0.25 for f in KPI_FIGURES} | {"r2": 0.44, "half_life": 3.4}
+    row = pair_panel.kpi_row(k, Selection("BTCUSDT", "ETHUSDT"), None)
+    labels = [c.children.children.children[0].children for c in row.children]
+    assert len(labels) == len(KPI_FIGURES) + 3
+    for fig in KPI_FIGURES:
+        assert fig.display.label in labels
+        assert format(0.25, fig.display.fmt) in text(row)
+    fixed = ["β hedge", "α", "R² (window)", "half-life", "corr ρ", "last ADF"]
+    assert [lab for lab in labels if lab in fixed] == fixed
 
 
 def test_signal_card_and_refresh_outputs_order():

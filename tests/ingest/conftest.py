@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ingest.replay import ReplayServer
-from ingest.tapes import Tape, default_sample_files, load_tape
+from ingest.replay.tapes import Tape, default_sample_files, load_tape
 
 SAMPLE = Path(__file__).resolve().parents[2] / "sample_data"
 

@@ -20,10 +20,10 @@ from analytics.bars import bars_from_ticks
 from analytics.engine import MarketEngine
 from analytics.pair import pair_series
 from ingest.alert_service import AlertService
-from ingest.binance import parse_event
+from ingest.feeds.binance import parse_event
 from ingest.pipeline import Ingestor
-from ingest.store import TickStore
-from ingest.tapes import default_sample_files, load_tape
+from ingest.replay.tapes import default_sample_files, load_tape
+from ingest.store.sqlite_trades import SqliteTradeStore
 
 A, B = "BTCUSDT", "ETHUSDT"
 RULE = {
@@ -60,7 +60,7 @@ class Pipeline:
     """Store + engine + ingestor + alert service on one DB, with a manual clock."""
 
     def __init__(self, db, *, eval_every_ms: int, save_interval_s: float = 1.0) -> None:
-        self.store = TickStore(db, flush_interval_s=0.05).start()
+        self.store = SqliteTradeStore(db, flush_interval_s=0.05).start()
         self.engine = MarketEngine([A, B])
         self.ingestor = Ingestor([A, B], self.store, self.engine, ring_capacity=50_000)
         self.ingestor.restore()

@@ -12,14 +12,14 @@ from analytics.engine import MarketEngine
 from ingest.alert_service import AlertService, RuleNotFound
 from ingest.models import Trade
 from ingest.pipeline import Ingestor
-from ingest.store import TickStore
+from ingest.store.sqlite_trades import SqliteTradeStore
 from tests.ingest.test_alert_replay import RULE, Pipeline
 
 A, B = "BTCUSDT", "ETHUSDT"
 
 
 def make(db):
-    store = TickStore(db)
+    store = SqliteTradeStore(db)
     engine = MarketEngine([A, B])
     ing = Ingestor([A, B], store, engine, ring_capacity=10_000, write=False)
     return store, ing, AlertService(engine, ing, db, rules_poll_s=1e9)
@@ -132,8 +132,8 @@ def test_active_thresholds(tmp_path):
 
 @pytest.fixture(scope="module")
 def trades():
-    from ingest.binance import parse_event
-    from ingest.tapes import default_sample_files, load_tape
+    from ingest.feeds.binance import parse_event
+    from ingest.replay.tapes import default_sample_files, load_tape
 
     return [parse_event(ev.data) for ev in load_tape(default_sample_files())]
 

@@ -19,13 +19,13 @@ import numpy as np
 
 from analytics.bars import bars_from_ticks
 from analytics.engine import MarketEngine
-from ingest.backfill import Backfiller
-from ingest.binance import stream_url
-from ingest.feed import TradeFeed
+from ingest.feeds.backfill import Backfiller
+from ingest.feeds.binance_spot import BINANCE_SPOT
+from ingest.feeds.client import TradeFeed
 from ingest.models import Trade
 from ingest.pipeline import Ingestor
 from ingest.replay import FaultPlan
-from ingest.store import TickStore
+from ingest.store.sqlite_trades import SqliteTradeStore
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 TEN_YEARS_MS = 10 * 365 * 86_400_000
@@ -48,7 +48,7 @@ def trade(i: int, t_ms: int, price: float = 100.0, sym: str = "BTCUSDT") -> Trad
 def test_stall_with_data_pending_never_closes_a_bar_quiet_connection_does(tmp_path):
     """The close rule: while the source has data pending (a stopped process finds its
     socket full), no time passes on the data clock; only verified quiet time does."""
-    store = TickStore(tmp_path / "m.db").start()
+    store = SqliteTradeStore(tmp_path / "m.db").start()
     try:
         ing = Ingestor(SYMBOLS, store, MarketEngine(SYMBOLS))
         pending = [True]
@@ -72,7 +72,7 @@ def test_stall_with_data_pending_never_closes_a_bar_quiet_connection_does(tmp_pa
 
 def test_quiet_time_counts_at_most_one_step_per_tick(tmp_path):
     """A tick that comes 1.5 s late (the process was stopped) adds 0.2 s, not 1.5 s."""
-    store = TickStore(tmp_path / "m.db").start()
+    store = SqliteTradeStore(tmp_path / "m.db").start()
     try:
         ing = Ingestor(SYMBOLS, store, MarketEngine(SYMBOLS))
         ing.quiet_probe = lambda: False
@@ -93,12 +93,14 @@ def test_quiet_time_counts_at_most_one_step_per_tick(tmp_path):
 
 
 def test_late_trade_after_a_published_bar_is_counted_and_the_stored_bar_rebuilt(tmp_path):
-    from app import parse_config
+    from ingest.config import parse_config
     from ingest.runtime import Runtime
 
     db = tmp_path / "m.db"
+    # --market spot: the hand-made trades are spot trades (Trade.market), and the store
+    # keys rows by instrument
     rt = Runtime(parse_config(["--db", str(db), "--symbols", "BTCUSDT,ETHUSDT",
-                               "--rest-url", "off"]))
+                               "--market", "spot", "--rest-url", "off"]))
     try:
         rt.store.start()
         ing = rt.ingestor
@@ -134,8 +136,8 @@ class _Collector:
 
 
 def _feed(server, on_trade, **kwargs) -> TradeFeed:
-    url = stream_url(SYMBOLS, market="spot", stream="trade", base_url=server.ws_base)
-    feed = TradeFeed(url, on_trade, **kwargs)
+    url = BINANCE_SPOT.stream_url(SYMBOLS, "trade", server.ws_base)
+    feed = TradeFeed(url, on_trade, protocol=BINANCE_SPOT, **kwargs)
     feed.start()
     return feed
 
@@ -151,7 +153,7 @@ def test_bad_id_frame_is_quarantined_and_every_genuine_trade_delivered(
     make_server, small_tape
 ):
     srv = make_server(small_tape, speed=0, faults=FaultPlan(bad_id=(1_000, 10**9)))
-    verifier = Backfiller(market="spot", stream="trade", base_url=srv.rest_base,
+    verifier = Backfiller(protocol=BINANCE_SPOT, stream="trade", base_url=srv.rest_base,
                           deliver=lambda s, t: None)
     got = _Collector()
     feed = _feed(srv, got, verify_trade=verifier.verify)
@@ -216,7 +218,7 @@ def test_clean_closes_of_short_connections_do_not_climb_the_backoff(make_server,
 # ------------------------------------------------------------------ session breaks
 def test_session_break_marked_stored_and_reapplied_before_bars_at_restore(tmp_path):
     db = tmp_path / "m.db"
-    store = TickStore(db).start()
+    store = SqliteTradeStore(db).start()
     ing = Ingestor(SYMBOLS, store, MarketEngine(SYMBOLS))
     for i, t_ms in enumerate((10_000, 10_500, 11_000, 12_000)):
         ing.on_trade(trade(i + 1, t_ms))
@@ -227,7 +229,7 @@ def test_session_break_marked_stored_and_reapplied_before_bars_at_restore(tmp_pa
     assert ing.breaks["BTCUSDT"][:2] == (1, 15_300)
     store.close()
 
-    store = TickStore(db).start()
+    store = SqliteTradeStore(db).start()
     try:
         assert [b[:2] for b in store.read_breaks()] == [("BTCUSDT", 15_300)]
         engine = MarketEngine(SYMBOLS)
@@ -250,7 +252,7 @@ def test_unrecoverable_ids_mark_a_break_at_the_first_trade_after_them(make_serve
     srv = make_server(small_tape, speed=0, loop=True, loop_seam_ids=50)
     seen: list[tuple] = []
     got = _Collector()
-    backfill = Backfiller(market="spot", stream="trade", base_url=srv.rest_base,
+    backfill = Backfiller(protocol=BINANCE_SPOT, stream="trade", base_url=srv.rest_base,
                           deliver=lambda s, t: None, backoff_base_s=0.01,
                           backoff_cap_s=0.05,
                           on_unrecoverable=lambda *a: seen.append(a))

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import orjson
 
-from app import parse_config
 from dashapp.status import feed_badge, feed_card
+from ingest.config import parse_config
 from ingest.replay import FaultPlan
 from ingest.runtime import Runtime
-from tests.ingest.test_backfill import Rig, assert_exactly_once, wait_for
+from tests.ingest.feeds.test_backfill import Rig, assert_exactly_once, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -182,7 +182,7 @@ FULL_DISK_CHILD = """
 import json, resource, signal, sys, time
 sys.path.insert(0, sys.argv[2])
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails, EFBIG
-from app import parse_config
+from ingest.config import parse_config
 from ingest.runtime import Runtime
 
 cfg = parse_config(["--replay", "--replay-speed", "0", "--replay-once", "--db",
@@ -235,9 +235,9 @@ def test_full_disk_keeps_ring_live_and_resumes_with_nothing_lost(tmp_path, spot_
     assert full["store"]["pending"] > 0
     assert back["store"]["writable"] and back["store"]["pending"] == 0
     assert back["store"]["last_error"] is None
-    from ingest.store import TickStore
+    from ingest.store.sqlite_trades import SqliteTradeStore
 
-    store = TickStore(db, readonly=True)
+    store = SqliteTradeStore(db, readonly=True)
     try:
         for sym in spot_tape.symbols:
             ids = store.trade_ids(sym)

@@ -1,0 +1,2 @@
+"""The markets page: the page (``page.py``) and what one 500 ms refresh sends
+(``marketsview``)."""

@@ -1,0 +1,477 @@
+"""Binance's market-data wire format, shared by spot and USDⓈ-M perp (pure, no I/O).
+
+What both Binance markets share lives here: stream names and URL layout, frame and
+REST-row parsing, and :class:`BinanceFeed`, the :class:`~ingest.feeds.base.FeedProtocol`
+both markets are instances of. What differs (hosts, the ``/market`` path, REST
+endpoints and weights, ping intervals) is declared in ``binance_spot.py`` and
+``binance_perp.py``.
+
+Binance pushes one JSON text frame per event. On ``/ws/...`` connections the frame
+is the bare event object; on ``/stream?streams=...`` connections it is wrapped as
+``{"stream": "<name>", "data": {...event...}}``. Control replies (to SUBSCRIBE and
+friends) and errors share the socket with market data, so :func:`parse_frame`
+classifies every frame instead of assuming it is a trade.
+
+Prices and quantities arrive as JSON *strings* (exact decimals); ids and times are
+JSON integers; ``m`` is a JSON boolean. Anything else is a malformed frame and
+raises :class:`~ingest.models.BadFrame`, which the feed counts and skips.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import orjson
+
+from analytics.instruments import check_symbol
+from ingest.feeds.base import FeedProtocol, FrameItem
+from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
+
+STREAM_KINDS = ("trade", "aggTrade")
+MAX_STREAMS_PER_CONNECTION = 1024
+
+# Event types Binance pushes on market-data sockets that carry no trade. We ignore
+# them (return None) instead of flagging them as bad: a client subscribed to more
+# than trades must not count every book update as an error.
+NON_TRADE_EVENTS = frozenset(
+    {
+        "bookTicker",
+        "depthUpdate",
+        "kline",
+        "continuous_kline",
+        "markPriceUpdate",
+        "24hrTicker",
+        "24hrMiniTicker",
+        "1hTicker",
+        "4hTicker",
+        "1dTicker",
+        "forceOrder",
+        "compositeIndex",
+        "contractInfo",
+        "assetIndexUpdate",
+        "indexPriceUpdate",
+        "avgPrice",
+        "listenKeyExpired",
+    }
+)
+
+_FLOAT_INF = math.inf
+MAX_INT64 = 2**63 - 1
+
+
+# ---------------------------------------------------------------------------
+# URLs
+
+
+def stream_names(symbols: Iterable[str], stream: str = "aggTrade") -> list[str]:
+    """Binance stream names for ``symbols``, e.g. ``["btcusdt@aggTrade", ...]``.
+
+    Stream names use the lower-case symbol; the kind keeps Binance's camel case.
+    Duplicates are dropped (order kept) because Binance would subscribe once anyway.
+    """
+    if stream not in STREAM_KINDS:
+        raise ValueError(f"invalid stream {stream!r}: expected one of {STREAM_KINDS}")
+    if isinstance(symbols, str):
+        symbols = [symbols]
+    names: list[str] = []
+    seen: set[str] = set()
+    for symbol in symbols:
+        name = f"{check_symbol(symbol).lower()}@{stream}"
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+    if not names:
+        raise ValueError("no symbols given: need at least one")
+    if len(names) > MAX_STREAMS_PER_CONNECTION:
+        raise ValueError(
+            f"{len(names)} streams requested; Binance allows at most "
+            f"{MAX_STREAMS_PER_CONNECTION} per connection"
+        )
+    return names
+
+
+def compose_stream_url(base: str, names: list[str], *, combined: bool = True) -> str:
+    """``<base>/stream?streams=a/b`` (combined) or ``<base>/ws/a/b`` (bare events).
+
+    Combined frames are wrapped in ``{"stream", "data"}``, which tells which stream a
+    frame belongs to before parsing; bare frames are the event object alone.
+    """
+    joined = "/".join(names)
+    if combined:
+        return f"{base}/stream?streams={joined}"
+    return f"{base}/ws/{joined}"
+
+
+def _base(base_url: object, default: str, schemes: tuple[str, ...], what: str) -> str:
+    if base_url is None:
+        return default
+    if not isinstance(base_url, str) or not base_url.startswith(schemes):
+        raise ValueError(
+            f"invalid {what} {base_url!r}: must start with {' or '.join(schemes)}"
+        )
+    return base_url.rstrip("/")
+
+
+# ---------------------------------------------------------------------------
+# Frames
+
+
+def _bad(key: str, what: str, value: object) -> BadFrame:
+    text = repr(value)
+    if len(text) > 40:
+        text = text[:37] + "..."
+    return BadFrame(f"{key}: {what}, got {text}")
+
+
+def _get_int(ev: dict, key: str) -> int:
+    try:
+        value = ev[key]
+    except KeyError:
+        raise BadFrame(f"{key}: missing") from None
+    # type() is not isinstance(): bool is a subclass of int and must be rejected.
+    if type(value) is not int:
+        raise _bad(key, "expected an integer", value)
+    # orjson accepts up to 2**64 - 1; SQLite INTEGER (and numpy int64) stop at
+    # 2**63 - 1, and such an id reaching the store's writer would fail every retry.
+    if not 0 <= value <= MAX_INT64:
+        raise _bad(key, "expected an integer in 0..2**63-1", value)
+    return value
+
+
+def _get_decimal(ev: dict, key: str) -> float:
+    try:
+        value = ev[key]
+    except KeyError:
+        raise BadFrame(f"{key}: missing") from None
+    if type(value) is not str:
+        raise _bad(key, "expected a decimal string", value)
+    # float() also reads "١٢" (Arabic-Indic digits), "１２" and "1_000": not Binance.
+    if not value.isascii() or "_" in value:
+        raise _bad(key, "not a plain ASCII decimal number", value)
+    try:
+        number = float(value)
+    except ValueError:
+        raise _bad(key, "not a decimal number", value) from None
+    return number
+
+
+def parse_event(
+    ev: dict, *, time_unit_us: bool = False, market: str = "spot"
+) -> Trade | ServerShutdown | ControlReply | None:
+    """Classify one *decoded* event object (bare, i.e. already unwrapped).
+
+    Trades carry ``market`` (``"spot"`` | ``"perp"``): the frame itself does not say
+    which market it came from, the connection does.
+
+    Split out of :func:`parse_frame` so that loaders which decode whole files
+    (``ingest.replay.tapes``) validate events with exactly the same rules.
+
+    Spot ``trade`` (2024 schema)::
+
+        {"e":"trade","E":1723161255343,"s":"BTCUSDT","t":3735683259,
+         "p":"61837.63000000","q":"0.02000000","T":1723161255342,"m":true,"M":true}
+
+    Spot ``trade`` before 2024-06-18 also carried order ids ``b`` (buyer) and ``a``
+    (seller). That ``a`` is NOT an aggregate id, so the id of a ``trade`` is always
+    ``t``::
+
+        {"e":"trade","E":1680652800000,"s":"BTCUSDT","t":3071245454,
+         "p":"28165.47000000","q":"0.00056000","b":20720542158,"a":20720542592,
+         "T":1680652799999,"m":true,"M":true}
+
+    USD-M futures ``trade`` (undocumented stream; no ``M``, order type ``X``)::
+
+        {"e":"trade","E":1723161256560,"T":1723161256560,"s":"ETHUSDT",
+         "t":4308068523,"p":"2681.62","q":"1.000","X":"MARKET","m":true}
+
+    ``aggTrade`` (spot has ``M``; futures adds ``nq`` and ``st``); the id is ``a``.
+    Keys as documented for USD-M; the values here are illustrative::
+
+        {"e":"aggTrade","E":1723161256323,"a":2271383457,"s":"BTCUSDT",
+         "p":"61800.30","q":"0.006","nq":"0.006","f":5266583935,"l":5266583935,
+         "T":1723161256322,"m":false,"st":1}
+    """
+    e = ev.get("e")
+    if e == "trade":
+        id_key = "t"
+    elif e == "aggTrade":
+        id_key = "a"
+    elif e is None:
+        return _parse_no_event_type(ev)
+    elif type(e) is not str:
+        raise _bad("e", "expected a string event type", e)
+    elif e in NON_TRADE_EVENTS:
+        return None
+    elif e == "serverShutdown":
+        when = _get_int(ev, "E")
+        return ServerShutdown(when // 1000 if time_unit_us else when)
+    else:
+        # An event type Binance added after this was written: not a trade either.
+        return None
+
+    symbol = ev.get("s")
+    if type(symbol) is not str or not symbol:
+        raise _bad("s", "expected a non-empty symbol string", symbol)
+    trade_id = _get_int(ev, id_key)
+    time_ms = _get_int(ev, "T")
+    event_ms = _get_int(ev, "E")
+    price = _get_decimal(ev, "p")
+    qty = _get_decimal(ev, "q")
+    # Chained comparisons are False for NaN, so these also reject non-finite values.
+    if not 0.0 < price < _FLOAT_INF:
+        raise _bad("p", "expected a finite price > 0", ev["p"])
+    if not 0.0 <= qty < _FLOAT_INF:
+        raise _bad("q", "expected a finite quantity >= 0", ev["q"])
+    maker = ev.get("m")
+    if type(maker) is not bool:
+        raise _bad("m", "expected a boolean", maker)
+    if time_unit_us:
+        time_ms //= 1000
+        event_ms //= 1000
+    return Trade(symbol, trade_id, time_ms, price, qty, maker, event_ms, market)
+
+
+def _parse_no_event_type(ev: dict) -> ControlReply | None:
+    """Frames without ``e``: control replies, errors, spot bookTicker, snapshots.
+
+    {"result": null, "id": 1}          reply to SUBSCRIBE / UNSUBSCRIBE
+    {"result": ["btcusdt@trade"], "id": 3}
+    {"code": 2, "msg": "Invalid request: ...", "id": 4}
+    {"u":35346671867,"s":"ETHUSDT","b":"2682.50","B":"2.54","a":"2682.51","A":"50.9"}
+    """
+    if "result" in ev:
+        req_id = ev.get("id")
+        if req_id is not None and type(req_id) not in (int, str):
+            raise _bad("id", "expected an integer, string or null request id", req_id)
+        return ControlReply(req_id, ev["result"])
+    if "code" in ev:
+        code = ev["code"]
+        msg = ev.get("msg")
+        if type(code) is not int:
+            raise _bad("code", "expected an integer error code", code)
+        if msg is not None and type(msg) is not str:
+            raise _bad("msg", "expected an error message string", msg)
+        req_id = ev.get("id")
+        if req_id is not None and type(req_id) not in (int, str):
+            req_id = None
+        return ControlReply(req_id, None, error_code=code, error_msg=msg)
+    if "u" in ev and "b" in ev and "a" in ev:
+        return None  # spot bookTicker carries no "e"
+    if "lastUpdateId" in ev:
+        return None  # REST depth snapshot (appears in raw captures)
+    raise BadFrame(f"unrecognised object without 'e' (keys {sorted(ev)[:8]})")
+
+
+def parse_frame(
+    raw: bytes | str, time_unit_us: bool = False, market: str = "spot"
+) -> Trade | ServerShutdown | ControlReply | None:
+    """Parse one WebSocket text frame from a Binance market-data connection.
+
+    Returns a :class:`Trade` for ``trade``/``aggTrade`` events, a
+    :class:`ServerShutdown` for ``serverShutdown``, a :class:`ControlReply` for
+    replies and errors, and ``None`` for other market events (bookTicker,
+    depthUpdate, kline, ...). Raises :class:`BadFrame` for anything malformed.
+
+    Combined stream (what the app subscribes to)::
+
+        {"stream":"btcusdt@trade","data":{"e":"trade","E":1723161255343,
+         "s":"BTCUSDT","t":3735683259,"p":"61837.63000000","q":"0.02000000",
+         "T":1723161255342,"m":true,"M":true}}
+
+    Restart notice (bare, or wrapped with ``"stream":"!serverShutdown"``)::
+
+        {"e":"serverShutdown","E":1723161255343}
+
+    ``time_unit_us=True`` is for connections opened with ``timeUnit=MICROSECOND``:
+    ``T`` and ``E`` are then microseconds and are floored to milliseconds.
+    ``market`` is stamped on trades (:func:`parse_event`).
+    """
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadFrame(f"invalid JSON: {exc}") from None
+    except TypeError:
+        kind = type(raw).__name__
+        raise BadFrame(f"frame must be str or bytes, got {kind}") from None
+    if type(obj) is not dict:
+        raise BadFrame(f"expected a JSON object, got {type(obj).__name__}")
+    data = obj.get("data")
+    if data is not None:
+        if type(data) is not dict:
+            raise _bad("data", "expected an event object", data)
+        return parse_event(data, time_unit_us=time_unit_us, market=market)
+    if "stream" in obj:
+        raise BadFrame("data: missing in a combined-stream frame")
+    return parse_event(obj, time_unit_us=time_unit_us, market=market)
+
+
+# ---------------------------------------------------------------------------
+# REST (gap back-fill, docs/binance-protocol.md section 4)
+
+REST_MAX_LIMIT = 1000
+
+
+def _rest_bool(row: dict, key: str) -> bool:
+    value = row.get(key)
+    if type(value) is not bool:
+        raise _bad(key, "expected a boolean", value)
+    return value
+
+
+def parse_rest_trades(
+    body: bytes | str, symbol: str, stream: str, market: str = "spot"
+) -> list[Trade]:
+    """Parse a REST trades page into :class:`Trade` objects (same rules as frames).
+
+    ``historicalTrades`` rows (spot; id = ``id``)::
+
+        [{"id":3735683259,"price":"61837.63000000","qty":"0.02000000",
+          "quoteQty":"1236.75260000","time":1723161255342,"isBuyerMaker":true,
+          "isBestMatch":true}]
+
+    ``aggTrades`` rows (spot and futures; id = ``a``)::
+
+        [{"a":2271383457,"p":"61800.30","q":"0.006","f":5266583935,
+          "l":5266583935,"T":1723161256322,"m":false}]
+
+    Raises :class:`BadFrame` if the body or any row is malformed: a page is taken
+    whole or not at all, so a half-understood page never leaves a hole.
+    """
+    try:
+        rows = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise BadFrame(f"invalid JSON: {exc}") from None
+    except TypeError:
+        raise BadFrame(f"body must be str or bytes, got {type(body).__name__}") from None
+    if type(rows) is not list:
+        raise BadFrame(f"expected a JSON array of trades, got {type(rows).__name__}")
+    sym = check_symbol(symbol)
+    out: list[Trade] = []
+    for row in rows:
+        if type(row) is not dict:
+            raise BadFrame(f"expected trade objects, got {type(row).__name__}")
+        if stream == "trade":
+            tid, t = _get_int(row, "id"), _get_int(row, "time")
+            price, qty = _get_decimal(row, "price"), _get_decimal(row, "qty")
+            maker = _rest_bool(row, "isBuyerMaker")
+        elif stream == "aggTrade":
+            tid, t = _get_int(row, "a"), _get_int(row, "T")
+            price, qty = _get_decimal(row, "p"), _get_decimal(row, "q")
+            maker = _rest_bool(row, "m")
+        else:
+            raise ValueError(f"invalid stream {stream!r}: expected one of {STREAM_KINDS}")
+        if not 0.0 < price < _FLOAT_INF:
+            raise _bad("price", "expected a finite price > 0", price)
+        if not 0.0 <= qty < _FLOAT_INF:
+            raise _bad("qty", "expected a finite quantity >= 0", qty)
+        out.append(Trade(sym, tid, t, price, qty, maker, t, market))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# The protocol object (one instance per market: binance_spot.py, binance_perp.py)
+
+
+@dataclass(frozen=True, slots=True)
+class RestEndpoint:
+    """A REST trades endpoint paged by ``fromId``; ``weight`` counts against the IP's
+    request-weight budget (docs/binance-protocol.md section 4)."""
+
+    stream: str  # the id space it pages: "trade" (t / id) or "aggTrade" (a)
+    path: str
+    weight: int
+
+
+@dataclass(frozen=True)
+class BinanceFeed(FeedProtocol):
+    """Binance's wire protocol for one market; the values are the market's own."""
+
+    market: str
+    ws_base: str
+    rest_base: str | None
+    ws_path_prefix: str
+    rest_endpoints: tuple[RestEndpoint, ...]
+    server_ping_interval_s: float
+    venue: str = "binance"
+    ids_contiguous: bool = True  # t / a grow by exactly one per event and symbol
+    stream_kinds: tuple[str, ...] = STREAM_KINDS
+    max_streams_per_connection: int = MAX_STREAMS_PER_CONNECTION
+    # Binance pings us and answers nothing we need; client frames count against
+    # its 5-10 msg/s limit, so we send no pings of our own.
+    client_ping_interval_s: float = 0.0
+    client_ping_timeout_s: float | None = None
+    rest_max_limit: int = REST_MAX_LIMIT
+
+    def stream_url(
+        self,
+        symbols: Iterable[str],
+        stream: str = "aggTrade",
+        base_url: str | None = None,
+        *,
+        combined: bool = True,
+    ) -> str:
+        """WebSocket URL for the trade streams of ``symbols``.
+
+        >>> from ingest.feeds.binance_spot import BINANCE_SPOT
+        >>> BINANCE_SPOT.stream_url(["BTCUSDT", "ETHUSDT"], "trade")
+        'wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade'
+        """
+        names = stream_names(symbols, stream)
+        base = _base(base_url, self.ws_base, ("ws://", "wss://"), "base_url")
+        return compose_stream_url(base, names, combined=combined)
+
+    def subscribe_message(
+        self, symbols: Iterable[str], stream: str = "aggTrade", request_id: int = 1
+    ) -> str:
+        """``{"method":"SUBSCRIBE","params":["btcusdt@aggTrade"],"id":1}``; Binance
+        answers ``{"result":null,"id":1}`` (a :class:`ControlReply`)."""
+        names = stream_names(symbols, stream)
+        return orjson.dumps(
+            {"method": "SUBSCRIBE", "params": names, "id": request_id}
+        ).decode()
+
+    def parse_frame(self, raw: bytes | str) -> tuple[FrameItem, ...]:
+        item = parse_frame(raw, market=self.market)
+        return () if item is None else (item,)
+
+    def rest_endpoint(self, stream: str) -> RestEndpoint:
+        for endpoint in self.rest_endpoints:
+            if endpoint.stream == stream:
+                return endpoint
+        raise ValueError(f"no REST trades endpoint for binance {self.market} {stream}")
+
+    def rest_trades_url(
+        self,
+        symbol: str,
+        from_id: int,
+        limit: int,
+        stream: str = "aggTrade",
+        base_url: str | None = None,
+    ) -> str:
+        """REST URL returning up to ``limit`` trades of ``symbol`` from id ``from_id`` on.
+
+        >>> from ingest.feeds.binance_spot import BINANCE_SPOT
+        >>> BINANCE_SPOT.rest_trades_url("BTCUSDT", 42, 10, "trade")
+        'https://api.binance.com/api/v3/historicalTrades?symbol=BTCUSDT&fromId=42&limit=10'
+        """
+        path = self.rest_endpoint(stream).path
+        if type(from_id) is not int or not 0 <= from_id <= MAX_INT64:
+            raise ValueError(f"from_id must be an int in 0..2**63-1, got {from_id!r}")
+        if type(limit) is not int or not 1 <= limit <= self.rest_max_limit:
+            raise ValueError(
+                f"limit must be an int in 1..{self.rest_max_limit}, got {limit!r}"
+            )
+        if self.rest_base is None and base_url is None:
+            raise ValueError(f"binance {self.market} has no REST base: give one")
+        base = _base(
+            base_url, self.rest_base or "", ("http://", "https://"), "REST base_url"
+        )
+        sym = check_symbol(symbol)
+        return f"{base}{path}?symbol={sym}&fromId={from_id}&limit={limit}"
+
+    def parse_rest_trades(
+        self, body: bytes | str, symbol: str, stream: str
+    ) -> list[Trade]:
+        return parse_rest_trades(body, symbol, stream, self.market)

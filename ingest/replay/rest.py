@@ -1,0 +1,411 @@
+"""Binance's REST trade endpoints, served by the replay server from what it has played.
+
+The WebSocket replay (:mod:`ingest.replay.server`) plays one shared tape. A client that was
+disconnected, killed or skipped over some ids needs them back exactly as from Binance,
+so the replay also answers, on its own HTTP port (``ReplayServer.rest_base``)::
+
+    GET /api/v3/historicalTrades?symbol=BTCUSDT&fromId=42&limit=1000   spot trades
+    GET /api/v3/trades?symbol=BTCUSDT&limit=500                        latest spot trades
+    GET /api/v3/aggTrades?symbol=BTCUSDT&fromId=42&limit=1000          spot aggTrades
+    GET /fapi/v1/aggTrades?symbol=BTCUSDT&fromId=42&limit=1000         futures aggTrades
+    GET /fapi/v1/historicalTrades, /fapi/v1/trades                      futures trades
+
+Only events the player has already reached are served (the skip fault withholds
+events from the sockets, not from the exchange's history, so those are served), with
+loop passes shifted exactly as on the socket. Rows are Binance's
+(``id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch`` for trades,
+``a, p, q, f, l, T, m`` (+ ``M`` on spot) for aggTrades), ``limit`` <= 1000.
+
+Bad parameters get HTTP 400 with Binance's JSON error (``-1102`` missing mandatory
+parameter, ``-1100`` illegal characters, ``-1130`` invalid value, ``-1121`` invalid
+symbol). Request weight is metered per IP in fixed windows (Binance: 6,000 a minute
+spot, 2,400 futures): over budget answers 429 with ``Retry-After``; a client that
+keeps hammering while limited gets 418 (a ban) with a longer ``Retry-After``. Every
+answer carries ``X-MBX-USED-WEIGHT-1M``. ``weight_limit=None`` switches metering off.
+"""
+
+from __future__ import annotations
+
+import http
+import logging
+import math
+import re
+import threading
+import time
+from decimal import Decimal, InvalidOperation
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs, urlsplit
+
+import numpy as np
+import orjson
+
+if TYPE_CHECKING:
+    from ingest.replay.server import ReplayServer
+
+log = logging.getLogger(__name__)
+
+MAX_LIMIT = 1000
+DEFAULT_LIMIT = 500
+BAN_AFTER = 5  # requests while rate limited before a 418
+WEIGHT_LIMITS = {"spot": 6000, "futures": 2400}
+
+# path -> (kind served, request weight, fromId allowed)
+ENDPOINTS: dict[str, tuple[str, int, bool]] = {
+    "/api/v3/historicalTrades": ("trade", 25, True),
+    "/api/v3/trades": ("trade", 25, False),
+    "/api/v3/aggTrades": ("aggTrade", 4, True),
+    "/fapi/v1/historicalTrades": ("trade", 200, True),
+    "/fapi/v1/trades": ("trade", 5, False),
+    "/fapi/v1/aggTrades": ("aggTrade", 20, True),
+}
+_DIGITS = re.compile(r"^[0-9]{1,20}$")
+_SYMBOL = re.compile(r"^[A-Z0-9-_.]{1,20}$")
+
+
+class RestError(Exception):
+    def __init__(self, status: int, code: int, msg: str) -> None:
+        super().__init__(msg)
+        self.status, self.code, self.msg = status, code, msg
+
+
+class _Index:
+    """One symbol's events of one kind: ids ascending and the tape position at
+    which each becomes public (the index of its last trade for an aggregate)."""
+
+    __slots__ = ("data", "derived", "done_at", "ids")
+
+    def __init__(self, ids, done_at, data, derived: bool) -> None:
+        self.ids = np.asarray(ids, dtype=np.int64)
+        self.done_at = np.asarray(done_at, dtype=np.int64)
+        self.data = data
+        self.derived = derived
+
+
+class RestServer:
+    """The HTTP side of a :class:`~ingest.replay.server.ReplayServer` (thread per request)."""
+
+    def __init__(
+        self,
+        replay: ReplayServer,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        weight_limit: int | None = None,
+        window_s: float = 60.0,
+        port_fallback: bool = False,
+    ) -> None:
+        self.replay = replay
+        #: When the requested port is taken, listen on a free one instead of failing
+        #: (the CLI's default ``--port + 1``; an explicit ``--rest-port`` must hold).
+        self.port_fallback = port_fallback
+        self.fell_back_from: int | None = None
+        self.host = host
+        self._requested_port = port
+        self.weight_limit = weight_limit
+        self.window_s = float(window_s)
+        self._lock = threading.Lock()
+        self._indexes: dict[tuple[str, str], _Index | None] = {}
+        self._meter: dict[str, list] = {}  # ip -> [window start, used weight, strikes]
+        self._httpd: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.requests = 0
+        self.rows_served = 0
+        self.rate_limited = 0
+        self.banned = 0
+        self.bad_requests = 0
+
+    # ------------------------------------------------------------------ lifecycle
+    def start(self) -> RestServer:
+        handler = type("Handler", (_Handler,), {"rest": self})
+        try:
+            self._httpd = ThreadingHTTPServer((self.host, self._requested_port), handler)
+        except OSError as exc:
+            if not (self.port_fallback and self._requested_port):
+                raise
+            self._httpd = ThreadingHTTPServer((self.host, 0), handler)
+            self.fell_back_from = self._requested_port
+            log.warning("replay REST: port %d unavailable (%s); listening on %d instead",
+                        self._requested_port, exc, self._httpd.server_address[1])
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, name="replay-rest", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._httpd is not None:
+            self._httpd.shutdown()
+            self._httpd.server_close()
+            self._httpd = None
+        if self._thread is not None:
+            self._thread.join(5)
+            self._thread = None
+
+    @property
+    def port(self) -> int:
+        if self._httpd is None:
+            raise RuntimeError("RestServer not started")
+        return self._httpd.server_address[1]
+
+    @property
+    def base(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    def status(self) -> dict:
+        return {
+            "url": None if self._httpd is None else self.base,
+            "requests": self.requests,
+            "rows": self.rows_served,
+            "rate_limited": self.rate_limited,
+            "banned": self.banned,
+            "bad_requests": self.bad_requests,
+            "weight_limit": self.weight_limit,
+        }
+
+    # ------------------------------------------------------------------ metering
+    def charge(self, ip: str, weight: int) -> tuple[int, int | None, int]:
+        """Account ``weight`` for ``ip``; return (status, retry_after_s, used)."""
+        if self.weight_limit is None:
+            return 200, None, 0
+        now = time.monotonic()
+        with self._lock:
+            start = now - now % self.window_s
+            meter = self._meter.get(ip)
+            if meter is None or meter[0] != start:
+                meter = self._meter[ip] = [start, 0, 0]
+            retry = max(1, math.ceil(start + self.window_s - now))
+            if meter[1] + weight > self.weight_limit:
+                meter[2] += 1
+                if meter[2] > BAN_AFTER:
+                    return 418, retry + math.ceil(self.window_s), meter[1]
+                return 429, retry, meter[1]
+            meter[1] += weight
+            return 200, None, meter[1]
+
+    # ------------------------------------------------------------------ data
+    def _index(self, symbol: str, kind: str) -> _Index | None:
+        key = (symbol, kind)
+        if key in self._indexes:
+            return self._indexes[key]
+        with self._lock:
+            if key not in self._indexes:
+                self._indexes[key] = self._build_index(symbol, kind)
+        return self._indexes[key]
+
+    def _build_index(self, symbol: str, kind: str) -> _Index | None:
+        replay = self.replay
+        tape_kind = replay.tape.kind_of.get(symbol)
+        if tape_kind is None:
+            return None
+        if tape_kind == kind:
+            rows = [
+                (ev.trade_id, i, ev.data)
+                for i, ev in enumerate(replay.tape.events)
+                if ev.symbol == symbol
+            ]
+            derived = False
+        elif kind == "aggTrade" and tape_kind == "trade":
+            aggs = replay.derived_aggregates()
+            rows = [
+                (item.event.trade_id, done_at, item.event.data)
+                for done_at, item in sorted(aggs.items())
+                if item.event.symbol == symbol
+            ]
+            derived = True
+        else:
+            return None  # aggregates cannot be split back into trades
+        rows.sort(key=lambda r: r[0])
+        return _Index(
+            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], derived
+        )
+
+    def rows(self, path: str, query: dict[str, list[str]]) -> tuple[list[dict], int]:
+        """Answer one request: (rows, weight); raises :class:`RestError`."""
+        kind, weight, from_id_ok = ENDPOINTS[path]
+        symbol = _one(query, "symbol")
+        if not symbol:
+            raise RestError(
+                400,
+                -1102,
+                "Mandatory parameter 'symbol' was not sent, was empty/null, or malformed.",
+            )
+        if not _SYMBOL.match(symbol):
+            raise RestError(
+                400,
+                -1100,
+                "Illegal characters found in parameter 'symbol'; legal range is "
+                "'^[A-Z0-9-_.]{1,20}$'.",
+            )
+        limit = DEFAULT_LIMIT
+        raw_limit = _one(query, "limit")
+        if raw_limit is not None:
+            if not _DIGITS.match(raw_limit):
+                raise RestError(
+                    400,
+                    -1100,
+                    "Illegal characters found in parameter 'limit'; legal range is "
+                    "'^[0-9]{1,20}$'.",
+                )
+            limit = int(raw_limit)
+            if not 1 <= limit <= MAX_LIMIT:
+                raise RestError(
+                    400,
+                    -1130,
+                    f"Invalid data sent for a parameter: 'limit' must be 1..{MAX_LIMIT}.",
+                )
+        from_id = None
+        raw_from = _one(query, "fromId")
+        if raw_from is not None:
+            if not from_id_ok:
+                raise RestError(
+                    400,
+                    -1104,
+                    "Not all sent parameters were read; read "
+                    "'symbol,limit' parameter(s) but was sent 'fromId'.",
+                )
+            if not _DIGITS.match(raw_from) or int(raw_from) > 2**63 - 1:
+                raise RestError(
+                    400,
+                    -1100,
+                    "Illegal characters found in parameter 'fromId'; legal range is "
+                    "'^[0-9]{1,20}$'.",
+                )
+            from_id = int(raw_from)
+        index = self._index(symbol, kind)
+        if index is None:
+            raise RestError(400, -1121, "Invalid symbol.")
+        return self._page(symbol, kind, index, from_id, limit), weight
+
+    def _page(
+        self, symbol: str, kind: str, index: _Index, from_id: int | None, limit: int
+    ) -> list[dict]:
+        replay = self.replay
+        n_tape = len(replay.tape)
+        played = replay.position  # events [0, played) of the global sequence are public
+        n = len(index.ids)
+        if n == 0:
+            return []
+        span = replay.id_span(symbol, kind, index.derived)
+        first = int(index.ids[0])
+        cur_pass, cur_i = divmod(played, n_tape)
+        if not replay.loop:
+            cur_pass, cur_i = (0, n_tape) if played >= n_tape else (0, cur_i)
+        if from_id is None:
+            # The latest `limit` public events (Binance: most recent trades).
+            k_end = int(np.searchsorted(index.done_at, cur_i))
+            p = cur_pass
+            if k_end == 0 and p > 0:
+                p, k_end = p - 1, n
+            k0 = max(0, k_end - limit)
+            return [self._row(symbol, kind, index, k, p) for k in range(k0, k_end)]
+        p, k = 0, 0
+        if from_id > first:
+            p = (from_id - first) // span if replay.loop else 0
+            k = int(np.searchsorted(index.ids, from_id - p * span))
+        out: list[dict] = []
+        while len(out) < limit:
+            if k >= n:
+                if not replay.loop:
+                    break
+                p, k = p + 1, 0
+                continue
+            if p * n_tape + int(index.done_at[k]) >= played:
+                break  # not played yet
+            out.append(self._row(symbol, kind, index, k, p))
+            k += 1
+        return out
+
+    def _row(self, symbol: str, kind: str, index: _Index, k: int, p: int) -> dict:
+        d = index.data[k]
+        replay = self.replay
+        t_shift = p * replay.time_shift_ms
+        if kind == "trade":
+            tid = d["t"] + p * replay.id_span(symbol, "trade", False)
+            return {
+                "id": tid,
+                "price": d["p"],
+                "qty": d["q"],
+                "quoteQty": _quote(d["p"], d["q"]),
+                "time": d["T"] + t_shift,
+                "isBuyerMaker": d["m"],
+                "isBestMatch": d.get("M", True),
+            }
+        a = d["a"] + p * replay.id_span(symbol, "aggTrade", index.derived)
+        sub = replay.sub_span(symbol, index.derived)
+        row = {
+            "a": a,
+            "p": d["p"],
+            "q": d["q"],
+            "f": d.get("f", a) + p * sub,
+            "l": d.get("l", a) + p * sub,
+            "T": d["T"] + t_shift,
+            "m": d["m"],
+        }
+        if "M" in d:
+            row["M"] = d["M"]
+        return row
+
+
+def _one(query: dict[str, list[str]], key: str) -> str | None:
+    values = query.get(key)
+    return None if not values else values[-1]
+
+
+def _quote(p: str, q: str) -> str:
+    try:
+        return format(Decimal(p) * Decimal(q), "f")
+    except (InvalidOperation, TypeError):
+        return "0"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    rest: RestServer
+    protocol_version = "HTTP/1.1"
+    server_version = "replay-rest"
+
+    def do_GET(self) -> None:
+        rest = self.rest
+        rest.requests += 1
+        parts = urlsplit(self.path)
+        if parts.path not in ENDPOINTS:
+            self._send(404, {"code": -1, "msg": f"no such endpoint {parts.path!r}"})
+            return
+        query = parse_qs(parts.query, keep_blank_values=True)
+        weight = ENDPOINTS[parts.path][1]
+        status, retry, used = rest.charge(self.client_address[0], weight)
+        if status != 200:
+            if status == 418:
+                rest.banned += 1
+                msg = "Way too many requests; IP banned until retry-after."
+            else:
+                rest.rate_limited += 1
+                msg = "Too many requests; current limit of IP is exceeded."
+            self._send(status, {"code": -1003, "msg": msg}, used, retry)
+            return
+        try:
+            rows, _ = rest.rows(parts.path, query)
+        except RestError as exc:
+            rest.bad_requests += 1
+            self._send(exc.status, {"code": exc.code, "msg": exc.msg}, used)
+            return
+        rest.rows_served += len(rows)
+        self._send(200, rows, used)
+
+    def _send(
+        self, status: int, body: object, used: int = 0, retry_after: int | None = None
+    ) -> None:
+        data = orjson.dumps(body)
+        self.send_response(status, http.HTTPStatus(status).phrase)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("X-MBX-USED-WEIGHT-1M", str(used))
+        if retry_after is not None:
+            self.send_header("Retry-After", str(retry_after))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt: str, *args: object) -> None:
+        log.debug("replay rest: " + fmt, *args)

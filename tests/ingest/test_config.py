@@ -1,0 +1,90 @@
+"""The command line, declared once (ingest/config.py) for ``app.py`` and ``python -m ingest``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ingest.config import DEFAULT_SYMBOLS, Config, build_parser, parse_config
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(autouse=True)
+def _no_pairs_env(monkeypatch):
+    for name in [k for k in os.environ if k.startswith("PAIRS_")]:
+        monkeypatch.delenv(name)
+
+
+def test_the_flags_defaults_are_the_config_defaults():
+    assert parse_config([]) == Config()
+    assert Config().symbols == DEFAULT_SYMBOLS and Config().market == "futures"
+
+
+def test_environment_variables_set_the_flags(monkeypatch):
+    monkeypatch.setenv("PAIRS_SYMBOLS", "btcusdt, ethusdt")
+    monkeypatch.setenv("PAIRS_PORT", "8060")
+    monkeypatch.setenv("PAIRS_MARKET", "spot")
+    cfg = parse_config([])
+    assert cfg.symbols == ("BTCUSDT", "ETHUSDT") and cfg.symbols_given
+    assert cfg.port == 8060 and cfg.market == "spot" and cfg.market_given
+    assert parse_config(["--port", "8070"]).port == 8070  # the flag wins
+
+
+def test_flags_map_to_the_config():
+    cfg = parse_config([
+        "--replay", "a.jsonl", "b.csv", "--replay-speed", "0", "--replay-once",
+        "--replay-keep-times", "--no-ingest", "--watchdog", "5", "--rest-url", "off",
+        "--allowed-hosts", "box.lan, ,10.0.0.5",
+    ])
+    assert cfg.replay == ("a.jsonl", "b.csv") and cfg.replay_speed == 0
+    assert not cfg.replay_loop and not cfg.replay_rebase and not cfg.ingest
+    assert cfg.watchdog_s == 5 and cfg.rest_url == "off"
+    assert cfg.allowed_hosts == ("box.lan", "10.0.0.5")
+    assert parse_config(["--replay"]).replay == ()  # the bundled sample
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--port", "0"], "--port must be in 1..65535"),
+        (["--symbols", ","], "--symbols: give at least one symbol"),
+        (["--symbols", "BTC/USDT"], "--symbols: invalid symbol 'BTC/USDT'"),
+        (["--rest-url", "ftp://x"], "--rest-url must start with http:// or https://"),
+        (["--replay-speed", "-1"], "--replay-speed must be >= 0"),
+        (["--ring-capacity", "5"], "--ring-capacity must be at least 1000"),
+        (["--market", "perp"], "argument --market: invalid choice: 'perp'"),
+        (["--debug"], "unrecognized arguments: --debug"),
+    ],
+)
+def test_a_bad_flag_exits_2_naming_it(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(argv)
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: python app.py") and message in err
+
+
+def test_python_m_ingest_uses_the_same_flags_without_importing_app(monkeypatch):
+    code = (
+        "import sys\n"
+        "from ingest.__main__ import main\n"
+        "rc = main(['--no-ingest'])\n"
+        "print(rc, 'app' in sys.modules, 'dash' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert out.stdout.split() == ["2", "False", "False"], out.stderr
+    assert "--no-ingest makes no sense here" in out.stderr
+    help_text = subprocess.run(
+        [sys.executable, "-m", "ingest", "--help"], cwd=ROOT, capture_output=True,
+        text=True, timeout=60, env={"COLUMNS": "100"},
+    ).stdout
+    monkeypatch.setenv("COLUMNS", "100")  # argparse wraps to the terminal's width
+    assert help_text == build_parser().format_help()
+    assert "--replay-keep-times" in help_text and "PAIRS_<FLAG>" in help_text
