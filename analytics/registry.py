@@ -39,6 +39,7 @@ import pandas as pd
 
 from analytics.rolling import MeanStd, RollingCorr, RollingMoments
 from analytics.spread import rolling_corr, rolling_zscore
+from analytics.stationarity import RollingHalfLife, rolling_half_life
 
 __all__ = [
     "BAR_COLUMNS",
@@ -212,6 +213,23 @@ class CorrTwin:
         return math.nan if c is None else c
 
 
+class HalfLifeTwin:
+    """``halflife_t``: :class:`~analytics.stationarity.RollingHalfLife` over the spreads
+    of hedged bars (running sums of the last w (lagged spread, change) pairs)."""
+
+    __slots__ = ("_hl",)
+
+    def __init__(self, window: int) -> None:
+        self._hl = RollingHalfLife(window)
+
+    @property
+    def count(self) -> int:
+        return self._hl.count
+
+    def update(self, bar: BarInputs, row: Mapping[str, float]) -> float:
+        return self._hl.update(row["spread"]) if bar.hedged else math.nan
+
+
 PRICE_FMT = ",.8g"
 
 #: The pair columns, in column order (``/api/pair``, CSV, frames, records).
@@ -271,6 +289,15 @@ PAIR_FIGURES: tuple[PairFigure, ...] = (
         batch=lambda x, c: rolling_corr(x.ret_a, x.ret_b, window=x.window),
         twin=CorrTwin, twin_kind="running sums of the last w return pairs (RollingCorr)",
         warmup=lambda w, first: w + 1,
+    ),
+    PairFigure(
+        "halflife", np.float64,
+        "bars for a spread deviation to halve: -ln 2 / ln(1 + b), b the slope of the AR(1)"
+        " fit ds_t = a + b s_{t-1} over the last w changes (NaN if b >= 0)",
+        Display("rolling half-life", ",.1f", "bars", kpi=60, kpi_sub="bars · w={window}"),
+        batch=lambda x, c: rolling_half_life(c["spread"], window=x.window),
+        twin=HalfLifeTwin, twin_kind="running sums of the last w (s_{t-1}, ds_t) pairs",
+        warmup=lambda w, first: first + w, dense=False,
     ),
 )
 

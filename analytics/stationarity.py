@@ -21,6 +21,11 @@ Definitions
   in that many bars), ``inf`` otherwise (``phi >= 1``: not mean-reverting; ``phi <= 0``:
   no monotone decay to speak of, reported as inf too, ``mean_reverting=False``).
 
+* Rolling half-life (:func:`rolling_half_life`, live twin :class:`RollingHalfLife`):
+  the same AR(1) on the trailing window, per bar, as a slope of differences:
+  ``hl_t = -ln 2 / ln(1 + b_t)`` bars with ``b_t`` the OLS slope of
+  ``ds_u = a + b * s_{u-1} + e_u`` over ``u = t-w+1 .. t`` (``1 + b = phi``).
+
 Too-short input raises :class:`~analytics.errors.InsufficientData`; a constant series
 raises :class:`~analytics.errors.AnalyticsError` (a ``ValueError``).
 """
@@ -35,7 +40,7 @@ import numpy as np
 
 from analytics.errors import AnalyticsError, InsufficientData
 from analytics.hedge import validate_pair
-from analytics.rolling import as_float_array
+from analytics.rolling import RollingOLS, as_float_array, check_window, window_moments
 
 log = logging.getLogger(__name__)
 
@@ -53,10 +58,12 @@ __all__ = [
     "AdfResult",
     "CointResult",
     "HalfLife",
+    "RollingHalfLife",
     "adf_test",
     "coint_test",
     "default_maxlag",
     "half_life",
+    "rolling_half_life",
 ]
 
 
@@ -255,3 +262,81 @@ def half_life(spread: object) -> HalfLife:
     ok = 0.0 < phi < 1.0
     bars = -math.log(2.0) / math.log(phi) if ok else math.inf
     return HalfLife(bars, phi, const, len(current), ok)
+
+
+def _half_life_of_slope(b: np.ndarray) -> np.ndarray:
+    """``-ln 2 / ln(1 + b)`` where ``-1 < b < 0``, else NaN (elementwise)."""
+    ok = (b < 0.0) & (b > -1.0)  # False for NaN too
+    out = np.full(len(b), np.nan)
+    out[ok] = -math.log(2.0) / np.log1p(b[ok])
+    return out
+
+
+def rolling_half_life(spread: object, *, window: int) -> np.ndarray:
+    """Trailing mean-reversion half-life of a spread, in bars, at every bar.
+
+    The AR(1) fit of the spread's changes on its lagged level over the last ``w``
+    differences::
+
+        ds_u = s_u - s_{u-1} = a + b * s_{u-1} + e_u,   u = t-w+1 .. t   (OLS)
+        b_t = cov(s_{u-1}, ds_u) / var(s_{u-1})
+        hl_t = -ln 2 / ln(1 + b_t)                       (bars)
+
+    A deviation from the mean shrinks by the factor ``1 + b`` per bar, so it halves in
+    ``hl`` bars. Trailing: ``hl_t`` uses spreads ``t-w .. t`` only.
+
+    Parameters
+    ----------
+    spread : array_like
+        The pair's spread (NaN allowed: a window holding a NaN gives NaN).
+    window : int
+        ``w >= 3`` differences per fit (``w + 1`` spreads).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``hl_t``; NaN while fewer than ``w`` differences are held, where ``b >= 0``
+        (no mean reversion), ``b <= -1`` (an overshoot: ``ln`` undefined) or the
+        lagged spread is constant over the window.
+    """
+    w = check_window(window)
+    s = as_float_array(spread, "spread", allow_nan=True)
+    lag = np.empty(len(s))
+    lag[:1] = np.nan
+    lag[1:] = s[:-1]
+    m = window_moments(lag, s - lag, window=w)  # x = s_{u-1}, y = ds_u
+    with np.errstate(divide="ignore", invalid="ignore"):
+        b = np.where(m.cxx > 0.0, m.cxy / m.cxx, np.nan)
+    return _half_life_of_slope(b)
+
+
+class RollingHalfLife:
+    """Incremental twin of :func:`rolling_half_life`: one spread per closed bar, O(1).
+
+    The ``(s_{u-1}, ds_u)`` pairs go through a :class:`~analytics.rolling.RollingOLS`
+    of ``ds`` on ``s_{u-1}`` (running centred sums of the last ``w`` pairs, exact
+    recompute every ``w`` updates); ``update(s)`` returns ``hl_t`` (NaN where the batch
+    is NaN). Bounded state: the window and the previous spread.
+    """
+
+    __slots__ = ("_ols", "_prev")
+
+    def __init__(self, window: int) -> None:
+        self._ols = RollingOLS(check_window(window))
+        self._prev: float | None = None
+
+    @property
+    def count(self) -> int:
+        """Difference pairs held (<= w)."""
+        return self._ols.count
+
+    def update(self, s: float) -> float:
+        s = float(s)
+        prev, self._prev = self._prev, s
+        if prev is None:
+            return math.nan
+        fit = self._ols.update(s - prev, prev)
+        if fit is None:
+            return math.nan
+        b = fit.beta
+        return -math.log(2.0) / math.log1p(b) if -1.0 < b < 0.0 else math.nan

@@ -12,14 +12,18 @@ from statsmodels.tsa.stattools import adfuller, coint
 
 from analytics.errors import AnalyticsError, InsufficientData
 from analytics.hedge import ols_hedge
+from analytics.live import IncrementalPair
+from analytics.pair import pair_series, requirements
 from analytics.stationarity import (
     ADF_MAX_LAG,
     ADF_MIN_OBS,
     AdfResult,
+    RollingHalfLife,
     adf_test,
     coint_test,
     default_maxlag,
     half_life,
+    rolling_half_life,
 )
 from tests.analytics.test_hedge import cointegrated_pair
 from tests.analytics.test_pair import aligned_1s
@@ -155,3 +159,77 @@ def test_too_short_or_constant_inputs():
         adf_test(np.arange(30.0), regression="x")
     with pytest.raises(ValueError, match="autolag must be one of"):
         adf_test(np.arange(30.0), autolag="HQIC")
+
+
+# ------------------------------------------------------------------ rolling half-life
+
+
+def statsmodels_rolling_half_life(s: np.ndarray, w: int) -> np.ndarray:
+    """The definition, one statsmodels OLS per bar: ``ds_u = a + b s_{u-1}`` over the
+    last ``w`` changes, ``hl = -ln 2 / ln(1 + b)`` for ``-1 < b < 0``, else NaN."""
+    out = np.full(len(s), np.nan)
+    for t in range(w, len(s)):
+        lag, cur = s[t - w : t], s[t - w + 1 : t + 1]
+        if not (np.isfinite(lag).all() and np.isfinite(cur).all()) or np.ptp(lag) == 0:
+            continue
+        b = sm.OLS(cur - lag, sm.add_constant(lag)).fit().params[1]
+        if -1.0 < b < 0.0:
+            out[t] = -math.log(2.0) / math.log(1.0 + b)
+    return out
+
+
+@pytest.mark.parametrize("regression,prices", [("ols", "raw"), ("kalman", "log")])
+def test_rolling_half_life_equals_statsmodels_every_bar_on_the_tape(tape, regression, prices):
+    """On the real tape's pair spread: the batch column, the twin stepped bar by bar and
+    the pair's live column equal one statsmodels OLS per window, at every bar."""
+    w = 30
+    ts, a, b = tape["ts"].to_numpy(), tape["a"].to_numpy(), tape["b"].to_numpy()
+    ps = pair_series(ts, a, b, window=w, regression=regression, prices=prices)
+    ref = statsmodels_rolling_half_life(ps.spread, w)
+    assert np.isfinite(ref).sum() > 300 and np.isnan(ref[w:]).any()  # both cases occur
+    np.testing.assert_allclose(rolling_half_life(ps.spread, window=w), ref, rtol=1e-8,
+                               equal_nan=True)  # fmt: skip
+    np.testing.assert_allclose(ps.halflife, ref, rtol=1e-8, equal_nan=True)
+    twin = RollingHalfLife(w)
+    first = int(np.flatnonzero(np.isfinite(ps.spread))[0])
+    stepped = [math.nan] * first + [twin.update(x) for x in ps.spread[first:]]
+    np.testing.assert_allclose(stepped, ref, rtol=1e-8, equal_nan=True)
+    assert twin.count == w  # bounded state
+    live = IncrementalPair(w, regression, prices)
+    points = [live.update(t, x, y) for t, x, y in zip(ts, a, b, strict=True)]
+    got = [math.nan if p is None else p.halflife for p in points]
+    np.testing.assert_allclose(got, ref, rtol=1e-8, equal_nan=True)
+    need = requirements(w, regression)["halflife"]
+    assert np.isnan(ps.halflife[: need - 1]).all()
+
+
+def test_rolling_half_life_of_a_known_ar1():
+    rng = np.random.default_rng(3)
+    phi, w = 0.8, 400
+    s = np.zeros(4_000)
+    for i in range(1, len(s)):
+        s[i] = phi * s[i - 1] + rng.normal()
+    hl = rolling_half_life(s, window=w)
+    assert np.isnan(hl[:w]).all() and np.isfinite(hl[w:]).all()
+    truth = -math.log(2.0) / math.log(phi)  # 3.1 bars
+    assert np.median(hl[w:]) == pytest.approx(truth, rel=0.1)
+    # the last window alone is the static half-life of its w + 1 spreads
+    assert hl[-1] == pytest.approx(half_life(s[-w - 1 :]).bars, rel=1e-9)
+
+
+def test_rolling_half_life_is_nan_where_undefined():
+    trend = np.arange(60.0) ** 1.5  # b > 0: not mean-reverting
+    assert np.isnan(rolling_half_life(trend, window=10)).all()
+    flip = np.tile([1.0, -1.0], 20)  # b = -2: an overshoot, ln(1 + b) undefined
+    assert np.isnan(rolling_half_life(flip, window=10)).all()
+    flat = np.r_[np.full(20, 5.0), np.arange(10.0)]  # constant lagged spread
+    hl = rolling_half_life(flat, window=10)
+    assert np.isnan(hl[:21]).all()
+    gap = np.sin(np.arange(50.0))
+    gap[25] = np.nan  # a window holding a NaN gives NaN
+    hl = rolling_half_life(gap, window=5)
+    assert np.isnan(hl[25:31]).all() and np.isfinite(hl[31:]).any()
+    twin = RollingHalfLife(10)
+    assert all(math.isnan(twin.update(x)) for x in trend)
+    with pytest.raises(ValueError, match="window must be >= 3"):
+        rolling_half_life(trend, window=2)
