@@ -2,6 +2,7 @@
 engine and the store.
 
 Subpackages: ``feeds`` (venue-market protocols and the websocket client), ``store`` (the
-store interface and its backends), ``replay`` (the local fake exchange), ``process``
-(process-level concerns); ``runtime`` wires them together.
+store interface and its backends), ``replay`` (the local fake exchange), ``bus`` (the
+optional live bus to dashboard workers), ``process`` (process-level concerns); ``runtime``
+wires them together.
 """

@@ -47,6 +47,7 @@ class Config:
     ring_capacity: int = 2**21
     watchdog_s: float = 30.0
     allowed_hosts: tuple[str, ...] = ()  # Host names that may POST/PUT/PATCH/DELETE
+    bus: str | None = None  # live bus URL (redis://HOST:PORT/N), ingest/bus/
 
 
 def _env(name: str, default: str) -> str:
@@ -87,7 +88,11 @@ def build_parser() -> argparse.ArgumentParser:
         "https://fapi.binance.com or https://api.binance.com; with --replay: the "
         "replay server's REST port)",
     )
-    p.add_argument("--db", default=_env("DB", DEFAULT_DB), help="SQLite file (default: %(default)s)")
+    p.add_argument(
+        "--db", default=_env("DB", DEFAULT_DB),
+        help="SQLite file or postgresql://USER@HOST:PORT/DB (default: %(default)s; "
+        "docs/store.md)",
+    )
     p.add_argument(
         "--host", default=_env("HOST", "127.0.0.1"),
         help="address to serve the dashboard on (default: %(default)s; other addresses "
@@ -121,6 +126,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-ingest", action="store_true",
         help="no feed: show an existing DB (follows it live if another process writes it)",
+    )
+    p.add_argument(
+        "--bus", default=os.environ.get("PAIRS_BUS"), metavar="redis://HOST:PORT/N",
+        help="live bus (Redis Streams): an ingesting process publishes every trade, "
+        "closed bar, gap and break to it; a --no-ingest process restores from --db, "
+        "then follows the bus instead of polling the database (docs/scaleout.md)",
     )
     p.add_argument(
         "--ring-capacity", type=int, default=int(_env("RING_CAPACITY", str(2**21))),
@@ -166,6 +177,13 @@ def parse_config(argv: list[str] | None = None) -> Config:
         parser.error("--port must be in 1..65535")
     if ns.ring_capacity < 1_000:
         parser.error("--ring-capacity must be at least 1000")
+    if ns.bus:  # PAIRS_BUS= (empty) means no bus
+        from ingest.bus import BusUnavailable, check_bus_url
+
+        try:
+            check_bus_url(ns.bus)
+        except BusUnavailable as exc:
+            parser.error(f"--bus: {exc}")
     return Config(
         symbols=symbols,
         market=ns.market or "futures",
@@ -187,6 +205,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
         ring_capacity=ns.ring_capacity,
         watchdog_s=ns.watchdog,
         allowed_hosts=tuple(h.strip() for h in ns.allowed_hosts.split(",") if h.strip()),
+        bus=ns.bus or None,
     )
 
 

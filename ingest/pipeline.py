@@ -34,7 +34,10 @@ trades (``TradeStore.rebuild_bars``); the in-memory published bars are not amend
 
 ``DbFollower`` is the read-only twin used by ``python app.py --no-ingest``: it polls the
 SQLite file that another process is writing and pushes new trades through the same
-``on_trade`` path, minus the writes.
+``on_trade`` path, minus the writes. With ``--bus`` a worker follows the live bus
+instead (``ingest/bus/follow.py``, same entry points, bars closed on the publisher's
+clock: ``external_clock``, :meth:`Ingestor.close_bars_until`); an ingesting process's
+``tap`` is told, under the lock, everything it publishes there.
 """
 
 from __future__ import annotations
@@ -115,6 +118,13 @@ class Ingestor:
         # symbol -> {(first_id, last_id): (data time before it, monotonic s)}: gaps
         # not settled yet (hold_gap)
         self._holds: dict[str, dict[tuple[int, int], tuple[int, float]]] = {}
+        #: The live bus publisher (``ingest/bus``, ``--bus``) or None: told, under the
+        #: lock, what this ingestor accepts, closes and marks, in the engine's order.
+        self.tap = None
+        #: True on a bus follower: bars close only on the publisher's clock
+        #: (:meth:`close_bars_until`), never on this process's quiet time.
+        self.external_clock = False
+        self._tap_clock_ms: int | None = None
         #: Called in the clock thread every tick (100 ms) with the exchange time, after
         #: the bars that were due closed and outside the engine lock: the place for
         #: server-side work that must run whether or not a browser is open (alerts).
@@ -153,6 +163,10 @@ class Ingestor:
             if self._data_ms is None or t.time_ms > self._data_ms:
                 self._data_ms = t.time_ms
             self._trades_seen += 1
+            if self.tap is not None:
+                self.tap.trade(t)
+                if closed is not None:
+                    self.tap.bar(t.symbol, closed.as_row())
         if closed is not None and self.write:
             self.store.add_bar(t.symbol, closed.as_row())
         if late:
@@ -174,6 +188,8 @@ class Ingestor:
     def on_gap(self, symbol: str, first_id: int, last_id: int) -> None:
         if self.write:
             self.store.add_gap(symbol, first_id, last_id, int(time.time() * 1000))
+        if self.tap is not None:
+            self.tap.gap(symbol, first_id, last_id, int(time.time() * 1000))
 
     # Gaps being back-filled: until one is settled (filled, or a break marked) the data
     # after it may still change session, so alerts hold the points after it.
@@ -216,6 +232,8 @@ class Ingestor:
         it) and the health counts."""
         with self._lock:
             self.engine.mark_break(symbol, int(ts_ms), reason)
+            if store and self.tap is not None:
+                self.tap.session_break(symbol, int(ts_ms), reason)
         n = self.breaks.get(symbol, (0, 0, ""))[0]
         self.breaks[symbol] = (n + 1, int(ts_ms), reason)
         if store and self.write:
@@ -246,6 +264,8 @@ class Ingestor:
                     symbol, t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker
                 )
             open_bar = self.engine.open_bar(symbol, 1_000)
+            if self.tap is not None:
+                self.tap.backfill(symbol, trades)
         self._backfilled[symbol] = self._backfilled.get(symbol, 0) + len(trades)
         # Buckets before the open one are closed (or were skipped) for good.
         limit = open_bar.ts if open_bar is not None else None
@@ -318,12 +338,30 @@ class Ingestor:
     def clock_tick(self, elapsed_s: float) -> list:
         """One tick of the bar clock: update the quiet time, close the bars that are
         due on the data clock (stored), return them as ``(symbol, Bar)``."""
+        if self.external_clock:
+            return []
         self._advance_quiet(elapsed_s)
         close_at = self.close_clock_ms()
         if close_at is None:
             return []
         with self._lock:
             closed = self.engine.on_clock(close_at)
+            if self.tap is not None:
+                for symbol, bar in closed:
+                    self.tap.bar(symbol, bar.as_row())
+                if close_at != self._tap_clock_ms:
+                    self.tap.clock(close_at)
+                    self._tap_clock_ms = close_at
+        if self.write:
+            for symbol, bar in closed:
+                self.store.add_bar(symbol, bar.as_row())
+        return closed
+
+    def close_bars_until(self, close_ms: int) -> list:
+        """Close every bar ending at or before ``close_ms`` (a bus follower applying
+        the publisher's clock, ``ingest/bus/follow.py``); stored when writing."""
+        with self._lock:
+            closed = self.engine.on_clock(int(close_ms))
         if self.write:
             for symbol, bar in closed:
                 self.store.add_bar(symbol, bar.as_row())

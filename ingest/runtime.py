@@ -10,7 +10,13 @@ source of trades:
 * replay: the built-in :class:`~ingest.replay.server.ReplayServer` on a free loopback port,
   and a ``TradeFeed`` pointed at it, so the real client code runs offline;
 * follow (``--no-ingest``): a :class:`~ingest.pipeline.DbFollower` over a DB that
-  another process writes.
+  another process writes, or with ``--bus`` a :class:`~ingest.bus.follow.BusFeed`
+  over the live bus that process publishes to (``ingest/bus/``).
+
+With ``--bus``, an ingesting runtime also publishes what its ingestor accepts and
+closes (the ingestor's ``tap``); the bus is checked before anything is opened, so a
+bus that does not answer is a clear error at start. A follower whose bus is down
+serves what it restored and says so in ``/api/health`` (``bus``) until it comes.
 
 Swapping the source never touches analytics or pages: they read the ingestor's rings
 and the engine's snapshots only.
@@ -32,8 +38,12 @@ from ingest.pipeline import DbFollower, Ingestor
 from ingest.process.memory import HeapTrimmer, tune_malloc
 from ingest.process.writer_lock import WriterLock, WriterLockHeld, forget_in_child
 from ingest.store import SchemaError, StoreUnavailable, backend_for, open_store
+from ingest.store.postgres_lock import WriterHeld
 
 log = logging.getLogger(__name__)
+#: A bus worker calls the ingest process's feed down when its health (sent every
+#: second) is older than this.
+BUS_HEALTH_STALE_S = 5.0
 
 
 class Runtime:
@@ -47,6 +57,15 @@ class Runtime:
         self.feeds: dict[str, TradeFeed] = {}
         self.backfills: dict = {}
         self.follower: DbFollower | None = None
+        self.publisher = None  # ingest/bus BusPublisher (--bus, ingesting)
+        self.bus_feed = None  # ingest/bus/follow.BusFeed (--bus --no-ingest)
+        if cfg.bus and cfg.ingest:  # before any file or lock: a clear error at start
+            from ingest.bus import BusUnavailable, probe
+
+            try:
+                probe(cfg.bus)
+            except BusUnavailable as exc:
+                raise SystemExit(f"error: --bus: {exc}") from None
         symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
             from ingest.replay import APP_LOOP_SEAM_IDS, ReplayServer
@@ -99,8 +118,10 @@ class Runtime:
                 if len(held) == 1 and held != {protocol.market}:
                     stores.close()
                     stores = open_store(cfg.db, readonly=True, market=held.pop())
-        except SchemaError as exc:
+        except (SchemaError, WriterHeld) as exc:  # WriterHeld: a server's writer lock
             raise SystemExit(f"error: {exc}") from None
+        except StoreUnavailable as exc:  # e.g. a database server that does not answer
+            raise SystemExit(f"error: --db: {exc}") from None
         self.store, self.datasets = stores.trades, stores.datasets
         self.engine = MarketEngine(list(self.symbols))
         self.ingestor = Ingestor(
@@ -139,9 +160,14 @@ class Runtime:
         self.ingestor.start_clock()
         self.alerts.start()
         if not self.cfg.ingest:
+            if self.cfg.bus:
+                self._start_bus_feed()
+                return
             self.follower = DbFollower(self.ingestor)
             self.follower.start()
             return
+        if self.cfg.bus:
+            self._start_publisher()
         if self.replay is not None:
             self.replay.start()
             log.info("replay: serving %s on %s", ",".join(self.symbols), self.replay.ws_base)
@@ -149,6 +175,34 @@ class Runtime:
             self._start_feed(protocol)
         self.feed_url = " ".join(f.url for f in self.feeds.values())
         self.ingestor.quiet_probe = self._feeds_pending
+
+    def _start_publisher(self) -> None:
+        """Publish what the ingestor accepts from now on (after the restore)."""
+        from ingest.bus import BusUnavailable, open_publisher
+
+        self.publisher = open_publisher(
+            self.cfg.bus, resolve=self.store.instrument,
+            last_ids=self.store.last_trade_ids(), health=self.feed_health,
+        )
+        try:
+            self.publisher.start()
+        except BusUnavailable as exc:
+            raise SystemExit(f"error: --bus: {exc}") from None
+        self.ingestor.tap = self.publisher
+
+    def _start_bus_feed(self) -> None:
+        """Follow the bus instead of polling the DB; bars close on the publisher's
+        clock. The bus may be down: the feed retries, health says so."""
+        from ingest.bus import open_follower
+        from ingest.bus.follow import BusFeed, store_fetcher
+
+        store = self.store
+        self.ingestor.external_clock = True
+        self.bus_feed = BusFeed(
+            self.ingestor, open_follower(self.cfg.bus),
+            store_fetcher(store, store.name), name_of=store.name, resolve=store.instrument,
+        )
+        self.bus_feed.start()
 
     def _start_feed(self, protocol: FeedProtocol) -> None:
         """The feed thread of one market, and its back-fill."""
@@ -257,8 +311,13 @@ class Runtime:
             backfill.stop()
         if self.follower is not None:
             self.follower.stop()
+        if self.bus_feed is not None:
+            self.bus_feed.stop()
         self.ingestor.stop()
         flushed = self.ingestor.flush_open_bars()
+        if self.publisher is not None:  # what the feeds delivered before they stopped
+            self.ingestor.tap = None
+            self.publisher.close(5.0)
         self.alerts.stop()
         if self.replay is not None:
             self.replay.stop()
@@ -290,6 +349,7 @@ class Runtime:
             "symbols": symbols,
             "store": store,
             "replay": None if self.replay is None else self.replay.status(),
+            "bus": self.bus_health(),
             "started_ms": self.started_ms,
             "process": self.memory.status(),
             "restore": None if self.ingestor.restored is None else {
@@ -299,6 +359,24 @@ class Runtime:
                 "seconds": round(self.ingestor.restored.seconds, 3),
             },
         }
+
+    def _bus_feed_error(self) -> str:
+        feed = self.bus_feed
+        if not feed.connected:
+            return f"no feed (--no-ingest): bus {self.cfg.bus} not reachable ({feed.error}); " \
+                "serving what was restored"
+        return f"no feed (--no-ingest): following bus {self.cfg.bus}, no publisher health yet"
+
+    def bus_health(self) -> dict | None:
+        """The ``bus`` part of :meth:`health`: url, role, connected, published or
+        consumed counts and lag (None without ``--bus``)."""
+        if self.publisher is not None:
+            return self.publisher.status()
+        if self.bus_feed is not None:
+            return self.bus_feed.status()
+        if self.cfg.bus:
+            return {"url": self.cfg.bus, "connected": False, "error": "not started"}
+        return None
 
     def _breaks_of(self, symbol: str) -> dict:
         n, last, reason = self.ingestor.breaks.get(symbol, (0, None, None))
@@ -315,6 +393,15 @@ class Runtime:
             feed = _combined_feed_health(
                 {market: self._market_feed_health(market) for market in self.feeds}
             )
+        elif self.bus_feed is not None and self.bus_feed.connected \
+                and self.bus_feed.publisher_feed:
+            # a bus worker shows the ingest process's feed, as that process sent it
+            feed = {**self.bus_feed.publisher_feed, "via": "bus " + self.cfg.bus}
+            silent_s = time.time() - self.bus_feed.publisher_health_ms / 1000
+            if silent_s > BUS_HEALTH_STALE_S:  # sent every second: the ingest is gone
+                feed["connected"] = False
+                feed["error"] = (f"no feed health from the ingest process on the bus for "
+                                 f"{silent_s:.0f} s (stopped?)")
         else:
             feed = {
                 "url": None,
@@ -330,6 +417,7 @@ class Runtime:
                 "lag_ms": None,
                 "error": "no feed (--no-ingest): following " + self.cfg.db
                 if self.follower is not None
+                else self._bus_feed_error() if self.bus_feed is not None
                 else "not started",
             }
         # Trades older than a published bar (stored, bars rebuilt): exactness signal.

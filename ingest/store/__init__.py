@@ -2,9 +2,9 @@
 
 :mod:`ingest.store.interface` is the ONE declaration of what the app asks a store
 (and what a new backend implements); :func:`open_store` picks the backend from the
-location: a plain path or ``sqlite:///path`` is SQLite; ``postgresql://...`` waits for
-its issue. Adding a backend is one entry in :data:`BACKENDS`. Only this package
-writes SQL.
+location: a plain path or ``sqlite:///path`` is SQLite; ``postgresql://...`` (or
+``postgres://``) is PostgreSQL. Adding a backend is one entry in :data:`BACKENDS`. Only
+this package writes SQL.
 """
 
 from __future__ import annotations
@@ -67,9 +67,13 @@ __all__ = [
 #: URL scheme -> "module:Class" of its :class:`Backend` (imported on first use).
 BACKENDS: dict[str, str] = {
     "sqlite": "ingest.store.sqlite_backend:SqliteBackend",
+    "postgresql": "ingest.store.postgres_backend:PostgresBackend",
+    "postgres": "ingest.store.postgres_backend:PostgresBackend",
 }
 #: Schemes with an issue of their own; until it lands they get a clear refusal.
-PLANNED = {"postgresql": "PostgreSQL", "postgres": "PostgreSQL"}
+PLANNED: dict[str, str] = {}
+#: What to install when a backend's driver is missing.
+DRIVERS = {"postgresql": "psycopg[binary]>=3.2,<4", "postgres": "psycopg[binary]>=3.2,<4"}
 
 
 def scheme_of(location: str | Path) -> str:
@@ -95,7 +99,14 @@ def backend_for(location: str | Path) -> Backend:
             + ", ".join(f"{s}://" for s in BACKENDS)
         )
     module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)()
+    try:
+        loaded = importlib.import_module(module)
+    except ImportError as exc:
+        raise StoreUnavailable(
+            f"{scheme}:// needs a driver that is not installed ({exc.name}): "
+            f"pip install '{DRIVERS.get(scheme, exc.name)}'"
+        ) from None
+    return getattr(loaded, cls)()
 
 
 def open_store(

@@ -1,5 +1,6 @@
-"""The store contract (tests/ingest/store/contract.py) against every backend of this
-build, and how :func:`ingest.store.open_store` picks a backend from a location."""
+"""The store contract (tests/ingest/store/contract.py) against SQLite (path and URL
+forms), and how :func:`ingest.store.open_store` picks a backend from a location
+(PostgreSQL: tests/ingest/store/test_postgres.py)."""
 
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ def _sqlite_location(tmp_path, form: str) -> str:
     return str(path) if form == "path" else "sqlite:///" + str(path)
 
 
-#: One parameter per backend (and location form). The PostgreSQL issue adds its own,
-#: e.g. ("postgresql", a fresh database URL per test).
+#: One parameter per location form. PostgreSQL runs the same contract in
+#: test_postgres.py (its own store_factory: a fresh database on a real server).
 BACKENDS = ["sqlite-path", "sqlite-url"]
 
 
@@ -44,13 +45,6 @@ def test_locations_pick_the_backend(tmp_path):
     assert str(sqlite_path("data/x.db")) == "data/x.db"
 
 
-@pytest.mark.parametrize("url", ["postgresql://u@localhost/ticks", "postgres://h/db",
-                                 "postgresql+psycopg://h/db"])
-def test_postgresql_is_refused_clearly_until_its_backend_lands(url):
-    with pytest.raises(StoreUnavailable, match="PostgreSQL storage .* not available in this build"):
-        open_store(url)
-
-
 def test_an_unknown_scheme_names_the_known_ones():
     with pytest.raises(StoreUnavailable, match=r"unknown store mysql://: .* sqlite://"):
         open_store("mysql://h/db")
@@ -59,16 +53,6 @@ def test_an_unknown_scheme_names_the_known_ones():
 def test_readonly_open_of_a_missing_database_fails(tmp_path):
     with pytest.raises(FileNotFoundError):
         open_store(tmp_path / "missing.db", readonly=True)
-
-
-def test_the_app_refuses_a_postgresql_db_before_touching_anything(tmp_path, monkeypatch):
-    from ingest.config import parse_config
-    from ingest.runtime import Runtime
-
-    monkeypatch.chdir(tmp_path)
-    with pytest.raises(SystemExit, match="--db: PostgreSQL storage .* not available"):
-        Runtime(parse_config(["--db", "postgresql://u@localhost/ticks", "--market", "spot"]))
-    assert list(tmp_path.iterdir()) == []  # no lock file, no directory
 
 
 def test_a_sqlite_url_db_is_the_same_file_as_its_path(tmp_path, monkeypatch):
