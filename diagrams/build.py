@@ -1,30 +1,43 @@
 #!/usr/bin/env python3
-"""Architecture diagram of the app, generated from ONE model so its exports cannot drift.
+"""The architecture diagram, generated from the code: its declared parts and their imports.
 
-    python diagrams/build.py                 # writes diagrams/architecture.{drawio,svg,png}
-    python diagrams/build.py OUT_DIR         # writes the three files into OUT_DIR
-    python diagrams/build.py OUT_DIR --no-png   # .drawio + .svg only (stdlib, no browser)
+    python diagrams/build.py                    # writes diagrams/architecture.{json,svg,png}
+    python diagrams/build.py OUT_DIR            # the three files into OUT_DIR
+    python diagrams/build.py OUT_DIR --no-png   # .json + .svg only (stdlib, no browser)
+    python diagrams/build.py --check            # exit 1, naming what changed, if the
+                                                # committed architecture.json is stale
 
-Edit the MODEL below (nodes, lanes, edges, grid positions), never the outputs. The layout is
-computed here, deterministically (a grid whose column widths and row heights come from the
-text), and both renderers draw the same boxes and the same edge polylines:
+Nothing here is placed by hand; a new subpackage shows up without an edit to this file.
 
-* ``architecture.drawio``: uncompressed draw.io XML. Every node that stands for a Python
-  module is an ``<object module="ingest/feed.py" ...>`` so tests/test_diagram.py can check
-  the diagram against the source tree. Edges carry explicit exit/entry points and waypoints,
-  so draw.io shows the routing of the SVG.
-* ``architecture.svg``: the same model and geometry, drawn directly (no draw.io needed).
-* ``architecture.png``: the SVG rasterised by headless Chromium (``/usr/bin/chromium``, or
-  ``$CHROMIUM``). A ``tEXt`` chunk ``svg-sha256`` records which SVG it was made from; the
-  test compares it with the SVG generated now, without needing a browser.
+*Parts.* A part is a package or subpackage of the repo (every directory under a top-level
+package that holds ``.py`` files: ``ingest``, ``ingest.feeds``, ``dashapp.pages`` ...; a
+top-level package is a directory with an ``__init__.py``, ``tests/`` excepted) or a
+top-level script (``app.py``, the composition root). A part *declares itself* with the
+first sentence of its ``__init__.py`` docstring (the module docstring for a script); its
+modules are the ``.py`` files directly inside it.
 
-``check_layout()`` refuses overlapping boxes, labels on top of boxes or of each other, and
-edges that run through a box they do not connect; the build and the test both call it.
+*Edges.* ``A -> B`` when a module of part A imports (anywhere in the file, function-level
+imports included) a module of part B; its ``count`` is the number of distinct
+(importing module, imported module) pairs. Imports inside a part are not edges; tests are
+not scanned.
+
+*Outputs.* ``architecture.json`` (parts with their modules, edges with counts, sorted);
+``architecture.svg`` drawn from that JSON alone (lanes = top-level packages, stacked by
+layer so that importers sit above what they import; parts as boxes; edges as arrows);
+``architecture.png``, the SVG rasterised by headless Chromium (``/usr/bin/chromium`` or
+``$CHROMIUM``), carrying the SHA-256 of its SVG in a ``tEXt`` chunk so a test can tell a
+stale PNG without a browser. Without Chromium the build fails unless ``--no-png`` is given.
+
+``tests/test_diagram.py`` regenerates the graph from the code and compares parts and edges
+with the committed JSON (modules and counts are informative: adding or renaming a module
+inside a part, or editing code, does not make the diagram stale).
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import json
 import math
 import os
 import shutil
@@ -33,16 +46,349 @@ import subprocess
 import sys
 import tempfile
 import zlib
+from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape
 
 HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
 STEM = "architecture"
+REGENERATE = "python diagrams/build.py"
 
-# --------------------------------------------------------------------------- text metrics
+#: Top-level directories that are never parts (tests are not architecture).
+NOT_PARTS = frozenset({"tests", "diagrams", "docs", "assets", "data", "sample_data"})
+
+
+# =========================================================================== the graph
+@dataclass(frozen=True)
+class Part:
+    """One declared part: ``name`` is dotted (``ingest.feeds``), ``path`` repo-relative."""
+
+    name: str
+    path: str
+    description: str
+    modules: tuple[str, ...]
+
+    @property
+    def lane(self) -> str:
+        """The top-level package (or script) the part belongs to."""
+        return self.name.split(".")[0]
+
+
+@dataclass(frozen=True)
+class Edge:
+    """``source`` imports ``target``; ``count`` distinct (module, imported module) pairs."""
+
+    source: str
+    target: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Graph:
+    parts: tuple[Part, ...]
+    edges: tuple[Edge, ...]
+
+    def part(self, name: str) -> Part:
+        return next(p for p in self.parts if p.name == name)
+
+    def to_json(self) -> str:
+        doc = {
+            "generated_by": REGENERATE,
+            "parts": [
+                {"name": p.name, "path": p.path, "description": p.description,
+                 "modules": list(p.modules)}
+                for p in self.parts
+            ],
+            "edges": [{"from": e.source, "to": e.target, "count": e.count} for e in self.edges],
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+    @classmethod
+    def from_json(cls, text: str) -> Graph:
+        doc = json.loads(text)
+        parts = tuple(Part(p["name"], p["path"], p["description"], tuple(p["modules"]))
+                      for p in doc["parts"])
+        edges = tuple(Edge(e["from"], e["to"], int(e["count"])) for e in doc["edges"])
+        return cls(parts, edges)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """The graph plus what each module imports (for the rules of the house)."""
+
+    graph: Graph
+    #: repo-relative module path -> dotted names it imports: project modules as found,
+    #: anything else by its top-level name (``numpy``, ``sqlite3``).
+    imports: dict[str, frozenset[str]] = field(default_factory=dict)
+    #: repo-relative module path -> its part's name
+    part_of: dict[str, str] = field(default_factory=dict)
+
+
+def summary(path: Path) -> str:
+    """The docstring's first sentence (of its first paragraph): how a part declares itself.
+
+    A summary that wraps in the source (as long ones do at 100 columns) is joined back;
+    reStructuredText's double back-quotes are dropped.
+    """
+    try:
+        doc = ast.get_docstring(ast.parse(path.read_text(encoding="utf-8")))
+    except (OSError, SyntaxError):
+        return ""
+    first = " ".join((doc or "").strip().split("\n\n")[0].split()).replace("``", "")
+    end = first.find(". ")
+    return first[: end + 1] if end >= 0 else first
+
+
+def _is_py(path: Path) -> bool:
+    return path.is_file() and path.suffix == ".py"
+
+
+def discover_parts(root: Path = ROOT) -> list[Part]:
+    """Every part of the repo at ``root``, sorted by name."""
+    parts: list[Part] = []
+    for top in sorted(root.iterdir()):
+        if top.name.startswith((".", "_")) or top.name in NOT_PARTS:
+            continue
+        if _is_py(top):
+            parts.append(Part(top.stem, top.name, summary(top), (top.name,)))
+        elif top.is_dir() and (top / "__init__.py").is_file():
+            for folder in sorted([top, *(d for d in top.rglob("*") if d.is_dir())]):
+                rel = folder.relative_to(root)
+                if any(s.startswith((".", "_")) for s in rel.parts):
+                    continue  # __pycache__, hidden
+                modules = tuple(sorted(p.relative_to(root).as_posix()
+                                       for p in folder.iterdir() if _is_py(p)))
+                if not modules:
+                    continue
+                init = folder / "__init__.py"
+                desc = summary(init) if init.is_file() else ""
+                parts.append(Part(".".join(rel.parts), rel.as_posix(), desc, modules))
+    return sorted(parts, key=lambda p: p.name)
+
+
+def module_name(path: str) -> str:
+    """``ingest/feeds/__init__.py`` -> ``ingest.feeds``; ``app.py`` -> ``app``."""
+    dotted = path[:-3].replace("/", ".")
+    return dotted[: -len(".__init__")] if dotted.endswith(".__init__") else dotted
+
+
+def _imported_names(path: Path, dotted: str) -> set[str]:
+    """Absolute dotted names a module imports (``from a import b`` gives ``a.b``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = dotted if path.name == "__init__.py" else dotted.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base_parts = package.split(".") if package else []
+                base_parts = base_parts[: len(base_parts) - (node.level - 1)]
+                base = ".".join(base_parts + ([node.module] if node.module else []))
+            else:
+                base = node.module or ""
+            for alias in node.names:  # ``a.b`` resolves to module a.b, else to a
+                name = base if alias.name == "*" else f"{base}.{alias.name}"
+                out.add(name.strip("."))
+    return out
+
+
+def scan(root: Path = ROOT) -> Scan:
+    """Parts and the edges between them, from the code under ``root``."""
+    parts = discover_parts(root)
+    part_of = {m: p.name for p in parts for m in p.modules}
+    by_dotted = {module_name(m): m for m in part_of}
+    part_names = {p.name for p in parts}
+    tops = {p.lane for p in parts}
+
+    imports: dict[str, frozenset[str]] = {}
+    pairs: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
+    for mod, src in sorted(part_of.items()):
+        found: set[str] = set()
+        names = _imported_names(root / mod, module_name(mod))
+        for name in sorted(names):
+            head = name.split(".")[0]
+            if head not in tops:
+                found.add(head)
+                continue
+            bits = name.split(".")
+            target = None
+            for k in range(len(bits), 0, -1):
+                prefix = ".".join(bits[:k])
+                if prefix in by_dotted or prefix in part_names:
+                    target = prefix
+                    break
+            if target is not None:
+                found.add(target)
+        imports[mod] = frozenset(found)
+        for target in found:
+            if target in by_dotted:
+                dst = part_of[by_dotted[target]]
+            elif target in part_names:
+                dst = target
+            else:
+                continue
+            if dst != src:
+                pairs[(src, dst)].add((mod, target))
+    edges = tuple(Edge(s, t, len(v)) for (s, t), v in sorted(pairs.items()))
+    return Scan(Graph(tuple(parts), edges), imports, part_of)
+
+
+def compare(committed: Graph, current: Graph) -> list[str]:
+    """What changed in parts (name, description) and edges; [] when the diagram is current.
+
+    Modules inside a part and edge counts are deliberately not compared: adding or renaming
+    a module, or editing code, does not change the architecture.
+    """
+    old = {p.name: p.description for p in committed.parts}
+    new = {p.name: p.description for p in current.parts}
+    old_e = {(e.source, e.target) for e in committed.edges}
+    new_e = {(e.source, e.target) for e in current.edges}
+    out = []
+    for name in sorted(new.keys() - old.keys()):
+        out.append(f"part added: {name} ({new[name]!r})")
+    for name in sorted(old.keys() - new.keys()):
+        out.append(f"part removed: {name}")
+    for name in sorted(old.keys() & new.keys()):
+        if old[name] != new[name]:
+            out.append(f"part {name} now declares itself {new[name]!r} (was {old[name]!r})")
+    for s, t in sorted(new_e - old_e):
+        out.append(f"edge added: {s} -> {t}")
+    for s, t in sorted(old_e - new_e):
+        out.append(f"edge removed: {s} -> {t}")
+    return out
+
+
+# =========================================================================== rules of the house
+@dataclass(frozen=True)
+class Rule:
+    """Modules of ``importer`` (and its subparts) must not import these parts or libraries."""
+
+    name: str
+    importer: str
+    parts: tuple[str, ...]
+    libraries: tuple[str, ...]
+    why: str
+    exempt: tuple[str, ...] = ()  # modules (repo paths) the rule does not apply to
+
+
+RULES = (
+    Rule("analytics-is-pure", "analytics", ("ingest", "dashapp", "app", "benchmarks"),
+         ("dash", "flask", "plotly", "websocket", "websockets", "socket", "sqlite3",
+          "psycopg", "psycopg2"),
+         "analytics is pure numpy/pandas/statsmodels/sklearn: no Dash, sockets or databases"),
+    Rule("pages-use-the-facade", "dashapp.pages", ("ingest",), (),
+         "pages ask the typed facade (dashapp/facade.py), never rings, feeds or the store"),
+    Rule("components-use-the-facade", "dashapp.components", ("ingest",), (),
+         "components are drawn from what the facade returns, never from ingest"),
+    Rule("dashapp-uses-the-facade", "dashapp", ("ingest",), (),
+         "only the facade (and the services module that builds it) knows the runtime",
+         exempt=("dashapp/facade.py", "dashapp/services.py")),
+    Rule("ingest-knows-no-dashboard", "ingest", ("dashapp", "app", "benchmarks"), (),
+         "the ingest service runs without the dashboard (python -m ingest)"),
+)
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def violations(s: Scan, rule: Rule) -> list[str]:
+    """``module imports target`` lines that break ``rule``, sorted."""
+    out = []
+    for mod, names in sorted(s.imports.items()):
+        if not _within(s.part_of[mod], rule.importer) or mod in rule.exempt:
+            continue
+        for name in sorted(names):
+            if any(_within(name, p) for p in rule.parts) or name in rule.libraries:
+                out.append(f"{mod} imports {name}")
+    return out
+
+
+def breaks_a_rule(source: str, target: str) -> bool:
+    """True when every import from part ``source`` of part ``target`` breaks a rule.
+
+    (A rule with exempt modules does not colour the edge: some of its imports are allowed.)
+    """
+    return any(_within(source, r.importer) and any(_within(target, p) for p in r.parts)
+               and not r.exempt for r in RULES)
+
+
+# =========================================================================== layering
+def _sccs(nodes: list[str], succ: dict[str, set[str]]) -> list[list[str]]:
+    """Tarjan's strongly connected components (small graphs; recursion is fine)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on.add(v)
+        for w in sorted(succ.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            out.append(sorted(comp))
+
+    for v in sorted(nodes):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def layers(nodes: list[str], weights: dict[tuple[str, str], int]) -> dict[str, int]:
+    """Layer of each node, 0 = imports nothing here; an importer sits above what it imports.
+
+    Cycles are broken inside each strongly connected component: members that import more
+    (by weight) than they are imported go first; edges from a later member to an earlier
+    one are the feedback edges, drawn against the layering. Then longest-path layering.
+    """
+    succ: dict[str, set[str]] = defaultdict(set)
+    for (a, b) in weights:
+        if a != b:
+            succ[a].add(b)
+    rank: dict[str, int] = {}
+    comp_of: dict[str, int] = {}
+    for c, comp in enumerate(_sccs(nodes, succ)):
+        members = set(comp)
+
+        def net(v: str, members=members) -> int:
+            out_w = sum(w for (a, b), w in weights.items() if a == v and b in members)
+            in_w = sum(w for (a, b), w in weights.items() if b == v and a in members)
+            return in_w - out_w
+
+        for i, v in enumerate(sorted(comp, key=lambda v: (net(v), v))):
+            rank[v], comp_of[v] = i, c
+    dag = {v: {w for w in succ[v] if comp_of[w] != comp_of[v] or rank[v] < rank[w]}
+           for v in nodes}
+    memo: dict[str, int] = {}
+
+    def height(v: str) -> int:
+        if v not in memo:
+            memo[v] = 1 + max((height(w) for w in dag[v]), default=-1)
+        return memo[v]
+
+    return {v: height(v) for v in nodes}
+
+
+# =========================================================================== text metrics
 # Advance widths (1/1000 em) of Helvetica/Arial, which Liberation Sans matches metrically;
-# used to size boxes and labels without a font library. Characters 32..126.
+# used to size boxes without a font library. Characters 32..126.
 _W_REG = [
     278, 278, 355, 556, 556, 889, 667, 191, 333, 333, 389, 584, 278, 333, 278, 278,
     556, 556, 556, 556, 556, 556, 556, 556, 556, 556, 278, 278, 584, 584, 584, 556,
@@ -60,8 +406,7 @@ _W_BOLD = [
     611, 611, 389, 556, 333, 611, 556, 778, 556, 556, 500, 389, 280, 389, 584,
 ]
 _W_OTHER = {"·": 278, "→": 1000, "≤": 549, "×": 584, "–": 556, "—": 1000, "…": 1000,
-            "β": 570, "α": 580, "µ": 556, "↔": 1000}
-
+            "β": 570, "α": 580, "µ": 556, "↔": 1000, "Ⓢ": 1000}
 FONT = "Liberation Sans, Arial, Helvetica, sans-serif"
 
 
@@ -74,61 +419,62 @@ def text_width(text: str, size: float, bold: bool = False) -> float:
     return units * size / 1000.0
 
 
-# --------------------------------------------------------------------------- styles
-TITLE_SIZE = 13  # node title (bold)
-BODY_SIZE = 11  # node body lines
-LABEL_SIZE = 11  # edge labels
-LINE_H = 1.25  # line height factor
-
-LANE_STYLE = {
-    # fill, header fill, stroke, node stroke
-    "external": ("#f5f5f5", "#e0e0e0", "#9e9e9e", "#757575"),
-    "ingest": ("#f1f8e9", "#dcedc8", "#7cb342", "#558b2f"),
-    "analytics": ("#f3e5f5", "#e1bee7", "#8e24aa", "#7b1fa2"),
-    "tools": ("#f3e5f5", "#e1bee7", "#8e24aa", "#7b1fa2"),
-    "dashapp": ("#fff8e1", "#ffecb3", "#ffa000", "#e65100"),
-}
-
-EDGE_STYLE = {
-    # color, width, dash (SVG/draw.io pattern or None), label color, legend text
-    "flow": ("#263238", 1.6, None, "#263238", "data / control flow (arrow = direction)"),
-    "tick": ("#e65100", 2.4, "7 4", "#bf360c", "500 ms path: dcc.Interval → tick widgets"),
-    "bar": ("#1565c0", 2.4, "10 4 2 4", "#0d47a1", "bar-close path: 1 s bar closes"),
-    "alt": ("#6d4c41", 1.5, "2 4", "#4e342e", "restart / --no-ingest paths"),
-    "uses": ("#9e9e9e", 1.2, None, "#616161", "wiring: creates / registers / calls"),
-}
+def wrap(text: str, size: float, width: float) -> list[str]:
+    lines: list[str] = []
+    for word in text.split():
+        if lines and text_width(lines[-1] + " " + word, size) <= width:
+            lines[-1] += " " + word
+        else:
+            lines.append(word)
+    return lines or [""]
 
 
-# --------------------------------------------------------------------------- model
+# =========================================================================== layout
+TITLE_SIZE, BODY_SIZE, NOTE_SIZE = 13, 11, 10
+LINE_H = 1.3
+MARGIN = 24
+TOP = 84  # title block
+HEADER = 26  # lane header strip
+PAD = 16  # lane inner padding
+LANE_GAP = 30
+ROW_GAP = 46  # minimum free space between two rows of boxes
+BOX_GAP = 36
+BOX_PAD = 10
+DESC_WIDTH = 210
+MIN_BOX_W = 150
+TRACK = 7  # spacing of parallel routed edges
+CHANNEL = 10  # spacing of the vertical channels beside the lanes
+
+#: Lane colours: fill, header, stroke; given to lanes in name order.
+PALETTE = [
+    ("#e8f5e9", "#c8e6c9", "#43a047"),  # green
+    ("#eceff1", "#cfd8dc", "#546e7a"),  # grey
+    ("#fff3e0", "#ffe0b2", "#ef6c00"),  # orange
+    ("#ede7f6", "#d1c4e9", "#5e35b1"),  # purple
+    ("#e3f2fd", "#bbdefb", "#1e88e5"),  # blue
+    ("#fce4ec", "#f8bbd0", "#d81b60"),  # pink
+    ("#e0f7fa", "#b2ebf2", "#00838f"),  # cyan
+    ("#f9fbe7", "#f0f4c3", "#9e9d24"),  # lime
+]
+RULE_COLOR = "#d32f2f"
+
+
 @dataclass
-class Node:
-    id: str
-    title: str
-    lines: tuple[str, ...]
-    lane: str | None  # None: outside every lane
-    col: int | tuple[int, int]  # column, or (first, last) to span columns
-    row: int
-    module: str | None = None  # repo-relative path of the module this node stands for
-    kind: str = "module"  # module | class | external | file | entry
-    # computed by layout()
+class Box:
+    part: Part
+    lines: list[tuple[str, float, bool, str]]  # text, size, bold, colour
+    w: float
+    h: float
     x: float = 0.0
     y: float = 0.0
-    w: float = 0.0
-    h: float = 0.0
-
-    @property
-    def cols(self) -> tuple[int, int]:
-        return self.col if isinstance(self.col, tuple) else (self.col, self.col)
+    row: int = 0  # global row index, top to bottom
 
 
 @dataclass
 class Lane:
-    id: str
-    title: str
-    subtitle: str
-    cols: tuple[int, int]
-    rows: tuple[int, int]
-    title_align: str = "left"  # left | center | right
+    name: str
+    colors: tuple[str, str, str]
+    rows: list[list[str]]
     x: float = 0.0
     y: float = 0.0
     w: float = 0.0
@@ -136,965 +482,360 @@ class Lane:
 
 
 @dataclass
-class Edge:
-    id: str
-    src: str
-    dst: str
-    label: str
-    style: str
-    exit: tuple[str, float | None]  # side (l r t b), fraction along it (None: line up)
-    entry: tuple[str, float]
-    route: object = None  # callable(Layout) -> list of channel coordinates, alternating axes
-    # label anchor: None = middle of the path; (segment index, fraction); or ("between", row):
-    # on the vertical segment that crosses the gap below `row`, between the two lanes
-    label_at: tuple | None = None
-    label_side: str = "center"  # center | left | right | above | below (of the anchor)
-    label_dx: float = 0.0
-    label_dy: float = 0.0
-    points: list[tuple[float, float]] = field(default_factory=list)  # computed
-    label_xy: tuple[float, float] = (0.0, 0.0)  # computed: label centre
-    label_t: float = 0.0  # computed: position along the path, 0..1
+class Route:
+    edge: Edge
+    kind: str  # "down" (adjacent rows), "long" (left channel), "up" (right channel), "side"
+    points: list[tuple[float, float]] = field(default_factory=list)
+    color: str = "#616161"
+    width: float = 1.2
 
 
-# Grid: columns 0..9, rows -1 (External band), 0..5 (ingest | dashapp), 6..10 (analytics).
-# ingest/ = columns 0-3 (rows 0-4); dashapp/ = columns 4-9, one row per feature (shell,
-# markets, views, alerts, pair + trader tools, service functions); analytics/ below it: the
-# engine and its building blocks (columns 4-6) and the tools (columns 7-9).
-LANES = [
-    Lane("external", "External", "outside this repo's code", (0, 9), (-1, -1)),
-    Lane("ingest", "ingest/", "trades in: feed, back-fill, rings, SQLite, alerts, restart",
-         (0, 3), (0, 4), "right"),
-    Lane("dashapp", "dashapp/", "Dash pages, components, view builders + HTTP API (read-only)",
-         (4, 10), (0, 5), "center"),
-    Lane("analytics", "analytics/", "pure, no I/O: the engine, the blocks it composes",
-         (4, 6), (6, 10), "right"),
-    Lane("tools", "analytics/", "pure tools: trader, data, alerts",
-         (7, 9), (6, 8), "center"),
-]
-
-N = Node
-NODES = [
-    # External
-    N("ext_tapes", "sample_data/", ("recorded Binance trade tapes",
-      "ws-trade .jsonl.gz · trades CSV"), "external", 0, -1, kind="external"),
-    N("ext_binance", "Binance (live)", ("WebSocket wss://fstream.binance.com/market",
-      "· wss://stream.binance.com:9443", "REST historicalTrades / aggTrades (back-fill)"),
-      "external", (2, 3), -1, kind="external"),
-    N("ext_browser", "Browser / researcher", ("Dash pages in a browser;",
-      "curl or notebooks on /api/*"), "external", (4, 10), -1, kind="external"),
-    # ingest/
-    N("tapes", "tapes.py", ("load_tape(): recorded formats",
-      "→ one time-ordered Tape"), "ingest", 0, 0, "ingest/tapes.py"),
-    N("replay", "replay.py", ("ReplayServer (--replay): local", "Binance-protocol WS server,",
-      "fault switches"), "ingest", 1, 0, "ingest/replay.py"),
-    N("feed", "feed.py", ("TradeFeed: websocket-client thread", "backoff · watchdog ·",
-      "gap detection"), "ingest", 2, 0, "ingest/feed.py"),
-    N("main", "__main__.py", ("python -m ingest: a Runtime", "without the dashboard"),
-      "ingest", 3, 0, "ingest/__main__.py", kind="entry"),
-    N("binance", "binance.py", ("stream_url() · parse_frame()", "pure: URLs + frame parsing"),
-      "ingest", 0, 1, "ingest/binance.py"),
-    N("replay_rest", "replay_rest.py", ("the replay's REST port:",
-      "/api/v3/historicalTrades,", "/fapi/v1/aggTrades (429/418)"),
-      "ingest", 1, 1, "ingest/replay_rest.py"),
-    N("pipeline", "pipeline.py", ("Ingestor: feed → ring + store", "+ engine; bar clock thread;",
-      "restore() on restart"), "ingest", 2, 1, "ingest/pipeline.py"),
-    N("ring", "ring.py", ("TickRing per symbol: numpy", "ring, one writer, copy reads"),
-      "ingest", 3, 1, "ingest/ring.py"),
-    N("follower", "DbFollower", ("in pipeline.py · --no-ingest:", "polls another process's DB"),
-      "ingest", 0, 2, "ingest/pipeline.py", kind="class"),
-    N("backfill", "backfill.py", ("Backfiller thread: fetches", "missing trade ids by REST,",
-      "Binance or the replay's"), "ingest", 1, 2, "ingest/backfill.py"),
-    N("store", "store.py", ("TickStore: queue + ONE writer", "thread; WAL; readers open",
-      "their own connections"), "ingest", 2, 2, "ingest/store.py"),
-    N("runtime", "runtime.py", ("Runtime: builds store, engine,", "Ingestor, source, back-fill,",
-      "alerts, datasets; health()"), "ingest", 3, 2, "ingest/runtime.py"),
-    N("models", "models.py", ("Trade · ControlReply ·", "ServerShutdown · BadFrame"),
-      "ingest", 0, 3, "ingest/models.py"),
-    N("datasets", "datasets.py", ("DatasetStore: uploaded OHLC", "sets, never mixed into",
-      "the live ticks"), "ingest", 1, 3, "ingest/datasets.py"),
-    N("sqlite", "SQLite file", ("data/market.db (--db)", "trades · bars_1s · gaps ·",
-      "alert_* · dataset_*"), "ingest", 2, 3, kind="file"),
-    N("alert_store", "alert_store.py", ("AlertStore: rules, state,", "events in the DB file",
-      "(own connection, WAL)"), "ingest", 3, 3, "ingest/alert_store.py"),
-    N("memory", "memory.py", ("HeapTrimmer (Runtime starts it):", "malloc_trim every 30 s,",
-      "RSS → health \"process\""), "ingest", 1, 4, "ingest/memory.py"),
-    N("alert_service", "alert_service.py", ("AlertService thread: rules", "on new ticks + every",
-      "closed bar (alerts.py)"), "ingest", 3, 4, "ingest/alert_service.py"),
-    N("writer_lock", "writer_lock.py", ("WriterLock: one ingesting", "process per DB (flock),",
-      "names the holder"), "ingest", 0, 4, "ingest/writer_lock.py"),
-    # outside the packages
-    N("app", "app.py",
-      ("composition root: CLI →", "build_services → create_app", "→ app.run()"),
-      None, 0, 6, "app.py", kind="entry"),
-    # dashapp/, row 0: the shell
-    N("init", "__init__.py", ("create_app(services):", "Dash use_pages + API"),
-      "dashapp", 4, 0, "dashapp/__init__.py"),
-    N("layout", "layout.py", ("page shell: navbar,", "feed badge, alert parts"),
-      "dashapp", 5, 0, "dashapp/layout.py"),
-    N("status", "status.py", ("feed badge / card builders", "(pure, from health JSON)"),
-      "dashapp", 6, 0, "dashapp/status.py"),
-    N("ids", "ids.py", ("every component id,", "one class per page"), "dashapp", 7, 0,
-      "dashapp/ids.py"),
-    N("params", "params.py", ("request validation", "→ 400 BadParam"), "dashapp", 8, 0,
-      "dashapp/params.py"),
-    N("api", "api.py", ("Flask /api/health, bars,", "pair, adf + mounts the", "blueprints below"),
-      "dashapp", 9, 0, "dashapp/api.py"),
-    # row 1: markets page
-    N("p_markets", "pages/markets.py", ("Markets \"/\": symbol cards,", "heatmap, feed card"),
-      "dashapp", 4, 1, "dashapp/pages/markets.py"),
-    N("marketsview", "marketsview.py", ("one markets refresh", "from services (no Dash)"),
-      "dashapp", 5, 1, "dashapp/marketsview.py"),
-    N("symbol_card", "components/symbol_card.py", ("markets widgets:", "symbol card, feed strip"),
-      "dashapp", 6, 1, "dashapp/components/symbol_card.py"),
-    N("kpi", "components/kpi.py", ("KPI card: label over", "a monospace value"),
-      "dashapp", 7, 1, "dashapp/components/kpi.py"),
-    N("downloads", "downloads.py", ("every download: CSV,", "Parquet, formula-safe"),
-      "dashapp", 8, 1, "dashapp/downloads.py"),
-    N("alerts_api", "alerts_api.py", ("/api/alerts: rules CRUD,", "/api/alerts/events"),
-      "dashapp", 9, 1, "dashapp/alerts_api.py"),
-    # row 2: services + pure builders
-    N("services", "services.py", ("set/get_services():", "the shared Runtime"),
-      "dashapp", 4, 2, "dashapp/services.py"),
-    N("figures", "figures.py", ("pure figure builders:", "arrays → plotly dicts"),
-      "dashapp", 5, 2, "dashapp/figures.py"),
-    N("updates", "updates.py", ("500 ms payloads: Patch,", "extendData, card numbers"),
-      "dashapp", 6, 2, "dashapp/updates.py"),
-    N("downsample", "downsample.py", ("min-max downsampling,", "OHLC buckets, zoom slice"),
-      "dashapp", 7, 2, "dashapp/downsample.py"),
-    N("pair_panel", "components/pair_panel.py", ("one pair panel: controls,", "KPIs, charts"),
-      "dashapp", 8, 2, "dashapp/components/pair_panel.py"),
-    N("trader_api", "trader_api.py", ("/api/backtest,", "/api/screener, /api/leadlag"),
-      "dashapp", 8, 5, "dashapp/trader_api.py"),
-    # row 3: alerts
-    N("alert_modal", "components/alert_modal.py", ("shell: rule modal, toasts,",
-      "browser notifications"), "dashapp", 4, 3, "dashapp/components/alert_modal.py"),
-    N("p_alerts", "pages/alerts.py", ("Alerts \"/alerts\": rules,", "event log, CSV"),
-      "dashapp", 5, 3, "dashapp/pages/alerts.py"),
-    N("p_screener", "pages/screener.py", ("Screener \"/screener\": pairs", "ranked + lead-lag"),
-      "dashapp", 6, 4, "dashapp/pages/screener.py"),
-    N("backtest_view", "components/backtest_view.py", ("backtest + screener", "cards, figures, grids"),
-      "dashapp", 7, 3, "dashapp/components/backtest_view.py"),
-    N("data_table", "components/data_table.py", ("features table: ag-grid", "filter/sort → pandas"),
-      "dashapp", 8, 4, "dashapp/components/data_table.py"),
-    N("data_downloads", "components/data_downloads.py", ("data page downloads", "and uploads"),
-      "dashapp", 9, 3, "dashapp/components/data_downloads.py"),
-    # row 4: pair page, backtest, data
-    N("pairlive", "pairlive.py", ("one pair refresh: live z,", "extendData or full redraw"),
-      "dashapp", 4, 4, "dashapp/pairlive.py"),
-    N("p_pair", "pages/pair.py", ("Pair \"/pair\": tabs of pairs,", "URL = selection"),
-      "dashapp", 5, 4, "dashapp/pages/pair.py"),
-    N("p_backtest", "pages/backtest.py", ("Backtest \"/backtest\":", "z-score rule, costs"),
-      "dashapp", 7, 4, "dashapp/pages/backtest.py"),
-    N("p_data", "pages/data.py", ("Data \"/data\": features", "table, downloads, upload"),
-      "dashapp", 8, 3, "dashapp/pages/data.py"),
-    # row 5: service functions over analytics
-    N("pairview", "pairview.py", ("panel from the engine:", "cached_snapshot, payloads"),
-      "dashapp", 4, 5, "dashapp/pairview.py"),
-    N("queries", "queries.py", ("bars_frame · pair_frame ·", "adf_report (pages + API)"),
-      "dashapp", 5, 5, "dashapp/queries.py"),
-    N("trader_queries", "trader_queries.py", ("backtest · screen · lead-lag", "(API + pages)"),
-      "dashapp", 7, 5, "dashapp/trader_queries.py"),
-    N("data_api", "data_api.py", ("POST /api/upload,", "/api/datasets"),
-      "dashapp", 9, 5, "dashapp/data_api.py"),
-    # column 10: guards, budgets and shared page helpers
-    N("webguard", "webguard.py", ("Origin / Host check for", "state-changing requests"),
-      "dashapp", 10, 0, "dashapp/webguard.py"),
-    N("stores", "stores.py", ("browser stores validated", "like any input"),
-      "dashapp", 10, 1, "dashapp/stores.py"),
-    N("url_query", "components/url_query.py", ("address bar in step", "with a page's controls"),
-      "dashapp", 10, 2, "dashapp/components/url_query.py"),
-    N("dataset_select", "components/dataset_select.py", ("Source select: live", "or any dataset"),
-      "dashapp", 10, 3, "dashapp/components/dataset_select.py"),
-    N("heavy", "heavy.py", ("bounded pool: size, queue", "and time budgets (413/503)"),
-      "dashapp", 10, 4, "dashapp/heavy.py"),
-    N("job_sizes", "job_sizes.py", ("cost model of each", "heavy job"),
-      "dashapp", 10, 5, "dashapp/job_sizes.py"),
-    N("pairbuilds", "pairbuilds.py", ("pair builds off the", "refresh path, superseded"),
-      "dashapp", 6, 3, "dashapp/pairbuilds.py"),
-    # analytics/: the engine and its blocks
-    N("engine", "engine.py", ("MarketEngine: bars per symbol × 1 s/1 m/5 m;",
-      "PairTracker → frozen PairSnapshot"), "analytics", (4, 5), 6, "analytics/engine.py"),
-    N("live", "live.py", ("IncrementalPair: β, α, spread,", "z, corr in O(1) per bar"),
-      "analytics", 6, 6, "analytics/live.py"),
-    N("bars", "bars.py", ("BarBuilder · bars_from_ticks", "· resample_bars"), "analytics", 4, 7,
-      "analytics/bars.py"),
-    N("align", "align.py", ("PairAligner · align_pair:", "union grid, carry forward"),
-      "analytics", 5, 7, "analytics/align.py"),
-    N("pair", "pair.py", ("pair_series: the same", "statistics, batch"), "analytics", 6, 7,
-      "analytics/pair.py"),
-    N("hedge", "hedge.py", ("OLS · rolling OLS ·", "Huber · Theil-Sen"), "analytics", 4, 8,
-      "analytics/hedge.py"),
-    N("kalman", "kalman.py", ("KalmanHedge: filtered", "β, α (no look-ahead)"), "analytics", 5, 8,
-      "analytics/kalman.py"),
-    N("stationarity", "stationarity.py",
-      ("ADF · Engle-Granger coint ·", "half-life (statsmodels)"),
-      "analytics", 6, 8, "analytics/stationarity.py"),
-    N("series", "series.py", ("ColumnBuffer: bounded,", "append-only columns"), "analytics", 4, 9,
-      "analytics/series.py"),
-    N("spread", "spread.py", ("spread · rolling z-score", "· rolling correlation"),
-      "analytics", 5, 9, "analytics/spread.py"),
-    N("rolling", "rolling.py", ("window moments + O(1)", "incremental twins"), "analytics", 6, 9,
-      "analytics/rolling.py"),
-    N("pricestats", "pricestats.py", ("per-symbol price stats", "(KPI cards)"), "analytics", 4, 10,
-      "analytics/pricestats.py"),
-    N("timeframes", "timeframes.py", ("parse / format bar", "timeframes"), "analytics", 5, 10,
-      "analytics/timeframes.py"),
-    N("errors", "errors.py", ("AnalyticsError ·", "InsufficientData"), "analytics", 6, 10,
-      "analytics/errors.py"),
-    # analytics/: tools
-    N("backtest", "backtest.py", ("z-score mean reversion:", "fills at t+1, costs, PnL"),
-      "tools", 7, 6, "analytics/backtest.py"),
-    N("features", "features.py", ("per-bar feature table", "(trailing only)"),
-      "tools", 8, 6, "analytics/features.py"),
-    N("upload", "upload.py", ("OHLC CSV: parse, validate,", "every problem listed"),
-      "tools", 9, 6, "analytics/upload.py"),
-    N("screener", "screener.py", ("every pair ranked: coint p,", "half-life, |z|, liquidity"),
-      "tools", 7, 7, "analytics/screener.py"),
-    N("leadlag", "leadlag.py", ("cross-correlation of", "returns at lags −k..k"),
-      "tools", 8, 7, "analytics/leadlag.py"),
-    N("signals", "signals.py", ("signal summary: long /", "short / flat + reasons"),
-      "tools", 9, 7, "analytics/signals.py"),
-    N("alerts", "alerts.py", ("alert rules: parse_rule,", "evaluate_series (pure)"),
-      "tools", 7, 8, "analytics/alerts.py"),
-    N("robust", "robust.py", ("exact Huber + textbook", "Theil-Sen, vectorised"),
-      "tools", 8, 8, "analytics/robust.py"),
-    N("sessions", "sessions.py", ("session breaks: segments,", "no window spans one"),
-      "tools", 9, 8, "analytics/sessions.py"),
-]
-del N
-
-
-# Channel helpers for routes: L.gx(i, f) is an x inside the gap right of column i,
-# L.gy(r, f) a y inside the gap below row r; L.n(id) is a laid-out node.
-E = Edge
-EDGES = [
-    # sources of trades
-    E("e_tapes_in", "ext_tapes", "tapes", "files", "flow", ("b", .5), ("t", .5),
-      label_at=("between", -1)),
-    E("e_tape", "tapes", "replay", "Tape", "flow", ("r", .5), ("l", .5)),
-    E("e_replay_ws", "replay", "feed", "WebSocket frames\n(ws://127.0.0.1)", "flow",
-      ("r", .5), ("l", .5)),
-    E("e_live_ws", "ext_binance", "feed", "WebSocket frames (wss)", "flow", ("b", None), ("t", .5),
-      label_at=("between", -1)),
-    E("e_replay_rest", "replay", "replay_rest", "same tape:\nplayed trades", "uses",
-      ("b", .5), ("t", .5)),
-    # hot path
-    E("e_trade", "feed", "pipeline", "Trade → on_trade()\ngap → on_gap() → back-fill", "flow",
-      ("b", .5), ("t", .5)),
-    E("e_ring", "pipeline", "ring", "append\n(recent ticks)", "flow", ("r", .3), ("l", .3)),
-    E("e_store", "pipeline", "store", "trades + closed\n1 s bars", "flow",
-      ("b", .5), ("t", .5), label_side="left"),
-    E("e_restore", "store", "pipeline", "restart:\nrestore()", "alt", ("t", .85), ("b", .85),
-      label_side="right"),
-    E("e_db", "store", "sqlite", "batches, one\ntransaction (WAL)", "flow",
-      ("b", .5), ("t", .5)),
-    E("e_datasets_db", "datasets", "sqlite", "upload:\none txn", "flow", ("r", .5), ("l", .5)),
-    E("e_engine", "pipeline", "engine", "on_trade() + bar clock 100 ms\n→ closed bars", "flow",
-      ("r", .9), ("l", .3), route=lambda L: [L.gx(2, .3)], label_at=(2, .45)),
-    # gap back-fill
-    E("e_rest", "backfill", "replay_rest", "--replay: GET\nhistoricalTrades", "flow",
-      ("t", .5), ("b", .5)),
-    E("e_backfill", "backfill", "pipeline", "on_backfill()", "flow", ("r", .3), ("l", .4),
-      route=lambda L: [L.gx(1, .3)], label_at=(1, .5)),
-    # --no-ingest
-    E("e_follow", "follower", "pipeline", "--no-ingest:\non_trade()", "alt", ("b", .5), ("l", .8),
-      route=lambda L: [L.gy(2, .5), L.gx(1, .7)], label_at=(1, .3)),
-    # alert flow
-    E("e_clock", "pipeline", "alert_service", "bar clock:\nclock_listeners\n100 ms", "bar",
-      ("r", .6), ("l", .5), route=lambda L: [L.gx(2, .7)], label_at=(1, .55)),
-    E("e_alert_store", "alert_service", "alert_store", "events + state\n(one txn)", "flow",
-      ("t", .5), ("b", .5)),
-    E("e_toasts", "alert_store", "alert_modal", "1 s: new events\n→ toasts", "flow",
-      ("r", .5), ("l", .5)),
-    # 500 ms path: page -> services -> Runtime.health() -> rings
-    E("e_tick_page", "p_markets", "services", "500 ms dcc.Interval:\ntick widgets", "tick",
-      ("b", .5), ("t", .5)),
-    E("e_health", "services", "runtime", "health() · rings", "tick", ("l", .5), ("r", .5)),
-    E("e_ring_read", "runtime", "ring", "ring.last()", "tick", ("t", .5), ("b", .5)),
-
-    E("e_main", "main", "runtime", "", "uses", ("r", .5), ("t", .85),
-      route=lambda L: [L.gx(3, .22), L.gy(1, .5)]),
-    E("e_mview", "p_markets", "marketsview", "refresh()", "uses", ("r", .5), ("l", .5)),
-    # pair page: 500 ms live z, bar-close extendData
-    E("e_pair_tick", "p_pair", "pairlive", "500 ms:\nrefresh()", "tick", ("l", .5), ("r", .5)),
-    E("e_pairview", "pairlive", "pairview", "payloads", "tick", ("b", .5), ("t", .5)),
-    E("e_snapshot", "pairview", "engine", "cached_snapshot()", "tick", ("b", None), ("t", .1)),
-    E("e_redraw", "engine", "pairview", "bar close:\nextendData", "bar", ("t", None),
-      ("b", .8)),
-    # browser and app wiring
-    E("e_http", "ext_browser", "init", "HTTP: pages + callbacks", "flow", ("b", None), ("t", .5),
-      label_at=("between", -1)),
-    E("e_http_api", "ext_browser", "api", "HTTP /api/* (JSON / CSV)", "flow", ("b", None),
-      ("t", .5), label_at=("between", -1)),
-    E("e_pages", "init", "p_markets", "use_pages", "uses", ("b", .5), ("t", .5)),
-    E("e_layout", "init", "layout", "app.layout", "uses", ("r", .5), ("l", .5)),
-    E("e_api_p", "api", "params", "validate", "uses", ("l", .5), ("r", .5)),
-    E("e_q_engine", "queries", "engine", "engine.bars() / pair():\nimmutable snapshots",
-      "flow", ("b", None), ("t", .8)),
-    # trader tools, data
-    E("e_bt_page", "p_backtest", "trader_queries", "run", "flow", ("b", .5), ("t", .5)),
-    E("e_tq", "trader_queries", "backtest", "run_backtest ·\nscreen · lead_lag", "flow",
-      ("b", .5), ("t", .5)),
-    E("e_data_page", "p_data", "data_table", "rows", "flow", ("b", .5), ("t", .5)),
-    E("e_features", "data_table", "features", "features_for()", "flow", ("r", .5), ("r", .5),
-      route=lambda L: [L.gx(8, .5)], label_at=(1, .62)),
-    E("e_dd", "data_downloads", "data_api", "store_upload()", "flow", ("b", .5), ("t", .5)),
-    E("e_screen_page", "p_screener", "trader_queries", "screen", "flow", ("b", .5), ("l", .5)),
-    E("e_tapi", "trader_api", "trader_queries", "same\nnumbers", "flow", ("l", .5), ("r", .5)),
-    E("e_blueprints", "api", "alerts_api", "blueprints", "uses", ("b", .5), ("t", .5)),
-    E("e_upload", "data_api", "upload", "parse_ohlc_csv()", "flow", ("b", .5), ("t", .5)),
-    # inside analytics
-    E("e_live", "engine", "live", "bar close:\npair series", "bar", ("r", .5), ("l", .5)),
-    E("e_builders", "engine", "bars", "BarBuilder\nper tf", "uses", ("b", None), ("t", .5)),
-]
-del E
-
-
-# --------------------------------------------------------------------------- layout
-MARGIN = 20
-TOP = 64  # title block
-PAD = 14  # lane inner padding
-HEADER = 30  # lane header strip
-NODE_PAD_X = 10
-NODE_PAD_Y = 8
-MIN_COL_W = 176
-
-
-def node_lines(n: Node) -> list[tuple[str, float, bool]]:
-    return [(n.title, TITLE_SIZE, True)] + [(t, BODY_SIZE, False) for t in n.lines]
-
-
-def label_lines(e: Edge) -> list[str]:
-    return e.label.split("\n")
-
-
-def label_box_size(e: Edge) -> tuple[float, float]:
-    lines = label_lines(e)
-    w = max(text_width(t, LABEL_SIZE) for t in lines) * 1.04 + 8
-    h = len(lines) * LABEL_SIZE * LINE_H + 4
-    return w, h
-
-
-# Gaps between columns (right of column i) and rows (below row r): the base value; layout()
-# widens a gap so that the label of a straight edge crossing it fits.
-COL_GAP = {0: 56, 1: 150, 2: 200, 3: 96, 4: 60, 5: 60, 6: 60, 7: 60, 8: 60, 9: 60}
-ROW_GAP = {-1: 20 + 2 * PAD + HEADER + 12, 0: 54, 1: 80, 2: 60, 3: 54, 4: 54,
-           5: 2 * PAD + HEADER + 70, 6: 40, 7: 40, 8: 40, 9: 40}
-# app.py and the legend sit below ingest/, left of analytics/, in no lane.
-
-
+@dataclass
 class Layout:
-    def __init__(self, nodes: list[Node], lanes: list[Lane], edges: list[Edge]) -> None:
-        self.nodes = {n.id: n for n in nodes}
-        self.lanes = {ln.id: ln for ln in lanes}
-        self.edges = edges
-        self.cols = sorted({c for n in nodes for c in range(n.cols[0], n.cols[1] + 1)})
-        self.rows = sorted({n.row for n in nodes})
-        self._size_nodes()
-        self._grid()
-        self._place()
-        for e in edges:
-            self._route(e)
-        self.legend = self._legend()
-        self.width = math.ceil(max(
-            [ln.x + ln.w for ln in self.lanes.values()]
-            + [n.x + n.w for n in self.nodes.values()]
-            + [self.legend[0] + self.legend[2]]) + MARGIN)
-        self.height = math.ceil(max(
-            [ln.y + ln.h for ln in self.lanes.values()]
-            + [n.y + n.h for n in self.nodes.values()]
-            + [self.legend[1] + self.legend[3]]) + MARGIN)
-
-    # sizes --------------------------------------------------------------------
-    def _size_nodes(self) -> None:
-        self.col_w = {c: MIN_COL_W for c in self.cols}
-        self.row_h = {r: 0.0 for r in self.rows}
-        for n in self.nodes.values():
-            lines = node_lines(n)
-            w = max(text_width(t, s, b) for t, s, b in lines) + 2 * NODE_PAD_X
-            h = sum(s * LINE_H for _, s, _ in lines) + 2 * NODE_PAD_Y
-            n.w, n.h = w, h
-            if n.cols[0] == n.cols[1]:
-                self.col_w[n.col] = max(self.col_w[n.col], math.ceil(w))
-            self.row_h[n.row] = max(self.row_h[n.row], math.ceil(h))
-
-    def _grid(self) -> None:
-        col_gap = dict(COL_GAP)
-        row_gap = dict(ROW_GAP)
-        # straight edges between neighbouring cells: make room for their labels
-        for e in self.edges:
-            if e.route is not None or e.label_at is not None:
-                continue
-            a, b = self.nodes[e.src], self.nodes[e.dst]
-            lw, lh = label_box_size(e)
-            if e.exit[0] in "lr" and a.row == b.row:
-                i = min(a.cols[1], b.cols[1])  # the gap right of the left-hand node
-                col_gap[i] = max(col_gap.get(i, 0), math.ceil(lw + 16))
-            if e.exit[0] in "tb" and a.row != b.row:
-                r = min(a.row, b.row)
-                row_gap[r] = max(row_gap.get(r, 0), math.ceil(lh + 16))
-        self.col_gap, self.row_gap = col_gap, row_gap
-        x = MARGIN + PAD
-        self.col_x = {}
-        for c in self.cols:
-            self.col_x[c] = x
-            x += self.col_w[c] + col_gap.get(c, 0)
-        y = TOP + PAD + HEADER
-        self.row_y = {}
-        for r in self.rows:
-            self.row_y[r] = y
-            y += self.row_h[r] + row_gap.get(r, 0)
-
-    def _place(self) -> None:
-        for n in self.nodes.values():
-            c0, c1 = n.cols
-            x0 = self.col_x[c0]
-            x1 = self.col_x[c1] + self.col_w[c1]
-            n.w = x1 - x0  # a node fills its column(s)
-            n.x = round(x0 + (x1 - x0 - n.w) / 2)
-            n.w = round(n.w)
-            n.h = self.row_h[n.row]
-            n.y = self.row_y[n.row]
-        for ln in self.lanes.values():
-            members = [n for n in self.nodes.values() if n.lane == ln.id]
-            x0 = min(n.x for n in members) - PAD
-            x1 = max(n.x + n.w for n in members) + PAD
-            y0 = self.row_y[ln.rows[0]] - HEADER - PAD
-            y1 = self.row_y[ln.rows[1]] + self.row_h[ln.rows[1]] + PAD
-            ln.x, ln.y, ln.w, ln.h = x0, y0, x1 - x0, y1 - y0
-
-    # channels for routes ------------------------------------------------------
-    def gx(self, col: int, f: float) -> float:
-        x0 = self.col_x[col] + self.col_w[col]
-        return round(x0 + f * self.col_gap[col])
-
-    def gy(self, row: int, f: float) -> float:
-        y0 = self.row_y[row] + self.row_h[row]
-        return round(y0 + f * self.row_gap[row])
-
-    def n(self, node_id: str) -> Node:
-        return self.nodes[node_id]
-
-    # routing ------------------------------------------------------------------
-    @staticmethod
-    def port(n: Node, side: str, f: float) -> tuple[float, float]:
-        if side == "l":
-            return (n.x, round(n.y + f * n.h))
-        if side == "r":
-            return (n.x + n.w, round(n.y + f * n.h))
-        if side == "t":
-            return (round(n.x + f * n.w), n.y)
-        return (round(n.x + f * n.w), n.y + n.h)
-
-    def _route(self, e: Edge) -> None:
-        a, b = self.nodes[e.src], self.nodes[e.dst]
-        if e.exit[1] is None:  # straight: line up with the entry port
-            p1 = self.port(b, *e.entry)
-            p0 = (p1[0], self.port(a, e.exit[0], 0)[1]) if e.exit[0] in "tb" else \
-                (self.port(a, e.exit[0], 0)[0], p1[1])
-        else:
-            p0 = self.port(a, *e.exit)
-            p1 = self.port(b, *e.entry)
-        channels = e.route(self) if e.route else []
-        pts = [p0]
-        horizontal = e.exit[0] in "lr"
-        cur = p0
-        for c in channels:
-            cur = (c, cur[1]) if horizontal else (cur[0], c)
-            pts.append(cur)
-            horizontal = not horizontal
-        # finish: one move along the current axis, then the last one into the target
-        cur = (p1[0], cur[1]) if horizontal else (cur[0], p1[1])
-        pts.append(cur)
-        pts.append(p1)
-        pts = _simplify(pts)
-        last_horizontal = pts[-2][1] == pts[-1][1]
-        if last_horizontal != (e.entry[0] in "lr"):
-            how = "sideways" if e.entry[0] in "lr" else "vertically"
-            raise ValueError(f"{e.id}: route does not end {how} into {e.dst}")
-        first_horizontal = pts[0][1] == pts[1][1]
-        if first_horizontal != (e.exit[0] in "lr"):
-            raise ValueError(f"{e.id}: route does not leave {e.src} through its {e.exit[0]} side")
-        e.points = pts
-        # label position: along the whole polyline, as draw.io measures it
-        lengths = [_dist(pts[i], pts[i + 1]) for i in range(len(pts) - 1)]
-        total = sum(lengths)
-        if e.label_at is None:
-            s = total / 2
-        elif e.label_at[0] == "between":
-            row = e.label_at[1]
-            y0 = self.row_y[row] + self.row_h[row] + PAD
-            y1 = self.row_y[row] + self.row_h[row] + self.row_gap[row] - HEADER - PAD
-            target = (y0 + y1) / 2
-            s = 0.0
-            for k in range(len(pts) - 1):
-                (xa, ya), (xb, yb) = pts[k], pts[k + 1]
-                if xa == xb and min(ya, yb) <= target <= max(ya, yb):
-                    s += abs(target - ya)
-                    break
-                s += lengths[k]
-            else:
-                raise ValueError(f"{e.id}: no vertical segment crosses the gap below row {row}")
-        else:
-            k, f = e.label_at
-            s = sum(lengths[:k]) + f * lengths[k]
-        e.label_t = s / total
-        x, y = _point_at(pts, lengths, s)
-        if e.label in ("", None):
-            dx = dy = 0.0
-        else:
-            lw, lh = label_box_size(e)
-            dx = {"left": -(lw / 2 + 5), "right": lw / 2 + 5}.get(e.label_side, 0.0)
-            dy = {"above": -(lh / 2 + 3), "below": lh / 2 + 3}.get(e.label_side, 0.0)
-        e.label_dx = round(dx + e.label_dx, 1)
-        e.label_dy = round(dy + e.label_dy, 1)
-        e.label_xy = (round(x + e.label_dx, 1), round(y + e.label_dy, 1))
-
-    # legend ------------------------------------------------------------------
-    def _legend(self) -> tuple[float, float, float, float]:
-        # below app.py, left of SQLite
-        app = self.nodes["app"]
-        x = self.lanes["ingest"].x
-        y = app.y + app.h + 24
-        w = max(text_width(t, BODY_SIZE) for _, _, t in legend_items()) + 62 + 12
-        h = 34 + len(legend_items()) * 20 + 4
-        return (x, y, w, h)
+    boxes: dict[str, Box]
+    lanes: list[Lane]
+    routes: list[Route]
+    width: int
+    height: int
+    legend: tuple[float, float, float, float]
 
 
-def _dist(p, q) -> float:
-    return math.hypot(q[0] - p[0], q[1] - p[1])
+def _box(part: Part) -> Box:
+    title = part.path if part.path.endswith(".py") else part.name
+    lines = [(title, TITLE_SIZE, True, "#212121")]
+    desc = part.description or "(no docstring: declare the part in its __init__.py)"
+    lines += [(t, BODY_SIZE, False, "#212121") for t in wrap(desc, BODY_SIZE, DESC_WIDTH)]
+    n = len(part.modules)
+    lines.append((f"{n} module{'s' if n != 1 else ''}", NOTE_SIZE, False, "#757575"))
+    w = max(MIN_BOX_W, max(text_width(t, s, b) for t, s, b, _ in lines) + 2 * BOX_PAD)
+    h = sum(s * LINE_H for _, s, _, _ in lines) + 2 * BOX_PAD
+    return Box(part, lines, math.ceil(w), math.ceil(h))
 
 
-def _point_at(pts, lengths, s):
-    for i, seg in enumerate(lengths):
-        if s <= seg or i == len(lengths) - 1:
-            f = 0 if seg == 0 else min(1.0, s / seg)
-            return (pts[i][0] + f * (pts[i + 1][0] - pts[i][0]),
-                    pts[i][1] + f * (pts[i + 1][1] - pts[i][1]))
-        s -= seg
-    return pts[-1]
+def _barycentre(n: str, row: list[str], neighbours: dict[str, list[str]],
+                boxes: dict[str, Box]) -> float:
+    """Mean centre x of a box's neighbours outside its row (its own centre if none)."""
+    xs = [boxes[m].x + boxes[m].w / 2 for m in neighbours[n] if m not in row]
+    return round(sum(xs) / len(xs) if xs else boxes[n].x + boxes[n].w / 2, 3)
 
 
-def _simplify(pts):
-    out = []
-    for p in pts:
-        if out and out[-1] == p:
-            continue
-        if len(out) >= 2:
-            a, b = out[-2], out[-1]
-            if (a[0] == b[0] == p[0]) or (a[1] == b[1] == p[1]):
-                out[-1] = p
-                continue
-        out.append(p)
-    return out
+def _bus(source: str) -> tuple[str, str]:
+    """The key of the shared route of ``source``'s long edges (sorts before part names)."""
+    return ("", source)
 
 
-# --------------------------------------------------------------------------- checks
-def _overlap(a, b, gap=0.0) -> bool:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    return ax < bx + bw + gap and bx < ax + aw + gap and ay < by + bh + gap and by < ay + ah + gap
+def build_layout(graph: Graph) -> Layout:
+    """Deterministic geometry for ``graph``: lanes stacked by layer, rows inside lanes.
 
+    Routing, so that no edge runs through a box (:func:`check_layout`): an edge to the next
+    row down is a curve; a longer one leaves by its source's *bus* (one port, one track
+    below the source's row and one channel on the left, shared by the source's long
+    edges) and enters its target from its own track above the target's row; an edge
+    against the layering (a cycle) goes round by its own channel on the right; an edge
+    within a row goes over it.
+    """
+    boxes = {p.name: _box(p) for p in graph.parts}
+    weights = {(e.source, e.target): e.count for e in graph.edges}
 
-def _seg_hits_box(p, q, box, shrink=1.0) -> bool:
-    x, y, w, h = box
-    x0, y0, x1, y1 = x + shrink, y + shrink, x + w - shrink, y + h - shrink
-    if p[0] == q[0]:
-        lo, hi = sorted((p[1], q[1]))
-        return x0 < p[0] < x1 and lo < y1 and hi > y0
-    lo, hi = sorted((p[0], q[0]))
-    return y0 < p[1] < y1 and lo < x1 and hi > x0
+    lane_names = sorted({p.lane for p in graph.parts})
+    lane_w: dict[tuple[str, str], int] = defaultdict(int)
+    for (a, b), w in weights.items():
+        la, lb = a.split(".")[0], b.split(".")[0]
+        if la != lb:
+            lane_w[(la, lb)] += w
+    lane_layer = layers(lane_names, lane_w)
+    order = sorted(lane_names, key=lambda n: (-lane_layer[n], n))
+    lanes = []
+    for name in order:
+        members = [p.name for p in graph.parts if p.lane == name]
+        inner = {k: w for k, w in weights.items() if k[0] in members and k[1] in members}
+        lay = layers(members, inner)
+        top = max(lay.values())
+        rows = [sorted(m for m in members if lay[m] == t) for t in range(top, -1, -1)]
+        rows = [r for r in rows if r]
+        lanes.append(Lane(name, PALETTE[lane_names.index(name) % len(PALETTE)], rows))
+    all_rows = [row for ln in lanes for row in ln.rows]
+    for i, row in enumerate(all_rows):
+        for name in row:
+            boxes[name].row = i
+    row_index = {name: boxes[name].row for name in boxes}
 
+    # Route kinds decide how much room the gaps and channels need.
+    kinds: dict[tuple[str, str], str] = {}
+    for e in graph.edges:
+        rs, rt = row_index[e.source], row_index[e.target]
+        kinds[(e.source, e.target)] = ("down" if rt == rs + 1 else "long" if rt > rs
+                                       else "up" if rt < rs else "side")
+    # Long edges of one source share a bus: one port, one track below its row, one channel
+    # on the left; they part only in the zone above each target's row.
+    bus_sources = sorted({s for (s, _), k in kinds.items() if k == "long"})
+    above: dict[int, set[tuple[str, str]]] = defaultdict(set)  # tracks above row i
+    below: dict[int, set[tuple[str, str]]] = defaultdict(set)  # tracks below row i
+    for (src, dst), k in kinds.items():
+        rs, rt = row_index[src], row_index[dst]
+        if k == "long":
+            below[rs].add(_bus(src))
+            above[rt].add((src, dst))
+        elif k == "up":
+            above[rs].add((src, dst))
+            below[rt].add((src, dst))
+        elif k == "side":
+            above[rs].add((src, dst))
+    n_up = sum(1 for k in kinds.values() if k == "up")
+    left = MARGIN + (len(bus_sources) + 1) * CHANNEL
+    row_w = [sum(boxes[n].w for n in row) + BOX_GAP * (len(row) - 1) for row in all_rows]
+    inner_w = max(row_w) + 2 * PAD
 
-def label_box(e: Edge) -> tuple[float, float, float, float]:
-    w, h = label_box_size(e)
-    return (e.label_xy[0] - w / 2, e.label_xy[1] - h / 2, w, h)
+    def zone(n: int) -> float:
+        return (n + 1) * TRACK
 
+    # x: rows centred, ordered by the barycentre of their neighbours (3 sweeps).
+    def place_row(row: list[str]) -> None:
+        width = sum(boxes[n].w for n in row) + BOX_GAP * (len(row) - 1)
+        x = left + PAD + (inner_w - 2 * PAD - width) / 2
+        for n in row:
+            boxes[n].x = x
+            x += boxes[n].w + BOX_GAP
 
-def lane_title_box(ln: Lane) -> tuple[float, float, float, float]:
-    w = text_width(ln.title, 14, True) + 10 + text_width(ln.subtitle, 11)
-    if ln.title_align == "left":
-        x = ln.x + 8
-    elif ln.title_align == "right":
-        x = ln.x + ln.w - 8 - w
-    else:
-        x = ln.x + (ln.w - w) / 2
-    return (x, ln.y + 4, w, HEADER - 6)
+    for row in all_rows:
+        place_row(row)
+    neighbours: dict[str, list[str]] = defaultdict(list)
+    for e in graph.edges:
+        neighbours[e.source].append(e.target)
+        neighbours[e.target].append(e.source)
+    for _ in range(3):
+        for row in all_rows:
+            centre = {n: _barycentre(n, row, neighbours, boxes) for n in row}
+            row.sort(key=lambda n: (centre[n], n))
+            place_row(row)
 
-
-def check_layout(L: Layout) -> list[str]:
-    """Every problem found: overlapping boxes, labels on boxes/labels, edges through boxes."""
-    problems = []
-    nodes = list(L.nodes.values())
-    boxes = {n.id: (n.x, n.y, n.w, n.h) for n in nodes}
-    for i, a in enumerate(nodes):
-        for b in nodes[i + 1:]:
-            if _overlap(boxes[a.id], boxes[b.id], gap=8):
-                problems.append(f"nodes {a.id} and {b.id} overlap or touch")
-    lanes = list(L.lanes.values())
-    for i, a in enumerate(lanes):
-        for b in lanes[i + 1:]:
-            if _overlap((a.x, a.y, a.w, a.h), (b.x, b.y, b.w, b.h)):
-                problems.append(f"lanes {a.id} and {b.id} overlap")
-    for n in nodes:
-        for ln in lanes:
-            inside = _overlap(boxes[n.id], (ln.x, ln.y, ln.w, ln.h))
-            if inside != (n.lane == ln.id):
-                problems.append(f"node {n.id} {'in' if inside else 'outside'} lane {ln.id}")
-    legend = L.legend
-    for n in nodes:
-        if _overlap(boxes[n.id], legend, gap=8):
-            problems.append(f"legend overlaps node {n.id}")
+    # y: lanes top to bottom; zones above and below each row hold routed tracks.
+    y = TOP
     for ln in lanes:
-        if _overlap((ln.x, ln.y, ln.w, ln.h), legend, gap=4):
-            problems.append(f"legend overlaps lane {ln.id}")
-    titles = {ln.id: lane_title_box(ln) for ln in lanes}
-    for ln in lanes:
-        if titles[ln.id][2] > ln.w - 16:
-            problems.append(f"lane title of {ln.id} is wider than the lane")
-    labels = {e.id: label_box(e) for e in L.edges if e.label}
-    for e in L.edges:
-        lb = labels.get(e.id)
-        for n in nodes:
-            if lb and _overlap(lb, boxes[n.id], gap=2):
-                problems.append(f"label of {e.id} overlaps node {n.id}")
-        for k, t in titles.items():
-            if lb and _overlap(lb, t, gap=2):
-                problems.append(f"label of {e.id} overlaps the title of lane {k}")
-        if lb and _overlap(lb, legend, gap=2):
-            problems.append(f"label of {e.id} overlaps the legend")
-        for ln in lanes:
-            if lb and _overlap(lb, (ln.x, ln.y, ln.w, HEADER)):
-                problems.append(f"label of {e.id} sits on the header of lane {ln.id}")
-        for p, q in zip(e.points, e.points[1:]):
-            for n in nodes:
-                if n.id in (e.src, e.dst):
-                    continue
-                if _seg_hits_box(p, q, boxes[n.id], shrink=-4):
-                    problems.append(f"edge {e.id} runs through node {n.id}")
-            for k, t in titles.items():
-                if _seg_hits_box(p, q, t, shrink=-2):
-                    problems.append(f"edge {e.id} crosses the title of lane {k}")
-            if _seg_hits_box(p, q, legend, shrink=-2):
-                problems.append(f"edge {e.id} crosses the legend")
-        # a label must not hide a different edge
-        for f in L.edges:
-            if f is e or not lb:
-                continue
-            for p, q in zip(f.points, f.points[1:]):
-                if _seg_hits_box(p, q, lb, shrink=1):
-                    problems.append(f"label of {e.id} covers edge {f.id}")
-                    break
-    ids = sorted(labels)
-    for i, a in enumerate(ids):
-        for b in ids[i + 1:]:
-            if _overlap(labels[a], labels[b], gap=2):
-                problems.append(f"labels of {a} and {b} overlap")
-    # edges must not cross each other
-    segs = [(e.id, p, q) for e in L.edges for p, q in zip(e.points, e.points[1:])]
-    for i, (ea, p, q) in enumerate(segs):
-        for eb, r, s in segs[i + 1:]:
-            if ea != eb and _cross(p, q, r, s):
-                problems.append(f"edges {ea} and {eb} cross")
-    return sorted(set(problems))
+        ln.x, ln.y, ln.w = left, y, inner_w
+        y += HEADER
+        for j, row in enumerate(ln.rows):
+            r = boxes[row[0]].row
+            top_zone = zone(len(above[r]))
+            gap_above = max(PAD, top_zone) if j == 0 else max(0.0, top_zone)
+            if j > 0:
+                prev = boxes[ln.rows[j - 1][0]].row
+                gap_above = max(ROW_GAP - zone(len(below[prev])), top_zone)
+            y += gap_above
+            height = max(boxes[n].h for n in row)
+            for n in row:
+                boxes[n].y = y + (height - boxes[n].h) / 2
+            y += height + zone(len(below[r]))
+        y += PAD
+        ln.h = y - ln.y
+        y += LANE_GAP
+    right = left + inner_w
 
+    def row_top(r: int) -> float:
+        return min(boxes[n].y for n in all_rows[r])
 
-def _cross(p, q, r, s) -> bool:
-    """Proper crossing of an axis-parallel segment pq with another one rs (not touching)."""
-    ph, rh = p[1] == q[1], r[1] == s[1]
-    if ph == rh:
-        return False
-    h0, h1, v0, v1 = (p, q, r, s) if ph else (r, s, p, q)
-    x0, x1 = sorted((h0[0], h1[0]))
-    y0, y1 = sorted((v0[1], v1[1]))
-    return x0 < v0[0] < x1 and y0 < h0[1] < y1
+    def row_bottom(r: int) -> float:
+        return max(boxes[n].y + boxes[n].h for n in all_rows[r])
 
+    # ports: edges on one side of a box are spread along it, ordered by the other end.
+    def cx(n: str) -> float:
+        return boxes[n].x + boxes[n].w / 2
 
-# --------------------------------------------------------------------------- draw.io
-def _attr(v: str) -> str:
-    return escape(v, {'"': "&quot;", "\n": "&#10;"})
-
-
-def _html(text: str) -> str:
-    return escape(text)
-
-
-def node_html(n: Node) -> str:
-    body = "<br>".join(_html(t) for t in n.lines)
-    return (f'<b style="font-size:{TITLE_SIZE}px">{_html(n.title)}</b>'
-            + (f"<br>{body}" if body else ""))
-
-
-def node_colors(n: Node) -> tuple[str, str]:
-    """(fill, stroke) of a node, shared by both renderers."""
-    if n.kind in ("file", "entry"):
-        return ("#ffffff" if n.kind == "file" else "#fafafa", "#455a64")
-    if n.kind == "external":
-        return ("#ffffff", "#616161")
-    return ("#ffffff", LANE_STYLE[n.lane or "ingest"][3])
-
-
-def node_style(n: Node) -> str:
-    fill, stroke = node_colors(n)
-    if n.kind == "file":
-        return ("shape=cylinder3;html=1;boundedLbl=1;size=6;"
-                f"fillColor={fill};strokeColor={stroke};strokeWidth=1.3;fontSize={BODY_SIZE};"
-                "fontColor=#212121;")
-    style = (f"rounded=1;arcSize=8;html=1;fillColor={fill};strokeColor={stroke};"
-             f"strokeWidth=1.3;fontSize={BODY_SIZE};fontColor=#212121;verticalAlign=middle;")
-    if n.kind == "class":
-        style += "dashed=1;dashPattern=5 3;"
-    return style
-
-
-def edge_style_str(e: Edge, L: Layout) -> str:
-    color, width, dash, label_color, _ = EDGE_STYLE[e.style]
-    a, b = L.nodes[e.src], L.nodes[e.dst]
-    p0, p1 = e.points[0], e.points[-1]
-    ex, ey = (p0[0] - a.x) / a.w, (p0[1] - a.y) / a.h
-    nx, ny = (p1[0] - b.x) / b.w, (p1[1] - b.y) / b.h
-    s = (f"html=1;rounded=0;endArrow=block;endFill=1;endSize=7;strokeColor={color};"
-         f"strokeWidth={width};fontSize={LABEL_SIZE};fontColor={label_color};"
-         "labelBackgroundColor=#ffffff;"
-         f"exitX={ex:.4g};exitY={ey:.4g};exitDx=0;exitDy=0;exitPerimeter=0;"
-         f"entryX={nx:.4g};entryY={ny:.4g};entryDx=0;entryDy=0;entryPerimeter=0;")
-    if dash:
-        s += f"dashed=1;dashPattern={dash};"
-    return s
-
-
-def _fmt(v: float) -> str:
-    return f"{v:.10g}"
-
-
-def _geo(x: float, y: float, w: float, h: float, indent: int = 10) -> str:
-    return (" " * indent + f'<mxGeometry x="{_fmt(x)}" y="{_fmt(y)}" width="{_fmt(w)}" '
-            f'height="{_fmt(h)}" as="geometry"/>')
-
-
-def render_drawio(L: Layout) -> str:
-    out = [
-        '<mxfile host="diagrams/build.py" agent="diagrams/build.py" version="24.0.0">',
-        '  <diagram id="architecture" name="Architecture">',
-        f'    <mxGraphModel dx="{L.width}" dy="{L.height}" grid="1" gridSize="10" guides="1" '
-        'tooltips="1" connect="1" arrows="1" fold="1" page="1" pageScale="1" '
-        f'pageWidth="{L.width}" pageHeight="{L.height}" math="0" shadow="0">',
-        "      <root>",
-        '        <mxCell id="0"/>',
-        '        <mxCell id="1" parent="0"/>',
-    ]
-    w = out.append
-    title, subtitle = TITLE
-    title_html = (f"<b>{_html(title)}</b><br>"
-                  f'<span style="font-size:11px;color:#616161">{_html(subtitle)}</span>')
-    w(f'        <mxCell id="title" value="{_attr(title_html)}" '
-      'style="text;html=1;align=left;verticalAlign=top;fontSize=18;fontColor=#212121;" '
-      'vertex="1" parent="1">')
-    w(_geo(MARGIN, 14, L.width - 2 * MARGIN, 44))
-    w("        </mxCell>")
-    for ln in L.lanes.values():
-        fill, head, stroke, _ = LANE_STYLE[ln.id]
-        value = (f'<b style="font-size:14px">{_html(ln.title)}</b>'
-                 '&nbsp;&nbsp;<span style="font-weight:normal;font-size:11px">'
-                 f'{_html(ln.subtitle)}</span>')
-        w(f'        <mxCell id="lane_{ln.id}" value="{_attr(value)}" '
-          f'style="swimlane;html=1;startSize={HEADER};horizontal=1;container=1;collapsible=0;'
-          f'rounded=1;arcSize=2;fillColor={head};swimlaneFillColor={fill};strokeColor={stroke};'
-          f'fontColor=#212121;align={ln.title_align};spacingLeft=8;spacingRight=8;" '
-          'vertex="1" parent="1">')
-        w(_geo(ln.x, ln.y, ln.w, ln.h))
-        w("        </mxCell>")
-    for n in L.nodes.values():
-        parent = f"lane_{n.lane}" if n.lane else "1"
-        ox, oy = (L.lanes[n.lane].x, L.lanes[n.lane].y) if n.lane else (0, 0)
-        attrs = f'label="{_attr(node_html(n))}" kind="{n.kind}"'
-        if n.module:
-            attrs += f' module="{_attr(n.module)}"'
-        w(f'        <object id="{n.id}" {attrs}>')
-        w(f'          <mxCell style="{_attr(node_style(n))}" vertex="1" parent="{parent}">')
-        w(_geo(n.x - ox, n.y - oy, n.w, n.h, indent=12))
-        w("          </mxCell>")
-        w("        </object>")
-    for e in L.edges:
-        value = "<br>".join(_html(t) for t in label_lines(e))
-        style = _attr(edge_style_str(e, L))
-        w(f'        <mxCell id="{e.id}" value="{_attr(value)}" style="{style}" '
-          f'edge="1" parent="1" source="{e.src}" target="{e.dst}">')
-        dx, dy = e.label_dx, e.label_dy
-        rel = _fmt(round(2 * e.label_t - 1, 4))  # label position along the edge, -1..1
-        w(f'          <mxGeometry x="{rel}" relative="1" as="geometry">')
-        if len(e.points) > 2:
-            w('            <Array as="points">')
-            for x, y in e.points[1:-1]:
-                w(f'              <mxPoint x="{_fmt(x)}" y="{_fmt(y)}"/>')
-            w("            </Array>")
-        if dx or dy:
-            w(f'            <mxPoint x="{_fmt(dx)}" y="{_fmt(dy)}" as="offset"/>')
-        w("          </mxGeometry>")
-        w("        </mxCell>")
-    # legend: a container with line samples (vertices, not edges) and captions
-    lx, ly, lw, lh = L.legend
-    w('        <mxCell id="legend" value="&lt;b&gt;Legend&lt;/b&gt;" style="swimlane;html=1;'
-      'startSize=26;container=1;collapsible=0;rounded=1;arcSize=2;fillColor=#ffffff;'
-      'swimlaneFillColor=#ffffff;strokeColor=#9e9e9e;fontSize=12;align=left;spacingLeft=8;" '
-      'vertex="1" parent="1">')
-    w(_geo(lx, ly, lw, lh))
-    w("        </mxCell>")
-    for i, item in enumerate(legend_items()):
-        yy = 34 + i * 20
-        kind, key, text = item
-        if kind == "line":
-            color, width, dash, _, _ = EDGE_STYLE[key]
-            st = f"line;html=1;strokeColor={color};strokeWidth={width};"
-            if dash:
-                st += f"dashed=1;dashPattern={dash};"
-            w(f'        <mxCell id="legend_{key}" value="" style="{_attr(st)}" vertex="1" '
-              'parent="legend">')
-            w(f'          <mxGeometry x="10" y="{yy + 1}" width="44" height="10" as="geometry"/>')
-            w("        </mxCell>")
+    ends: dict[tuple[str, str], list[tuple[float, tuple[str, str], str]]] = defaultdict(list)
+    for e in graph.edges:
+        key = (e.source, e.target)
+        k = kinds[key]
+        s_side = "bottom" if k in ("down", "long") else "top"
+        t_side = "bottom" if k == "up" else "top"
+        # long edges arrive from the left channel, up edges leave to the right one
+        s_other = 1e6 if k == "up" else cx(e.target)
+        t_other = -1e6 if k == "long" else 1e6 if k == "up" else cx(e.source)
+        if k == "long":
+            if (-1e6, _bus(e.source), "s") not in ends[(e.source, s_side)]:
+                ends[(e.source, s_side)].append((-1e6, _bus(e.source), "s"))
         else:
-            st = node_style(_legend_node(key))
-            w(f'        <mxCell id="legend_{key}" value="" style="{_attr(st)}" vertex="1" '
-              'parent="legend">')
-            w(f'          <mxGeometry x="18" y="{yy - 1}" width="28" height="14" as="geometry"/>')
-            w("        </mxCell>")
-        w(f'        <mxCell id="legend_{key}_text" value="{_attr(_html(text))}" '
-          'style="text;html=1;align=left;verticalAlign=middle;'
-          f'fontSize={BODY_SIZE};fontColor=#212121;" '
-          'vertex="1" parent="legend">')
-        w(_geo(62, yy - 3, lw - 70, 18))
-        w("        </mxCell>")
-    w("      </root>")
-    w("    </mxGraphModel>")
-    w("  </diagram>")
-    w("</mxfile>")
-    return "\n".join(out) + "\n"
+            ends[(e.source, s_side)].append((s_other, key, "s"))
+        ends[(e.target, t_side)].append((t_other, key, "t"))
+    port: dict[tuple[tuple[str, str], str], float] = {}
+    for (name, _side), items in ends.items():
+        items.sort()
+        b = boxes[name]
+        for i, (_, key, end) in enumerate(items):
+            port[(key, end)] = round(b.x + b.w * (i + 1) / (len(items) + 1), 1)
+
+    # tracks: each routed edge (or bus) gets its own horizontal line in a zone.
+    def tracks(keys: set[tuple[str, str]], start: float) -> dict[tuple[str, str], float]:
+        return {key: start + TRACK * (i + 1) for i, key in enumerate(sorted(keys))}
+
+    long_x = {src: MARGIN + CHANNEL * (i + 1) for i, src in enumerate(bus_sources)}
+    up_x = {k: right + CHANNEL * (i + 1)
+            for i, k in enumerate(sorted(k for k, v in kinds.items() if v == "up"))}
+    routes = []
+    for e in graph.edges:
+        key = (e.source, e.target)
+        k = kinds[key]
+        sb, tb = boxes[e.source], boxes[e.target]
+        sx = port[(_bus(e.source) if k == "long" else key, "s")]
+        tx = port[(key, "t")]
+        rs, rt = sb.row, tb.row
+        if k == "down":
+            pts = [(sx, sb.y + sb.h), (tx, tb.y)]
+        elif k == "long":
+            y1 = tracks(below[rs], row_bottom(rs))[_bus(e.source)]
+            y2 = tracks(above[rt], row_top(rt) - zone(len(above[rt])))[key]
+            cxl = long_x[e.source]
+            pts = [(sx, sb.y + sb.h), (sx, y1), (cxl, y1), (cxl, y2), (tx, y2), (tx, tb.y)]
+        elif k == "up":
+            y1 = tracks(above[rs], row_top(rs) - zone(len(above[rs])))[key]
+            y2 = tracks(below[rt], row_bottom(rt))[key]
+            cxr = up_x[key]
+            pts = [(sx, sb.y), (sx, y1), (cxr, y1), (cxr, y2), (tx, y2), (tx, tb.y + tb.h)]
+        else:
+            y1 = tracks(above[rs], row_top(rs) - zone(len(above[rs])))[key]
+            pts = [(sx, sb.y), (sx, y1), (tx, y1), (tx, tb.y)]
+        lane = next(ln for ln in lanes if ln.name == sb.part.lane)
+        color = RULE_COLOR if breaks_a_rule(e.source, e.target) else lane.colors[2]
+        width = round(1.0 + 0.45 * math.log2(e.count), 2)
+        routes.append(Route(e, k, [(round(x, 1), round(yy, 1)) for x, yy in pts], color, width))
+
+    legend_h = 16 + 20 * len(legend_items())
+    legend_w = 70 + max(text_width(t, BODY_SIZE) for _, t in legend_items())
+    legend = (MARGIN, y, math.ceil(legend_w), legend_h)
+    width = math.ceil(max(right + (n_up + 1) * CHANNEL, MARGIN + legend_w,
+                          *(MARGIN + text_width(t, 11) for t in SUBTITLE),
+                          MARGIN + text_width(TITLE, 18, bold=True)) + MARGIN)
+    height = math.ceil(y + legend_h + MARGIN)
+    return Layout(boxes, lanes, routes, width, height, legend)
 
 
-TITLE = (
-    "Pair-trading analytics — architecture",
-    "python app.py: ingest + dashboard in one process · python -m ingest: ingest only · "
-    "generated by diagrams/build.py (edit the model there, not the exports)",
+TITLE = "Pair-trading analytics — parts and their imports"
+SUBTITLE = (
+    f"Generated from the code by {REGENERATE}: a part is a package or subpackage, "
+    "described by its __init__.py docstring;",
+    "lanes are top-level packages; importers sit above what they import.",
 )
 
 
-def _legend_node(kind: str) -> Node:
-    return Node("legend", "", (), "ingest", 0, 0, kind=kind)
-
-
-def legend_items() -> list[tuple[str, str, str]]:
-    items = [("line", k, v[4]) for k, v in EDGE_STYLE.items()]
-    items += [
-        ("box", "module", "module (its path: lane + name)"),
-        ("box", "class", "class inside a module"),
-        ("box", "entry", "entry point"),
+def legend_items() -> list[tuple[str, str]]:
+    return [
+        ("solid", "A → B: modules of A import modules of B (colour of A's lane; "
+                  "thicker = more module pairs)"),
+        ("dashed", "an import against the layering (a cycle): B sits above A"),
+        ("rule", "an import that breaks a rule of the house (see tests/test_diagram.py)"),
     ]
-    return items
 
 
-# --------------------------------------------------------------------------- SVG
-def _svg_text_lines(cx: float, cy: float, lines, color="#212121") -> list[str]:
-    total = sum(s * LINE_H for _, s, _ in lines)
-    y = cy - total / 2
-    out = []
-    for text, size, bold in lines:
-        base = y + size * LINE_H / 2 + size * 0.35
-        weight = ' font-weight="bold"' if bold else ""
-        out.append(f'<text x="{cx:.1f}" y="{base:.1f}" font-size="{size}"{weight} '
-                   f'fill="{color}" text-anchor="middle">{escape(text)}</text>')
-        y += size * LINE_H
-    return out
+def _seg_hits_box(p, q, box: Box) -> bool:
+    """An axis-parallel or short straight segment passing through a box's inside."""
+    x0, y0, x1, y1 = box.x + 1, box.y + 1, box.x + box.w - 1, box.y + box.h - 1
+    for t in (i / 20 for i in range(21)):
+        x, y = p[0] + (q[0] - p[0]) * t, p[1] + (q[1] - p[1]) * t
+        if x0 < x < x1 and y0 < y < y1:
+            return True
+    return False
+
+
+def check_layout(L: Layout) -> list[str]:
+    """Overlapping boxes, boxes outside their lane, edges through boxes they do not join."""
+    problems = []
+    boxes = list(L.boxes.values())
+    for i, a in enumerate(boxes):
+        for b in boxes[i + 1:]:
+            if (a.x < b.x + b.w and b.x < a.x + a.w and a.y < b.y + b.h and b.y < a.y + a.h):
+                problems.append(f"boxes overlap: {a.part.name} and {b.part.name}")
+        lane = next(ln for ln in L.lanes if ln.name == a.part.lane)
+        if not (lane.x <= a.x and a.x + a.w <= lane.x + lane.w
+                and lane.y + HEADER <= a.y and a.y + a.h <= lane.y + lane.h):
+            problems.append(f"box {a.part.name} is outside its lane {lane.name}")
+    for r in L.routes:
+        for p, q in zip(r.points, r.points[1:]):
+            for b in boxes:
+                if b.part.name in (r.edge.source, r.edge.target):
+                    continue
+                if _seg_hits_box(p, q, b):
+                    problems.append(f"edge {r.edge.source} -> {r.edge.target} crosses "
+                                    f"{b.part.name}")
+                    break
+    for a, b in zip(L.lanes, L.lanes[1:]):
+        if a.y + a.h > b.y:
+            problems.append(f"lanes overlap: {a.name} and {b.name}")
+    return problems
+
+
+# =========================================================================== SVG
+def _path(r: Route) -> str:
+    pts = r.points
+    if r.kind == "down":
+        (x1, y1), (x2, y2) = pts
+        k = (y2 - y1) / 2
+        return f"M{x1},{y1} C{x1},{y1 + k:.1f} {x2},{y2 - k:.1f} {x2},{y2}"
+    return "M" + " L".join(f"{x},{y}" for x, y in pts)
 
 
 def render_svg(L: Layout) -> str:
     W, H = L.width, L.height
+    colors = sorted({r.color for r in L.routes} | {RULE_COLOR, "#616161"})
     o = [
         '<?xml version="1.0" encoding="UTF-8"?>',
-        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" '
-        f'font-family="{FONT}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" '
+        f'viewBox="0 0 {W} {H}" font-family="{FONT}">',
         "<defs>",
     ]
-    for key, (color, *_rest) in EDGE_STYLE.items():
-        o.append(f'<marker id="arrow-{key}" viewBox="0 0 10 10" refX="10" refY="5" '
-                 'markerWidth="7" markerHeight="7" markerUnits="userSpaceOnUse" orient="auto">'
-                 f'<path d="M0,0 L10,5 L0,10 z" fill="{color}"/></marker>')
+    for c in colors:
+        o.append(f'<marker id="arrow-{c[1:]}" viewBox="0 0 10 10" refX="10" refY="5" '
+                 'markerWidth="8" markerHeight="8" markerUnits="userSpaceOnUse" '
+                 f'orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="{c}"/></marker>')
     o.append("</defs>")
     o.append(f'<rect x="0" y="0" width="{W}" height="{H}" fill="#ffffff"/>')
-    title, subtitle = TITLE
-    o.append(f'<text x="{MARGIN}" y="34" font-size="18" font-weight="bold" fill="#212121">'
-             f'{escape(title)}</text>')
-    o.append(f'<text x="{MARGIN}" y="52" font-size="11" fill="#616161">{escape(subtitle)}</text>')
-    # lanes
-    for ln in L.lanes.values():
-        fill, head, stroke, _ = LANE_STYLE[ln.id]
-        o.append(f'<rect x="{ln.x}" y="{ln.y}" width="{ln.w}" height="{ln.h}" rx="4" '
-                 f'fill="{fill}" stroke="{stroke}" stroke-width="1.2"/>')
-        o.append(f'<path d="M{ln.x + 4},{ln.y} H{ln.x + ln.w - 4} Q{ln.x + ln.w},{ln.y} '
-                 f'{ln.x + ln.w},{ln.y + 4} V{ln.y + HEADER} H{ln.x} V{ln.y + 4} '
-                 f'Q{ln.x},{ln.y} {ln.x + 4},{ln.y} z" fill="{head}" stroke="{stroke}" '
-                 'stroke-width="1.2"/>')
-        tx, ty, tw, th = lane_title_box(ln)
-        o.append(f'<text x="{tx:.1f}" y="{ln.y + 20}" fill="#212121">'
-                 f'<tspan font-size="14" font-weight="bold">{escape(ln.title)}</tspan>'
-                 f'<tspan font-size="11" dx="10">{escape(ln.subtitle)}</tspan></text>')
-    # nodes
-    for n in L.nodes.values():
-        fill, stroke = node_colors(n)
-        dash = ' stroke-dasharray="5 3"' if n.kind == "class" else ""
-        if n.kind == "file":
-            ry = 6
-            o.append(f'<path d="M{n.x},{n.y + ry} V{n.y + n.h - ry} '
-                     f'A{n.w / 2},{ry} 0 0 0 {n.x + n.w},{n.y + n.h - ry} V{n.y + ry} '
-                     f'A{n.w / 2},{ry} 0 0 0 {n.x},{n.y + ry} z" fill="{fill}" '
-                     f'stroke="{stroke}" stroke-width="1.3"/>')
-            o.append(f'<path d="M{n.x},{n.y + ry} A{n.w / 2},{ry} 0 0 0 {n.x + n.w},{n.y + ry}" '
-                     f'fill="none" stroke="{stroke}" stroke-width="1.3"/>')
-        else:
-            o.append(f'<rect x="{n.x}" y="{n.y}" width="{n.w}" height="{n.h}" rx="6" '
-                     f'fill="{fill}" stroke="{stroke}" stroke-width="1.3"{dash}/>')
-        cy = n.y + n.h / 2 + (3 if n.kind == "file" else 0)
-        o.extend(_svg_text_lines(n.x + n.w / 2, cy, node_lines(n)))
-    # edges, then labels on top
-    for e in L.edges:
-        color, width, dash, _, _ = EDGE_STYLE[e.style]
-        d = "M" + " L".join(f"{x},{y}" for x, y in e.points)
-        da = f' stroke-dasharray="{dash}"' if dash else ""
-        o.append(f'<path d="{d}" fill="none" stroke="{color}" stroke-width="{width}"{da} '
-                 f'marker-end="url(#arrow-{e.style})"/>')
-    for e in L.edges:
-        if not e.label:
-            continue
-        _, _, _, lcolor, _ = EDGE_STYLE[e.style]
-        x, y, w, h = label_box(e)
-        o.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{w:.1f}" height="{h:.1f}" rx="2" '
-                 'fill="#ffffff" fill-opacity="0.92"/>')
-        lines = [(t, LABEL_SIZE, False) for t in label_lines(e)]
-        o.extend(_svg_text_lines(e.label_xy[0], e.label_xy[1], lines, lcolor))
-    # legend
+    o.append(f'<text x="{MARGIN}" y="32" font-size="18" font-weight="bold" fill="#212121">'
+             f"{escape(TITLE)}</text>")
+    for i, line in enumerate(SUBTITLE):
+        o.append(f'<text x="{MARGIN}" y="{50 + 14 * i}" font-size="11" fill="#616161">'
+                 f"{escape(line)}</text>")
+    for ln in L.lanes:
+        fill, head, stroke = ln.colors
+        o.append(f'<rect x="{ln.x:.1f}" y="{ln.y:.1f}" width="{ln.w:.1f}" height="{ln.h:.1f}" '
+                 f'rx="5" fill="{fill}" stroke="{stroke}" stroke-width="1.2"/>')
+        o.append(f'<rect x="{ln.x:.1f}" y="{ln.y:.1f}" width="{ln.w:.1f}" height="{HEADER}" '
+                 f'rx="5" fill="{head}" stroke="{stroke}" stroke-width="1.2"/>')
+        parts = sum(len(r) for r in ln.rows)
+        label = f"{ln.name}/" if parts > 1 or not ln.name.startswith("app") else ln.name
+        o.append(f'<text x="{ln.x + 10:.1f}" y="{ln.y + 18:.1f}" font-size="13" '
+                 f'font-weight="bold" fill="#212121">{escape(label)}</text>')
+    for r in L.routes:
+        dash = ' stroke-dasharray="6 4"' if r.kind == "up" else ""
+        o.append(f'<path d="{_path(r)}" fill="none" stroke="{r.color}" '
+                 f'stroke-width="{r.width}"{dash} stroke-linejoin="round" '
+                 f'marker-end="url(#arrow-{r.color[1:]})">'
+                 f"<title>{escape(r.edge.source)} → {escape(r.edge.target)}: "
+                 f"{r.edge.count} module pair{'s' if r.edge.count != 1 else ''}</title></path>")
+    for b in L.boxes.values():
+        stroke = next(ln.colors[2] for ln in L.lanes if ln.name == b.part.lane)
+        o.append(f'<rect x="{b.x:.1f}" y="{b.y:.1f}" width="{b.w}" height="{b.h}" rx="6" '
+                 f'fill="#ffffff" stroke="{stroke}" stroke-width="1.4"/>')
+        y = b.y + BOX_PAD
+        for text, size, bold, color in b.lines:
+            base = y + size * LINE_H / 2 + size * 0.35
+            weight = ' font-weight="bold"' if bold else ""
+            o.append(f'<text x="{b.x + b.w / 2:.1f}" y="{base:.1f}" font-size="{size}"{weight} '
+                     f'fill="{color}" text-anchor="middle">{escape(text)}</text>')
+            y += size * LINE_H
     lx, ly, lw, lh = L.legend
-    o.append(f'<rect x="{lx}" y="{ly}" width="{lw}" height="{lh}" rx="4" fill="#ffffff" '
-             'stroke="#9e9e9e" stroke-width="1.2"/>')
-    o.append(f'<text x="{lx + 8}" y="{ly + 18}" font-size="12" font-weight="bold" '
-             'fill="#212121">Legend</text>')
-    for i, (kind, key, text) in enumerate(legend_items()):
-        yy = ly + 34 + i * 20
-        if kind == "line":
-            color, width, dash, _, _ = EDGE_STYLE[key]
-            da = f' stroke-dasharray="{dash}"' if dash else ""
-            o.append(f'<path d="M{lx + 10},{yy + 6} H{lx + 54}" stroke="{color}" '
-                     f'stroke-width="{width}"{da} marker-end="url(#arrow-{key})"/>')
-        else:
-            fill, stroke = node_colors(_legend_node(key))
-            dash = ' stroke-dasharray="5 3"' if key == "class" else ""
-            o.append(f'<rect x="{lx + 18}" y="{yy - 1}" width="28" height="14" rx="3" '
-                     f'fill="{fill}" stroke="{stroke}" stroke-width="1.3"{dash}/>')
-        o.append(f'<text x="{lx + 62}" y="{yy + 10}" font-size="{BODY_SIZE}" fill="#212121">'
-                 f'{escape(text)}</text>')
+    o.append(f'<rect x="{lx}" y="{ly:.1f}" width="{lw}" height="{lh}" rx="4" fill="#ffffff" '
+             'stroke="#9e9e9e" stroke-width="1"/>')
+    for i, (kind, text) in enumerate(legend_items()):
+        yy = ly + 18 + i * 20
+        color = RULE_COLOR if kind == "rule" else "#616161"
+        dash = ' stroke-dasharray="6 4"' if kind == "dashed" else ""
+        o.append(f'<path d="M{lx + 10},{yy - 4:.1f} H{lx + 50}" stroke="{color}" '
+                 f'stroke-width="1.6"{dash} marker-end="url(#arrow-{color[1:]})"/>')
+        o.append(f'<text x="{lx + 60}" y="{yy:.1f}" font-size="{BODY_SIZE}" fill="#212121">'
+                 f"{escape(text)}</text>")
     o.append("</svg>")
     return "\n".join(o) + "\n"
 
 
-# --------------------------------------------------------------------------- PNG
+# =========================================================================== PNG
 def find_chromium() -> str | None:
     for cand in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
                  shutil.which("chromium-browser"), shutil.which("google-chrome")):
@@ -1152,31 +893,39 @@ def render_png(svg_path: Path, png_path: Path, width: int, height: int, svg_sha:
     png_path.write_bytes(png_add_text(png, "svg-sha256", svg_sha))
 
 
-# --------------------------------------------------------------------------- main
-def build_layout() -> Layout:
-    return Layout(NODES, LANES, EDGES)
-
-
-def generate(out_dir: Path, png: bool = True) -> dict[str, Path]:
-    L = build_layout()
-    problems = check_layout(L)
+# =========================================================================== main
+def generate(out_dir: Path, png: bool = True, root: Path = ROOT) -> dict[str, Path]:
+    graph = scan(root).graph
+    layout = build_layout(graph)
+    problems = check_layout(layout)
     if problems:
         raise SystemExit("layout problems:\n  " + "\n  ".join(problems))
     out_dir.mkdir(parents=True, exist_ok=True)
-    paths = {ext: out_dir / f"{STEM}.{ext}" for ext in ("drawio", "svg", "png")}
-    paths["drawio"].write_text(render_drawio(L), encoding="utf-8")
-    svg = render_svg(L)
+    paths = {ext: out_dir / f"{STEM}.{ext}" for ext in ("json", "svg", "png")}
+    paths["json"].write_text(graph.to_json(), encoding="utf-8")
+    svg = render_svg(layout)
     paths["svg"].write_text(svg, encoding="utf-8")
     if png:
         sha = hashlib.sha256(svg.encode("utf-8")).hexdigest()
-        render_png(paths["svg"], paths["png"], L.width, L.height, sha)
+        render_png(paths["svg"], paths["png"], layout.width, layout.height, sha)
     else:
         del paths["png"]
     return paths
 
 
+def check(committed_json: Path, root: Path = ROOT) -> list[str]:
+    """What ``--check`` prints when the committed JSON is stale ([] when it is current)."""
+    committed = Graph.from_json(committed_json.read_text(encoding="utf-8"))
+    changes = compare(committed, scan(root).graph)
+    return [*changes, f"{committed_json.name} is stale: run {REGENERATE}"] if changes else []
+
+
 def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
+    if args == ["--check"]:
+        report = check(HERE / f"{STEM}.json", ROOT)
+        print("\n".join(report) if report else f"diagrams/{STEM}.json matches the code")
+        return 1 if report else 0
     png = "--no-png" not in args
     rest = [a for a in args if a != "--no-png"]
     if any(a.startswith("-") for a in rest) or len(rest) > 1:
