@@ -12,52 +12,15 @@ from __future__ import annotations
 import importlib
 from pathlib import Path
 
+from ingest.store import interface
 from ingest.store.dataset_rules import iso_utc
-from ingest.store.interface import (
-    DATASET_RE,
-    AlertsReadOnly,
-    AlertStore,
-    Backend,
-    Break,
-    DatasetError,
-    DatasetInfo,
-    DatasetStore,
-    Gap,
-    InstrumentRef,
-    NewEvent,
-    SchemaError,
-    StoredEvent,
-    StoredRule,
-    StoredUpload,
-    StoreError,
-    Stores,
-    StoreUnavailable,
-    TradeColumns,
-    TradeStore,
-)
+from ingest.store.interface import *  # noqa: F403  (its names are ours: interface.__all__)
+from ingest.store.interface import AlertStore, Backend, Stores, StoreUnavailable
 
+# Everything the interface declares, plus how a backend is chosen.
 __all__ = [
+    *interface.__all__,
     "BACKENDS",
-    "DATASET_RE",
-    "AlertStore",
-    "AlertsReadOnly",
-    "Backend",
-    "Break",
-    "DatasetError",
-    "DatasetInfo",
-    "DatasetStore",
-    "Gap",
-    "InstrumentRef",
-    "NewEvent",
-    "SchemaError",
-    "StoreError",
-    "StoreUnavailable",
-    "StoredEvent",
-    "StoredRule",
-    "StoredUpload",
-    "Stores",
-    "TradeColumns",
-    "TradeStore",
     "backend_for",
     "iso_utc",
     "open_alert_store",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,8 +26,8 @@ import psycopg
 from ingest.store.interface import StoreUnavailable
 from ingest.store.postgres_lock import WRITER_LOCK, WriterHeld, take_writer_lock
 
-__all__ = ["WRITER_LOCK", "WriterHeld", "close_in", "connect", "live", "orphan", "safe_url",
-           "take_writer_lock"]
+__all__ = ["WRITER_LOCK", "OwnSession", "WriterHeld", "close_in", "connect", "live",
+           "orphan", "safe_url", "take_writer_lock"]
 
 _ORPHANS: list = []
 
@@ -111,3 +112,37 @@ def orphan(conn) -> None:
     """In a forked child: never close nor use ``conn`` (the parent's session)."""
     if conn is not None:
         _ORPHANS.append(conn)
+
+
+class OwnSession:
+    """Mixin of a store with ONE session of its own, guarded by ``_lock`` (the dataset
+    and alert stores: their calls are rare and tiny). The session is checked before
+    use and replaced when the server dropped it (:func:`live`); a forked child parks
+    the parent's (:func:`orphan`) and connects anew; ``close`` never ends a parent's.
+    """
+
+    _role = "store"  # application_name of the session, seen from the server
+
+    def _init_session(self, location: str, *, readonly: bool = False) -> None:
+        self._location = location
+        self._session_readonly = readonly
+        self._lock = threading.Lock()
+        self._conn = None
+        self._pid = os.getpid()
+
+    def _connection(self):
+        """The live session (the caller holds ``_lock``)."""
+        self._conn = conn = live(self._conn) or connect(
+            self._location, role=self._role, readonly=self._session_readonly)
+        return conn
+
+    def reset_after_fork(self) -> None:
+        orphan(self._conn)
+        self._conn = None
+        self._lock = threading.Lock()
+        self._pid = os.getpid()
+
+    def _close_session(self) -> None:
+        """Close the session (the caller holds ``_lock``)."""
+        close_in(self._conn, self._pid)
+        self._conn = None

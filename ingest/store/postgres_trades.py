@@ -29,17 +29,14 @@ from __future__ import annotations
 import logging
 import operator
 import os
-import queue
 import threading
-import time
 
 import numpy as np
 import psycopg
 
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.instruments import Instrument, normalize_market
-from ingest.models import Trade
-from ingest.store.interface import Break, Gap, InstrumentRef, TradeColumns, TradeStore
+from ingest.store.interface import Break, Gap, InstrumentRef, TradeColumns
 from ingest.store.postgres_conn import connect, orphan, safe_url
 from ingest.store.postgres_lock import release_writer_lock, take_writer_lock
 from ingest.store.postgres_pool import ReaderPool
@@ -51,16 +48,14 @@ from ingest.store.postgres_schema import (
     tick_layout,
     timescale_available,
 )
+from ingest.store.trade_reads import InstrumentReads, missing_ranges_of
+from ingest.store.writer import BREAK, Batch, WriterStore
 
 __all__ = ["PostgresTradeStore"]
 
 log = logging.getLogger(__name__)
 
-_RETRY_FIRST_S = 0.1
-_RETRY_MAX_S = 5.0
 _I64 = (-(2**63), 2**63 - 1)
-_BAR, _GAP, _FILL, _FLUSH, _REBUILD, _BREAK = "bar", "gap", "fill", "flush", "rebuild", "break"
-_STOP = object()
 
 _STAGE = (
     "CREATE TEMP TABLE IF NOT EXISTS stage_trades (seq integer, inst integer, "
@@ -143,9 +138,10 @@ ORDER BY i.venue, i.market, i.symbol
 _RETRYABLE = (psycopg.OperationalError, psycopg.InterfaceError)
 
 
-class PostgresTradeStore(TradeStore):
+class PostgresTradeStore(InstrumentReads, WriterStore):
     """Trades, 1 s bars, gaps and breaks in PostgreSQL, written by one thread.
 
+    The queue, batching, retries and status are :class:`ingest.store.writer.WriterStore`.
     ``batch_size`` (20,000) and ``flush_interval_s`` (0.25) bound a batch as in SQLite.
     At live rates the 250 ms bound closes a batch first (≤ 5,000 trades at 20k/s); the
     size bound matters when a backlog drains (after an outage, a back-fill), where a
@@ -153,28 +149,19 @@ class PostgresTradeStore(TradeStore):
     of 5,000 and 6.4-6.9 s of 20,000 (durable server, this machine).
 
     A failing commit keeps the batch and retries with backoff (0.1 s doubling to 5 s),
-    reconnecting (and re-taking the writer lock) when the connection is gone;
-    ``last_error`` says why meanwhile.
+    whatever it raised, reconnecting (and re-taking the writer lock) when the
+    connection is gone; ``last_error`` says why meanwhile.
     """
+
+    _kind = "PostgresTradeStore"
 
     def __init__(self, location: str, *, flush_interval_s: float = 0.25,
                  batch_size: int = 20_000, readonly: bool = False,
                  market: str = "spot") -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if flush_interval_s <= 0:
-            raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
+        self._init_writer(safe_url(location), batch_size=batch_size,
+                          flush_interval_s=flush_interval_s, readonly=readonly)
         self._location = location
-        self._where = safe_url(location)
-        self._flush_interval_s = float(flush_interval_s)
-        self._batch_size = int(batch_size)
-        self._readonly = readonly
         self.default_market = normalize_market(market)
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._put = self._refuse_readonly if readonly else self._q.put
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._held = 0
         self._pool = ReaderPool(location)
         self._pid = os.getpid()
         self._ids: dict[tuple[str, str, str], int] = {}  # never change once given
@@ -186,15 +173,6 @@ class PostgresTradeStore(TradeStore):
         self._hw: dict[int, int] = {}  # highest stored trade_id per instrument id
         #: Test hook: called inside a batch's transaction after its COPY.
         self.after_copy = None
-
-        self.rows_written = 0
-        self.duplicates_ignored = 0
-        self.rows_rejected = 0
-        self.commits = 0
-        self.last_error: str | None = None
-        self.last_error_ms: int | None = None
-        self.last_commit_ms: int | None = None
-        self.failing_since_ms: int | None = None
 
         if readonly:
             try:
@@ -218,47 +196,15 @@ class PostgresTradeStore(TradeStore):
             self._wconn = conn
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> PostgresTradeStore:
-        if self._readonly:
-            return self
-        if self._closed:
-            raise RuntimeError("PostgresTradeStore: start() after close()")
-        if self._thread is not None:
-            raise RuntimeError("PostgresTradeStore: already started")
-        self._thread = threading.Thread(target=self._run, name="tickstore-pg", daemon=True)
-        self._thread.start()
-        return self
+    def _thread_name(self) -> str:
+        return "tickstore-pg"
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        if self._thread is None or not self._thread.is_alive():
-            return self.pending == 0
-        done = threading.Event()
-        self._q.put((_FLUSH, done))
-        return done.wait(timeout)
-
-    def close(self, timeout: float = 5.0) -> bool:
-        if self._closed:
-            return True
-        self._closed = True
-        self._put = self._refuse_closed
-        ok = True
-        if self._thread is not None:
-            self._q.put(_STOP)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                ok = False
-                log.error("%s: writer did not stop within %.1fs; %d items not written (%s)",
-                          self._where, timeout, self.pending, self.last_error)
-        elif not self._readonly and self.pending:
-            ok = False
-            log.warning("%s: closed before start(); %d items dropped", self._where,
-                        self.pending)
+    def _close_backend(self) -> None:
         writer_done = self._thread is None or not self._thread.is_alive()
         if writer_done and self._wconn is not None and os.getpid() == self._pid:
             release_writer_lock(self._wconn)  # never a parent's session from a child
             self._wconn = None
         self._pool.close()
-        return ok
 
     def reset_after_fork(self) -> None:
         """In a forked child: the parent's sessions are never closed nor used here
@@ -269,72 +215,18 @@ class PostgresTradeStore(TradeStore):
         self._pool.reset_after_fork()
         self._pid = os.getpid()
         self._ids_lock = threading.Lock()
-        self._thread = None
-        self._put = self._refuse_readonly
-
-    # ------------------------------------------------------------------ enqueue
-    def add_trade(self, trade: Trade) -> None:
-        self._put(trade)
-
-    def _key(self, instrument: InstrumentRef) -> tuple[str, str, str]:
-        inst = self.instrument(instrument)
-        return inst.venue, inst.market, inst.symbol
-
-    def add_bar(self, instrument: InstrumentRef, bar_row: tuple) -> None:
-        if len(bar_row) != len(BAR_FIELDS):
-            raise ValueError(f"bar_row needs {len(BAR_FIELDS)} fields, got {len(bar_row)}")
-        self._put((_BAR, self._key(instrument), tuple(_plain(v) for v in bar_row)))
-
-    def add_gap(self, instrument: InstrumentRef, first_id: int, last_id: int,
-                detected_ms: int) -> None:
-        self._put((_GAP, self._key(instrument), int(first_id), int(last_id),
-                   int(detected_ms)))
-
-    def mark_gap_filled(self, instrument: InstrumentRef, first_id: int, filled_ms: int) -> None:
-        self._put((_FILL, self._key(instrument), int(filled_ms), int(first_id)))
-
-    def rebuild_bars(self, instrument: InstrumentRef, start_ms: int, end_ms: int) -> None:
-        self._put((_REBUILD, self._key(instrument), int(start_ms), int(end_ms)))
-
-    def add_break(self, instrument: InstrumentRef, ts_ms: int, reason: str) -> None:
-        self._put((_BREAK, self._key(instrument), int(ts_ms), str(reason)[:200], _now_ms()))
-
-    def _refuse_readonly(self, _item) -> None:
-        raise RuntimeError(f"PostgresTradeStore: {self._where} was opened readonly")
-
-    def _refuse_closed(self, _item) -> None:
-        raise RuntimeError(f"PostgresTradeStore: {self._where} is closed")
+        self._forget_writer()
 
     # ------------------------------------------------------------------ status
     @property
     def path(self) -> str:
         return self._where
 
-    @property
-    def readonly(self) -> bool:
-        return self._readonly
-
-    @property
-    def writable(self) -> bool:
-        return not self._readonly and self.last_error is None
-
-    @property
-    def pending(self) -> int:
-        return self._q.qsize() + self._held
-
     def status(self) -> dict:
         """SQLite's ``store`` health, plus the backend and how ticks are partitioned."""
         return {
             "backend": "postgresql",
-            "path": self._where,
-            "pending": self.pending,
-            "writable": self.writable,
-            "last_error": self.last_error,
-            "last_error_ms": self.last_error_ms,
-            "failing_since_ms": self.failing_since_ms,
-            "last_commit_ms": self.last_commit_ms,
-            "rows_written": self.rows_written,
-            "readonly": self._readonly,
+            **super().status(),
             "partitioning": {
                 "native": "native: one partition per UTC day",
                 "timescaledb": "timescaledb: hypertable, one-day chunks",
@@ -344,105 +236,19 @@ class PostgresTradeStore(TradeStore):
         }
 
     # ------------------------------------------------------------------ writer
-    def _run(self) -> None:
-        try:
-            self._loop()
-        except Exception as exc:
-            log.exception("%s: writer thread died", self._where)
-            self.last_error = f"writer died: {exc!r}"
-            self.last_error_ms = _now_ms()
-        finally:
-            if self._wconn is not None:
-                release_writer_lock(self._wconn)
-                self._wconn = None
+    def _writer_end(self) -> None:
+        if self._wconn is not None:
+            release_writer_lock(self._wconn)
+            self._wconn = None
 
-    def _loop(self) -> None:
-        q = self._q
-        batch = _Batch()
-        waiters: list[threading.Event] = []
-        n = 0
-        deadline = 0.0
-        while True:
-            commit = stop = False
-            try:
-                if n == 0:
-                    item = q.get()
-                else:
-                    wait = deadline - time.monotonic()
-                    item = q.get(timeout=wait) if wait > 0 else q.get_nowait()
-            except queue.Empty:
-                item, commit = None, True
-            if item is None:
-                pass
-            elif type(item) is Trade:
-                batch.trades.append(item)
-            elif item is _STOP:
-                commit = stop = True
-            else:
-                tag = item[0]
-                if tag is _BAR:
-                    batch.bars.append(item[1:])
-                elif tag is _GAP:
-                    batch.gaps.append(item[1:])
-                elif tag is _FILL:
-                    batch.fills.append(item[1:])
-                elif tag is _REBUILD or tag is _BREAK:
-                    batch.steps.append(item)
-                elif tag is _FLUSH:
-                    waiters.append(item[1])
-                    commit = True
-                else:
-                    log.error("%s: unknown queue item %r dropped", self._where, item)
-            if item is not None and not commit:
-                n += 1
-                if n == 1:
-                    deadline = time.monotonic() + self._flush_interval_s
-                self._held = n
-                if n >= self._batch_size:
-                    commit = True
-            if commit:
-                if batch:
-                    self._commit(batch)
-                    batch = _Batch()
-                n = self._held = 0
-                for event in waiters:
-                    event.set()
-                waiters.clear()
-            if stop:
-                return
+    def _retryable(self, exc: Exception) -> bool:
+        """Every failure keeps the batch (as SQLite's locked/I/O errors do); one that is
+        not the server's nor the network's is logged in full once."""
+        if not isinstance(exc, _RETRYABLE) and self.last_error is None:
+            log.exception("%s: unexpected failure writing a batch", self._where)
+        return True
 
-    def _commit(self, batch: _Batch) -> None:
-        """One batch, one transaction; retried with backoff (reconnecting when the
-        connection is gone) until it is written. Nothing queued is dropped for that."""
-        delay = _RETRY_FIRST_S
-        while True:
-            try:
-                inserted, rejected = self._write(batch)
-                break
-            except Exception as exc:  # kept and retried, whatever it is (as SQLite's)
-                if not isinstance(exc, _RETRYABLE) and self.last_error is None:
-                    log.exception("%s: unexpected failure writing a batch", self._where)
-                if self.last_error is None:
-                    log.warning("%s: commit of %d items failed (%s); keeping them, retrying",
-                                self._where, len(batch), exc)
-                self.last_error = f"{type(exc).__name__}: {str(exc).strip()[:300]}"
-                self.last_error_ms = _now_ms()
-                if self.failing_since_ms is None:
-                    self.failing_since_ms = self.last_error_ms
-                self._drop_connection()
-                time.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-        if self.last_error is not None:
-            log.warning("%s: writes recovered after: %s", self._where, self.last_error)
-            self.last_error = None
-            self.failing_since_ms = None
-        self.rows_written += inserted
-        self.duplicates_ignored += len(batch.trades) - inserted - rejected
-        self.rows_rejected += rejected
-        self.commits += 1
-        self.last_commit_ms = _now_ms()
-
-    def _drop_connection(self) -> None:
+    def _after_failure(self) -> None:
         """After a failure: a broken connection is replaced on the next attempt, and
         what the writer believed about the database is read again."""
         conn = self._wconn
@@ -454,6 +260,7 @@ class PostgresTradeStore(TradeStore):
             self._wconn = None
         self._hw.clear()
         self._days.clear()
+
 
     def _connection(self):
         if self._wconn is None:
@@ -467,10 +274,10 @@ class PostgresTradeStore(TradeStore):
             self._stage_ready = False
         return self._wconn
 
-    def _write(self, batch: _Batch) -> tuple[int, int]:
+    def _write(self, batch: Batch) -> tuple[int, int]:
         conn = self._connection()
         self._prepare(conn, batch)
-        rows = batch.trade_rows(self._ids)
+        rows = _trade_rows(batch, self._ids)
         stored = rows
         try:
             with conn.transaction():
@@ -496,7 +303,7 @@ class PostgresTradeStore(TradeStore):
                 hw[r[0]] = r[1]
         return inserted, rejected
 
-    def _prepare(self, conn, batch: _Batch) -> None:
+    def _prepare(self, conn, batch: Batch) -> None:
         """Outside the batch's transaction: ids of new instruments, the day partitions
         of its trades, and the staging table of this connection."""
         missing = batch.keys() - self._ids.keys()
@@ -511,14 +318,14 @@ class PostgresTradeStore(TradeStore):
                         "AND symbol = %s", key).fetchone()
                     self._ids[key] = row[0]
         if batch.trades and self.layout == "native":
-            days = batch.days()
+            days = _days(batch)
             for day in sorted((days | {d + 1 for d in days}) - self._days):  # + tomorrow
                 create_day_partition(conn, day)
                 self._days.add(day)
         if not self._stage_ready:
             conn.execute(_STAGE)
             self._stage_ready = True
-        for inst in batch.trade_insts(self._ids):
+        for inst in _trade_insts(batch, self._ids):
             if inst not in self._hw:
                 last = conn.execute("SELECT max(trade_id) FROM trades WHERE inst = %s",
                                     (inst,)).fetchone()[0]
@@ -541,7 +348,7 @@ class PostgresTradeStore(TradeStore):
             cur.execute(_MOVE, (insts, [self._hw.get(i, _I64[0]) for i in insts]))
             return cur.rowcount
 
-    def _write_small(self, conn, batch: _Batch, *, strict: bool) -> int:
+    def _write_small(self, conn, batch: Batch, *, strict: bool) -> int:
         """Bars, gaps, fills, then rebuilds and breaks in queue order. ``strict``:
         errors propagate; else each row runs in a savepoint and a bad one is skipped.
         Returns the rows rejected."""
@@ -568,7 +375,7 @@ class PostgresTradeStore(TradeStore):
                         log.warning("%s: rejected row %r: %s", self._where, p, exc)
             for step in batch.steps:
                 tag, key = step[0], step[1]
-                if tag is _BREAK:
+                if tag is BREAK:
                     cur.execute(_INSERT_BREAK, (ids[key], *step[2:]))
                 else:
                     cur.execute(_REBUILD_BARS, (ids[key], step[2], step[3]))
@@ -588,6 +395,18 @@ class PostgresTradeStore(TradeStore):
         return self._pool.run(
             lambda conn: np.fromiter(conn.execute(sql, params, binary=True), dtype=dtype))
 
+    def _all_of(self, instrument: InstrumentRef | None, sql: str, alias: str,
+                order: str) -> list[tuple]:
+        """Rows of ``sql`` (a table ``alias`` with an ``inst`` column), of one
+        instrument or of all; none for an instrument the database never saw."""
+        params: tuple = ()
+        if instrument is not None:
+            inst = self._inst(instrument)
+            if inst is None:
+                return []
+            sql, params = f"{sql} WHERE {alias}.inst = %s", (inst,)
+        return self._all(f"{sql} ORDER BY {order}", params)
+
     def _id_array(self, sql: str, params) -> np.ndarray:
         return self._pool.run(lambda conn: np.fromiter(
             (r[0] for r in conn.execute(sql, params, binary=True)), dtype=np.int64))
@@ -606,9 +425,6 @@ class PostgresTradeStore(TradeStore):
                 found = self._ids.setdefault(key, row[0])
         return found
 
-    def _name(self, venue: str, market: str, symbol: str) -> str:
-        return self.name(Instrument(venue, market, symbol))
-
     def count_trades(self, instrument: InstrumentRef | None = None) -> int:
         if instrument is None:
             return int(self._one("SELECT count(*) FROM trades")[0])
@@ -620,15 +436,6 @@ class PostgresTradeStore(TradeStore):
     def _last_ids(self) -> list[tuple[tuple[str, str, str], int]]:
         rows = self._all(_INSTRUMENT_LAST_IDS)
         return [((v, m, s), int(last)) for v, m, s, last in rows]
-
-    def instruments(self) -> list[Instrument]:
-        return [Instrument(*key) for key, _ in self._last_ids()]
-
-    def symbols(self) -> list[str]:
-        return [self._name(*key) for key, _ in self._last_ids()]
-
-    def last_trade_ids(self) -> dict[str, int]:
-        return {self._name(*key): last for key, last in self._last_ids()}
 
     def trade_ids(self, instrument: InstrumentRef) -> np.ndarray:
         inst = self._inst(instrument)
@@ -715,26 +522,12 @@ class PostgresTradeStore(TradeStore):
             ids = self._id_array(
                 "SELECT trade_id FROM trades WHERE inst = %s AND trade_id >= %s "
                 "AND trade_id <= %s ORDER BY trade_id", (inst, first_id, last_id))
-        out: list[tuple[int, int]] = []
-        expect = first_id
-        for tid in ids.tolist():
-            if tid > expect:
-                out.append((expect, tid - 1))
-            expect = tid + 1
-        if expect <= last_id:
-            out.append((expect, last_id))
-        return out
+        return missing_ranges_of(ids.tolist(), first_id, last_id)
 
     def read_gaps(self, instrument: InstrumentRef | None = None) -> list[Gap]:
         sql = ("SELECT i.venue, i.market, i.symbol, g.first_id, g.last_id, g.detected_ms, "
                "g.filled_ms FROM gaps g JOIN instruments i ON i.id = g.inst")
-        params: tuple = ()
-        if instrument is not None:
-            inst = self._inst(instrument)
-            if inst is None:
-                return []
-            sql, params = sql + " WHERE g.inst = %s", (inst,)
-        rows = self._all(sql + " ORDER BY i.venue, i.market, i.symbol, g.first_id", params)
+        rows = self._all_of(instrument, sql, "g", "i.venue, i.market, i.symbol, g.first_id")
         out = []
         for venue, market, symbol, first, last, detected, filled in rows:
             inst_ = Instrument(venue, market, symbol)
@@ -745,61 +538,29 @@ class PostgresTradeStore(TradeStore):
     def read_breaks(self, instrument: InstrumentRef | None = None) -> list[Break]:
         sql = ("SELECT i.venue, i.market, i.symbol, b.ts_ms, b.reason, b.created_at "
                "FROM session_breaks b JOIN instruments i ON i.id = b.inst")
-        params: tuple = ()
-        if instrument is not None:
-            inst = self._inst(instrument)
-            if inst is None:
-                return []
-            sql, params = sql + " WHERE b.inst = %s", (inst,)
-        rows = self._all(sql + " ORDER BY b.ts_ms, i.venue, i.market, i.symbol", params)
+        rows = self._all_of(instrument, sql, "b", "b.ts_ms, i.venue, i.market, i.symbol")
         return [Break(self._name(v, m, s), int(ts), reason, int(created))
                 for v, m, s, ts, reason, created in rows]
 
 
-class _Batch:
-    """What one transaction writes, as queued (trades stay ``Trade`` objects until the
-    COPY: no tuple is built per trade on the writer's hot path twice)."""
+def _days(batch: Batch) -> set[int]:
+    """The UTC days of the batch's trades (their partitions must exist first)."""
+    out = set()
+    for t in batch.trades:
+        try:
+            out.add(operator.index(t.time_ms) // DAY_MS)
+        except TypeError:
+            pass  # a malformed row: rejected at the COPY
+    return out
 
-    __slots__ = ("trades", "bars", "gaps", "fills", "steps")
 
-    def __init__(self) -> None:
-        self.trades: list[Trade] = []
-        self.bars: list = []
-        self.gaps: list = []
-        self.fills: list = []
-        self.steps: list = []  # rebuilds and breaks, in queue order
+def _trade_insts(batch: Batch, ids: dict) -> set[int]:
+    return {ids[(t.venue, t.market, t.symbol)] for t in batch.trades}
 
-    def __bool__(self) -> bool:
-        return bool(self.trades or self.bars or self.gaps or self.fills or self.steps)
 
-    def __len__(self) -> int:
-        return (len(self.trades) + len(self.bars) + len(self.gaps) + len(self.fills)
-                + len(self.steps))
-
-    def keys(self) -> set[tuple[str, str, str]]:
-        keys = {(t.venue, t.market, t.symbol) for t in self.trades}
-        keys.update(k for k, _ in self.bars)
-        keys.update(g[0] for g in self.gaps)
-        keys.update(f[0] for f in self.fills)
-        keys.update(s[1] for s in self.steps)
-        return keys
-
-    def days(self) -> set[int]:
-        out = set()
-        for t in self.trades:
-            try:
-                out.add(operator.index(t.time_ms) // DAY_MS)
-            except TypeError:
-                pass  # a malformed row: rejected at the COPY
-        return out
-
-    def trade_insts(self, ids: dict) -> set[int]:
-        return {ids[(t.venue, t.market, t.symbol)] for t in self.trades}
-
-    def trade_rows(self, ids: dict) -> list[tuple]:
-        return [(ids[(t.venue, t.market, t.symbol)], t.trade_id, t.time_ms, t.price, t.qty,
-                 t.buyer_is_maker) for t in self.trades]
-
+def _trade_rows(batch: Batch, ids: dict) -> list[tuple]:
+    return [(ids[(t.venue, t.market, t.symbol)], t.trade_id, t.time_ms, t.price, t.qty,
+             t.buyer_is_maker) for t in batch.trades]
 
 
 def _valid_trade(row: tuple) -> bool:
@@ -820,11 +581,3 @@ def _columns(arr: np.ndarray) -> TradeColumns:
 
 def _empty_trades() -> TradeColumns:
     return _columns(np.empty(0, _TRADE_DTYPE))
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000

@@ -26,40 +26,26 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import sqlite3
 import threading
-import time
 from pathlib import Path
 
 from analytics.alerts import RuleState
-from ingest.store.interface import (
-    AlertsReadOnly,
-    AlertStore,
-    NewEvent,
-    StoredEvent,
-    StoredRule,
-    StoreError,
-)
+from ingest.store.alert_sql import MAX_EVENTS, SqlAlertStore, now_ms, real
+from ingest.store.interface import AlertsReadOnly, NewEvent, StoredRule
 from ingest.store.sqlite_schema import ALERT_TABLES, ensure_tables
 
 __all__ = ["MAX_EVENTS", "SqliteAlertStore"]
 
 log = logging.getLogger(__name__)
 
-MAX_EVENTS = 10_000
 
+class SqliteAlertStore(SqlAlertStore):
+    """Rules, states and events in the SQLite file at ``path`` (reads, the shape of a
+    save: :class:`ingest.store.alert_sql.SqlAlertStore`)."""
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
-def _real(x: float) -> float | None:
-    return None if x is None or not math.isfinite(x) else float(x)
-
-
-class SqliteAlertStore(AlertStore):
-    """Rules, states and events in the SQLite file at ``path``."""
+    # locked past busy_timeout, I/O: save() says StoreError and the caller retries
+    _UNAVAILABLE = (sqlite3.Error,)
 
     def __init__(self, path: str | Path, *, busy_timeout_ms: int = 5000) -> None:
         self.path = Path(path)
@@ -110,7 +96,7 @@ class SqliteAlertStore(AlertStore):
 
     # ------------------------------------------------------------------ rules
     def insert_rule(self, spec: dict, enabled: bool) -> StoredRule:
-        now = _now_ms()
+        now = now_ms()
 
         def run(conn):
             cur = conn.execute(
@@ -126,7 +112,7 @@ class SqliteAlertStore(AlertStore):
         """Put a deleted rule back under its own id (undo of a delete), with the state
         it had; None if that id is taken (AUTOINCREMENT never reuses one, so only a
         second undo of the same rule)."""
-        now = _now_ms()
+        now = now_ms()
 
         def run(conn):
             try:
@@ -143,7 +129,7 @@ class SqliteAlertStore(AlertStore):
                     "INSERT OR REPLACE INTO alert_state "
                     "(rule_id, armed, last_value, frontier_ts, last_fired_ts) "
                     "VALUES (?, ?, ?, ?, ?)",
-                    (int(rule.id), int(state.armed), _real(state.last_value),
+                    (int(rule.id), int(state.armed), real(state.last_value),
                      state.frontier_ts, state.last_fired_ts),
                 )
             return StoredRule(int(rule.id), rule.spec, rule.enabled, int(rule.created_ms), now)
@@ -155,7 +141,7 @@ class SqliteAlertStore(AlertStore):
     ) -> StoredRule | None:
         """Replace a rule's spec; its state is dropped (an edited rule starts afresh)
         unless ``keep_state`` (a rule only disabled keeps its last value and firing)."""
-        now = _now_ms()
+        now = now_ms()
 
         def run(conn):
             cur = conn.execute(
@@ -173,135 +159,23 @@ class SqliteAlertStore(AlertStore):
 
         return self._write(run)
 
-    def delete_rule(self, rule_id: int) -> bool:
-        def run(conn):
-            cur = conn.execute("DELETE FROM alert_rules WHERE id = ?", (rule_id,))
-            conn.execute("DELETE FROM alert_state WHERE rule_id = ?", (rule_id,))
-            return cur.rowcount > 0
-
-        return self._write(run)
-
-    def rules(self) -> list[StoredRule]:
+    # ------------------------------------------------------------------ shared parts
+    def _read(self, sql: str, args=()) -> list[tuple]:
         with self._lock:
-            rows = self._conn.execute(
-                "SELECT id, spec, enabled, created_ms, updated_ms FROM alert_rules ORDER BY id"
-            ).fetchall()
-        out = []
-        for rid, spec, enabled, created, updated in rows:
-            try:
-                parsed = json.loads(spec)
-            except ValueError:
-                log.error("alerts: rule %d has an unreadable spec, skipped", rid)
-                continue
-            out.append(StoredRule(int(rid), parsed, bool(enabled), int(created), int(updated)))
-        return out
+            return self._conn.execute(sql, args).fetchall()
 
-    def rules_version(self) -> tuple[int, int, int]:
-        """Changes whenever a rule is added, edited or deleted (by any process)."""
-        with self._lock:
-            row = self._conn.execute(
-                "SELECT count(*), coalesce(max(updated_ms), 0), coalesce(sum(id), 0) "
-                "FROM alert_rules"
-            ).fetchone()
-        return int(row[0]), int(row[1]), int(row[2])
-
-    # ------------------------------------------------------------------ state
-    def states(self) -> dict[int, RuleState]:
-        with self._lock:
-            rows = self._conn.execute(
-                "SELECT rule_id, armed, last_value, frontier_ts, last_fired_ts FROM alert_state"
-            ).fetchall()
-        return {
-            int(r[0]): RuleState(
-                bool(r[1]), math.nan if r[2] is None else float(r[2]),
-                None if r[3] is None else int(r[3]), None if r[4] is None else int(r[4]),
-            )
-            for r in rows
-        }
-
-    def save(
-        self, states: dict[int, RuleState], events: list[NewEvent]
-    ) -> list[StoredEvent]:
-        """Store events and states in one transaction; returns the events inserted
-        (an event already stored for the same ``(rule_id, data_ts)`` is skipped).
-        States of rules deleted meanwhile are not written."""
-        now = _now_ms()
-
-        def run(conn):
-            stored = []
-            live = {r[0] for r in conn.execute("SELECT id FROM alert_rules")}
-            for ev in events:
-                if ev.rule_id not in live:
-                    continue
-                cur = conn.execute(
-                    "INSERT OR IGNORE INTO alert_events "
-                    "(rule_id, data_ts, fired_ms, value, threshold, description) "
-                    "VALUES (?, ?, ?, ?, ?, ?)",
-                    (ev.rule_id, ev.data_ts, now, _real(ev.value), ev.threshold,
-                     ev.description),
-                )
-                if cur.rowcount:
-                    stored.append(StoredEvent(
-                        int(cur.lastrowid), ev.rule_id, ev.data_ts, now, ev.value,
-                        ev.threshold, ev.description,
-                    ))
-            conn.executemany(
-                "INSERT OR REPLACE INTO alert_state "
-                "(rule_id, armed, last_value, frontier_ts, last_fired_ts) VALUES (?, ?, ?, ?, ?)",
-                [
-                    (rid, int(s.armed), _real(s.last_value), s.frontier_ts, s.last_fired_ts)
-                    for rid, s in states.items() if rid in live
-                ],
-            )
-            return stored
-
-        try:
-            return self._write(run)
-        except sqlite3.Error as exc:  # locked past busy_timeout, I/O: the caller retries
-            raise StoreError(str(exc)) from exc
-
-    # ------------------------------------------------------------------ events
-    def events(
-        self,
-        *,
-        since_ms: int | None = None,
-        after_id: int | None = None,
-        rule_id: int | None = None,
-        limit: int = 1000,
-    ) -> list[StoredEvent]:
-        """Events oldest first; ``since_ms`` keeps ``fired_ms > since_ms``, ``after_id``
-        ``id > after_id``. With neither, the most recent ``limit`` events."""
-        where, args = [], []
-        if since_ms is not None:
-            where.append("fired_ms > ?")
-            args.append(int(since_ms))
-        if after_id is not None:
-            where.append("id > ?")
-            args.append(int(after_id))
-        if rule_id is not None:
-            where.append("rule_id = ?")
-            args.append(int(rule_id))
-        sql = (
-            "SELECT id, rule_id, data_ts, fired_ms, value, threshold, description "
-            "FROM alert_events"
+    def _insert_event(self, conn, ev: NewEvent, now: int) -> int | None:
+        cur = conn.execute(
+            "INSERT OR IGNORE INTO alert_events "
+            "(rule_id, data_ts, fired_ms, value, threshold, description) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (ev.rule_id, ev.data_ts, now, real(ev.value), ev.threshold, ev.description),
         )
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        limit = max(1, min(int(limit), MAX_EVENTS))
-        recent = since_ms is None and after_id is None
-        sql += " ORDER BY id DESC LIMIT ?" if recent else " ORDER BY id LIMIT ?"
-        args.append(limit)
-        with self._lock:
-            rows = self._conn.execute(sql, args).fetchall()
-        if recent:
-            rows.reverse()
-        return [
-            StoredEvent(int(r[0]), int(r[1]), int(r[2]), int(r[3]),
-                        math.nan if r[4] is None else float(r[4]), float(r[5]), r[6] or "")
-            for r in rows
-        ]
+        return int(cur.lastrowid) if cur.rowcount else None
 
-    def last_event_id(self) -> int:
-        with self._lock:
-            row = self._conn.execute("SELECT coalesce(max(id), 0) FROM alert_events").fetchone()
-        return int(row[0])
+    def _save_states(self, conn, rows: list[tuple]) -> None:
+        conn.executemany(
+            "INSERT OR REPLACE INTO alert_state "
+            "(rule_id, armed, last_value, frontier_ts, last_fired_ts) VALUES (?, ?, ?, ?, ?)",
+            [(rid, int(armed), *rest) for rid, armed, *rest in rows],
+        )

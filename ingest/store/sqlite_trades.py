@@ -1,7 +1,8 @@
 """SQLite trade store: ticks, closed 1 s bars, feed gaps and session breaks.
 
-cryptofeed's backend pattern: callers enqueue (O(1), never blocks the feed thread) and
-ONE writer thread owns the only write connection. It commits each batch as one
+cryptofeed's backend pattern, shared with every backend in :mod:`ingest.store.writer`:
+callers enqueue (O(1), never blocks the feed thread) and ONE writer thread owns the only
+write connection. It commits each batch as one
 ``executemany`` per table inside a single transaction, because that is what makes
 SQLite fast: one row per commit manages ~20k rows/s, batches of 1,000 131-337k rows/s
 (see docs/performance.md). WAL mode lets any number of readers, in this process
@@ -17,10 +18,8 @@ and its migrations are in :mod:`ingest.store.sqlite_schema`.
 from __future__ import annotations
 
 import logging
-import queue
 import sqlite3
 import threading
-import time
 import weakref
 from pathlib import Path
 from urllib.parse import quote
@@ -30,8 +29,10 @@ import numpy as np
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.instruments import Instrument, normalize_market
 from ingest.models import Trade
-from ingest.store.interface import Break, Gap, InstrumentRef, TradeColumns, TradeStore
+from ingest.store.interface import Break, Gap, InstrumentRef, TradeColumns
 from ingest.store.sqlite_schema import SCHEMA_VERSION, check_readable, ensure_schema
+from ingest.store.trade_reads import InstrumentReads, missing_ranges_of
+from ingest.store.writer import BREAK, Batch, WriterStore
 
 __all__ = ["SCHEMA_VERSION", "SqliteTradeStore", "trade_row"]
 
@@ -79,18 +80,10 @@ FROM (
 )
 GROUP BY ts
 """
-_RETRY_FIRST_S = 0.1
-_RETRY_MAX_S = 5.0
-
-# Queue tags for everything that is not a Trade (trades go in as they are: no tuple
-# to build on the feed thread).
-_BAR, _GAP, _FILL, _FLUSH, _REBUILD = "bar", "gap", "fill", "flush", "rebuild"
-_BREAK = "break"  # rides with the rebuilds: (tag, v, m, symbol, ts_ms, reason, created_at)
 _INSERT_BREAK = (
     "INSERT OR IGNORE INTO session_breaks (venue, market, symbol, ts_ms, reason, "
     "created_at) VALUES (?, ?, ?, ?, ?, ?)"
 )
-_STOP = object()
 
 # Errors caused by the rows themselves: retrying cannot help, so the batch is written
 # row by row and only the offending rows are rejected. Every other sqlite3 error
@@ -161,21 +154,21 @@ class _ThreadReader:
             pass
 
 
-class SqliteTradeStore(TradeStore):
+class SqliteTradeStore(InstrumentReads, WriterStore):
     """Trades, 1 s bars, gaps and breaks in one SQLite file (WAL), written by one thread.
 
-    Enqueue from any thread (the feed calls ``add_trade`` up to ~20k times a second);
-    the writer commits when ``batch_size`` items are waiting or ``flush_interval_s``
-    has passed since the first of them, whichever comes first. If a commit fails with
-    an operational error (database locked, disk full, I/O error) the batch is kept and
-    retried with backoff (0.1 s doubling to 5 s) while new items keep queueing;
-    ``last_error`` says what is wrong until a write succeeds again.
+    The queue, batching, retries and status are :class:`ingest.store.writer.WriterStore`
+    (a batch closes at ``batch_size`` items or ``flush_interval_s``). Only SQLite's own
+    errors (database locked, disk full, I/O error) keep a batch for a retry; anything
+    else is a bug and ends the writer, reported in ``last_error``.
 
     ``busy_timeout_ms`` is how long one attempt waits for a lock held by another
     connection before it counts as failed (5 s by default, lowered in tests).
     ``market`` is the default market (:class:`TradeStore`): of a bare symbol, and of
     the rows a migration from before instruments finds.
     """
+
+    _kind = "SqliteTradeStore"
 
     def __init__(
         self,
@@ -187,38 +180,16 @@ class SqliteTradeStore(TradeStore):
         busy_timeout_ms: int = 5000,
         market: str = "spot",
     ) -> None:
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if flush_interval_s <= 0:
-            raise ValueError(f"flush_interval_s must be > 0, got {flush_interval_s}")
         self._path = Path(path)
-        self._flush_interval_s = float(flush_interval_s)
-        self._batch_size = int(batch_size)
-        self._readonly = readonly
+        self._init_writer(self._path, batch_size=batch_size,
+                          flush_interval_s=flush_interval_s, readonly=readonly)
         self._busy_timeout_ms = int(busy_timeout_ms)
         self.default_market = normalize_market(market)
-
-        self._q: queue.SimpleQueue = queue.SimpleQueue()
-        self._put = self._refuse_readonly if readonly else self._q.put
-        self._thread: threading.Thread | None = None
-        self._closed = False
-        self._held = 0  # items the writer has taken off the queue but not committed
+        self._wconn: sqlite3.Connection | None = None  # the writer thread's
 
         self._local = threading.local()
         self._readers: weakref.WeakSet[_ThreadReader] = weakref.WeakSet()
         self._readers_lock = threading.Lock()
-
-        # Stats: written by the writer thread only, read anywhere.
-        self.rows_written = 0  # trades actually inserted
-        # Trades INSERT OR IGNORE skipped: an existing (instrument, trade_id), or (OR
-        # IGNORE applies to NOT NULL too) a None in a required field.
-        self.duplicates_ignored = 0
-        self.rows_rejected = 0  # rows of any table that could not be bound at all
-        self.commits = 0
-        self.last_error: str | None = None
-        self.last_error_ms: int | None = None
-        self.last_commit_ms: int | None = None
-        self.failing_since_ms: int | None = None
 
         if readonly:
             if not self._path.exists():
@@ -234,98 +205,14 @@ class SqliteTradeStore(TradeStore):
                 conn.close()
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> SqliteTradeStore:
-        """Start the writer thread (a readonly store has none). Returns self."""
-        if self._readonly:
-            return self
-        if self._closed:
-            raise RuntimeError("SqliteTradeStore: start() after close()")
-        if self._thread is not None:
-            raise RuntimeError("SqliteTradeStore: already started")
-        self._thread = threading.Thread(
-            target=self._run, name=f"tickstore-{self._path.name}", daemon=True
-        )
-        self._thread.start()
-        return self
+    def _thread_name(self) -> str:
+        return f"tickstore-{self._path.name}"
 
-    def flush(self, timeout: float = 5.0) -> bool:
-        """Block until everything enqueued before this call is committed.
-
-        Returns False on timeout (e.g. the database is locked and the writer is still
-        retrying) or when there is no running writer and items are pending.
-        """
-        if self._thread is None or not self._thread.is_alive():
-            return self.pending == 0
-        done = threading.Event()
-        self._q.put((_FLUSH, done))
-        return done.wait(timeout)
-
-    def close(self, timeout: float = 5.0) -> bool:
-        """Flush, stop the writer and close all connections. Returns False if the
-        writer did not finish in time (its items are then still pending and lost when
-        the process exits)."""
-        if self._closed:
-            return True
-        self._closed = True
-        self._put = self._refuse_closed
-        ok = True
-        if self._thread is not None:
-            self._q.put(_STOP)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                ok = False
-                log.error(
-                    "%s: writer did not stop within %.1fs; %d items not written (%s)",
-                    self._path, timeout, self.pending, self.last_error,
-                )
-        elif not self._readonly and self.pending:
-            ok = False
-            log.warning("%s: closed before start(); %d items dropped",
-                        self._path, self.pending)
+    def _close_backend(self) -> None:
         with self._readers_lock:
             readers, self._readers = list(self._readers), weakref.WeakSet()
         for reader in readers:
             reader.close()
-        return ok
-
-    # ------------------------------------------------------------------ enqueue API
-    def add_trade(self, trade: Trade) -> None:
-        """Queue one trade (duplicates by (instrument, trade_id) are ignored on write)."""
-        self._put(trade)
-
-    def _key(self, instrument: InstrumentRef) -> tuple[str, str, str]:
-        inst = self.instrument(instrument)
-        return inst.venue, inst.market, inst.symbol
-
-    def add_bar(self, instrument: InstrumentRef, bar_row: tuple) -> None:
-        """Queue a closed 1 s bar: a tuple in ``BAR_FIELDS`` order (ts, open, high,
-        low, close, volume, quote_volume, trades, buy_volume, first_id, last_id). A
-        later row for the same (instrument, ts) replaces the earlier one."""
-        if len(bar_row) != len(BAR_FIELDS):
-            raise ValueError(f"bar_row needs {len(BAR_FIELDS)} fields, got {len(bar_row)}")
-        self._put((_BAR, self._key(instrument), bar_row))
-
-    def add_gap(
-        self, instrument: InstrumentRef, first_id: int, last_id: int, detected_ms: int
-    ) -> None:
-        """Queue a detected gap of missing trade ids [first_id, last_id]."""
-        self._put((_GAP, *self._key(instrument), first_id, last_id, detected_ms))
-
-    def mark_gap_filled(self, instrument: InstrumentRef, first_id: int, filled_ms: int) -> None:
-        """Queue "the gap starting at first_id was backfilled at filled_ms"."""
-        self._put((_FILL, filled_ms, *self._key(instrument), first_id))
-
-    def rebuild_bars(self, instrument: InstrumentRef, start_ms: int, end_ms: int) -> None:
-        """Queue "recompute the stored 1 s bars of [start_ms, end_ms) from the stored
-        trades", run in the same transaction as, and after, everything queued before
-        it (so the trades of a back-filled page are in)."""
-        self._put((_REBUILD, self._key(instrument), int(start_ms), int(end_ms)))
-
-    def add_break(self, instrument: InstrumentRef, ts_ms: int, reason: str) -> None:
-        """Queue a session break at ``ts_ms`` (first trade after it)."""
-        self._put(
-            (_BREAK, *self._key(instrument), int(ts_ms), str(reason)[:200], _now_ms())
-        )
 
     def read_breaks(self, instrument: InstrumentRef | None = None) -> list[Break]:
         """Stored session breaks (store names), by time."""
@@ -347,47 +234,10 @@ class SqliteTradeStore(TradeStore):
         ).fetchone()
         return None if row is None else (int(row[0]), int(row[1]))
 
-    def _name(self, venue: str, market: str, symbol: str) -> str:
-        return self.name(Instrument(venue, market, symbol))
-
-    def _refuse_readonly(self, _item) -> None:
-        raise RuntimeError(f"SqliteTradeStore: {self._path} was opened readonly")
-
-    def _refuse_closed(self, _item) -> None:
-        raise RuntimeError(f"SqliteTradeStore: {self._path} is closed")
-
     # ------------------------------------------------------------------ stats
     @property
     def path(self) -> Path:
         return self._path
-
-    @property
-    def readonly(self) -> bool:
-        return self._readonly
-
-    @property
-    def writable(self) -> bool:
-        """False while commits fail (locked, disk full, I/O error): items queue up."""
-        return not self._readonly and self.last_error is None
-
-    def status(self) -> dict:
-        """The ``store`` part of ``/api/health`` minus what the caller adds."""
-        return {
-            "path": str(self._path),
-            "pending": self.pending,
-            "writable": self.writable,
-            "last_error": self.last_error,
-            "last_error_ms": self.last_error_ms,
-            "failing_since_ms": self.failing_since_ms,
-            "last_commit_ms": self.last_commit_ms,
-            "rows_written": self.rows_written,
-            "readonly": self._readonly,
-        }
-
-    @property
-    def pending(self) -> int:
-        """Items enqueued but not committed yet (approximate while the writer runs)."""
-        return self._q.qsize() + self._held
 
     # ------------------------------------------------------------------ writer
     def _connect(self, *, readonly: bool) -> sqlite3.Connection:
@@ -408,123 +258,26 @@ class SqliteTradeStore(TradeStore):
         conn.execute("PRAGMA synchronous=NORMAL")
         return conn
 
-    def _run(self) -> None:
-        conn = None
-        try:
-            conn = self._connect(readonly=False)
-            self._loop(conn)
-        except Exception as exc:  # nothing else would ever report it: make it visible
-            log.exception("%s: writer thread died", self._path)
-            self.last_error = f"writer died: {exc!r}"
-            self.last_error_ms = _now_ms()
-        finally:
-            if conn is not None:
-                conn.close()
+    def _writer_begin(self) -> None:
+        self._wconn = self._connect(readonly=False)
 
-    def _loop(self, conn: sqlite3.Connection) -> None:
-        q = self._q
-        trades: list = []
-        bars: list = []
-        gaps: list = []
-        fills: list = []
-        rebuilds: list = []
-        waiters: list[threading.Event] = []
-        n = 0
-        deadline = 0.0
-        while True:
-            commit = stop = False
-            try:
-                if n == 0:
-                    item = q.get()
-                else:
-                    wait = deadline - time.monotonic()
-                    item = q.get(timeout=wait) if wait > 0 else q.get_nowait()
-            except queue.Empty:
-                item, commit = None, True  # the oldest pending item is 250 ms old
-            if item is None:
-                pass
-            elif type(item) is Trade:
-                trades.append(
-                    (item.venue, item.market, item.symbol, item.trade_id, item.time_ms,
-                     item.price, item.qty, item.buyer_is_maker)
-                )
-            elif item is _STOP:
-                commit = stop = True
-            else:
-                tag = item[0]
-                if tag is _BAR:
-                    bars.append((*item[1], *(_plain(v) for v in item[2])))
-                elif tag is _GAP:
-                    gaps.append(item[1:])
-                elif tag is _FILL:
-                    fills.append(item[1:])
-                elif tag is _REBUILD:
-                    rebuilds.append(item[1:])
-                elif tag is _BREAK:
-                    rebuilds.append(item)
-                elif tag is _FLUSH:
-                    waiters.append(item[1])
-                    commit = True
-                else:
-                    log.error("%s: unknown queue item %r dropped", self._path, item)
-            if item is not None and not commit:
-                n += 1
-                if n == 1:
-                    deadline = time.monotonic() + self._flush_interval_s
-                self._held = n
-                if n >= self._batch_size:
-                    commit = True
-            if commit:
-                if trades or bars or gaps or fills or rebuilds:
-                    self._commit(conn, trades, bars, gaps, fills, rebuilds)
-                    trades, bars, gaps, fills, rebuilds = [], [], [], [], []
-                n = self._held = 0
-                for event in waiters:
-                    event.set()
-                waiters.clear()
-            if stop:
-                return
+    def _writer_end(self) -> None:
+        if self._wconn is not None:
+            self._wconn.close()
+            self._wconn = None
 
-    def _commit(self, conn, trades, bars, gaps, fills, rebuilds=()) -> None:
-        """Write one batch in one transaction; on operational errors keep it and retry
-        with backoff until it succeeds (nothing enqueued is ever dropped for that)."""
-        delay = _RETRY_FIRST_S
-        while True:
-            try:
-                inserted, rejected = self._write(
-                    conn, trades, bars, gaps, fills, rebuilds
-                )
-            except sqlite3.Error as exc:
-                items = len(trades) + len(bars) + len(gaps) + len(fills)
-                if self.last_error is None:
-                    log.warning(
-                        "%s: commit of %d items failed (%s); keeping them, retrying",
-                        self._path, items, exc,
-                    )
-                else:
-                    log.debug("%s: retry failed (%s); next in %.1fs",
-                              self._path, exc, delay)
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.last_error_ms = _now_ms()
-                if self.failing_since_ms is None:
-                    self.failing_since_ms = self.last_error_ms
-                time.sleep(delay)
-                delay = min(delay * 2, _RETRY_MAX_S)
-                continue
-            break
-        if self.last_error is not None:
-            log.warning("%s: writes recovered after: %s (%d items pending)",
-                        self._path, self.last_error, self.pending)
-            self.last_error = None
-            self.failing_since_ms = None
-        self.rows_written += inserted
-        self.duplicates_ignored += len(trades) - inserted - rejected
-        self.rows_rejected += rejected
-        self.commits += 1
-        self.last_commit_ms = _now_ms()
+    def _retryable(self, exc: Exception) -> bool:
+        """SQLite's own errors (locked, busy, disk full, I/O) may pass: retry them."""
+        return isinstance(exc, sqlite3.Error)
 
-    def _write(self, conn, trades, bars, gaps, fills, rebuilds=()) -> tuple[int, int]:
+    def _write(self, batch: Batch) -> tuple[int, int]:
         """One transaction. Returns (trades inserted, rows rejected as malformed)."""
+        conn = self._wconn
+        trades = [(t.venue, t.market, t.symbol, t.trade_id, t.time_ms, t.price, t.qty,
+                   t.buyer_is_maker) for t in batch.trades]
+        bars = [(*key, *row) for key, row in batch.bars]
+        gaps = [(*key, first, last, detected) for key, first, last, detected in batch.gaps]
+        fills = [(filled, *key, first) for key, filled, first in batch.fills]
         conn.execute("BEGIN IMMEDIATE")
         try:
             try:
@@ -543,7 +296,7 @@ class SqliteTradeStore(TradeStore):
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
                 inserted, rejected = self._write_rows(conn, trades, bars, gaps, fills)
-            self._rebuild(conn, rebuilds)
+            self._rebuild(conn, batch.steps)
             conn.execute("COMMIT")
         except BaseException:
             if conn.in_transaction:
@@ -551,14 +304,16 @@ class SqliteTradeStore(TradeStore):
             raise
         return inserted, rejected
 
-    def _rebuild(self, conn: sqlite3.Connection, rebuilds) -> None:
-        """Recompute back-filled buckets, inside the batch's transaction and after its
-        trades and bars, so the rebuilt bars see every trade queued before them."""
-        for step in rebuilds:
-            if step[0] is _BREAK:
-                conn.execute(_INSERT_BREAK, step[1:])
+    def _rebuild(self, conn: sqlite3.Connection, steps) -> None:
+        """Recompute back-filled buckets and insert breaks, inside the batch's
+        transaction and after its trades and bars, so the rebuilt bars see every trade
+        queued before them."""
+        for step in steps:
+            key = step[1]
+            if step[0] is BREAK:
+                conn.execute(_INSERT_BREAK, (*key, *step[2:]))
                 continue
-            key, start_ms, end_ms = step
+            start_ms, end_ms = step[2], step[3]
             lo = self._first_id_at(conn, key, start_ms)
             if lo is None:
                 continue
@@ -591,8 +346,9 @@ class SqliteTradeStore(TradeStore):
         self._local = threading.local()
         self._readers = weakref.WeakSet()
         self._readers_lock = threading.Lock()
-        self._thread = None
-        self._put = self._refuse_readonly
+        # The parent's write connection (if any) is kept, never used nor closed here:
+        # closing a copy of it could touch the parent's WAL and locks.
+        self._forget_writer()
 
     def _reader(self) -> sqlite3.Connection:
         """This thread's read-only connection (never the writer's)."""
@@ -629,7 +385,7 @@ class SqliteTradeStore(TradeStore):
     )
     _LAST_ID = f"SELECT max(trade_id) FROM trades WHERE {_KEY}"
 
-    def _instruments(self) -> list[tuple[tuple[str, str, str], int]]:
+    def _last_ids(self) -> list[tuple[tuple[str, str, str], int]]:
         """((venue, market, symbol), max trade_id) per stored instrument, in key order."""
         conn = self._reader()
         out = []
@@ -640,18 +396,6 @@ class SqliteTradeStore(TradeStore):
             out.append((key, last))
             row = conn.execute(self._NEXT_INSTRUMENT, (*key, last)).fetchone()
         return out
-
-    def instruments(self) -> list[Instrument]:
-        """The instruments with at least one stored trade, in key order."""
-        return [Instrument(*key) for key, _ in self._instruments()]
-
-    def symbols(self) -> list[str]:
-        """Names of the instruments with at least one stored trade, in key order."""
-        return [self._name(*key) for key, _ in self._instruments()]
-
-    def last_trade_ids(self) -> dict[str, int]:
-        """Highest stored trade_id per instrument name (where a feed resumes)."""
-        return {self._name(*key): last for key, last in self._instruments()}
 
     def trade_ids(self, instrument: InstrumentRef) -> np.ndarray:
         """All stored trade ids of the instrument, ascending (int64)."""
@@ -775,15 +519,7 @@ class SqliteTradeStore(TradeStore):
             "AND trade_id <= ? ORDER BY trade_id",
             (*self._key(instrument), int(first_id), int(last_id)),
         )
-        out: list[tuple[int, int]] = []
-        expect = int(first_id)
-        for (tid,) in cur:
-            if tid > expect:
-                out.append((expect, tid - 1))
-            expect = tid + 1
-        if expect <= last_id:
-            out.append((expect, int(last_id)))
-        return out
+        return missing_ranges_of((row[0] for row in cur), first_id, last_id)
 
     def read_gaps(self, instrument: InstrumentRef | None = None) -> list[Gap]:
         """Stored gaps (store names), by (venue, market, symbol, first_id)."""
@@ -812,11 +548,3 @@ def _fetch(cur: sqlite3.Cursor, dtype: np.dtype) -> np.ndarray:
     ~17 % faster than fetchall() + np.array (5 x 86,400 bars: 0.69 s vs 0.83 s)."""
     return np.fromiter(cur, dtype=dtype)
 
-
-def _plain(value):
-    """numpy scalars -> Python numbers (sqlite3 cannot bind np.int64)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
