@@ -128,11 +128,14 @@ class DashPage:
             raise LookupError(f"no callback matches {kw} in /_dash-dependencies")
         return dep
 
-    def _resolve(self, id_str: str) -> list[object] | object:
-        """A dependency id: a plain id, or every layout id a wildcard spec matches."""
+    def _resolve(self, id_str: str, match=None) -> list[object] | object:
+        """A dependency id: a plain id, or every layout id a wildcard spec matches
+        (``MATCH`` is the ``match`` value: the renderer sends one request per panel)."""
         if not id_str.startswith("{"):
             return id_str
         spec = json.loads(id_str)
+        if match is not None:
+            spec = {k: (match if v == ["MATCH"] else v) for k, v in spec.items()}
         if not any(isinstance(v, list) for v in spec.values()):
             return spec
         out = []
@@ -148,18 +151,19 @@ class DashPage:
         parts = output[2:-2].split("...") if output.startswith("..") else [output]
         return [tuple(p.rsplit(".", 1)) for p in parts]
 
-    def body(self, dep: dict, trigger: tuple[object, str]) -> dict:
-        """The request the renderer sends when ``trigger`` (id, prop) changes."""
+    def body(self, dep: dict, trigger: tuple[object, str], match=None) -> dict:
+        """The request the renderer sends when ``trigger`` (id, prop) changes
+        (``match``: the value of ``MATCH`` in pattern ids, e.g. a panel's index)."""
         outputs = []
         for id_str, prop in self._outputs(dep["output"]):
-            rid = self._resolve(id_str)
+            rid = self._resolve(id_str, match)
             outputs.append([{"id": i, "property": prop} for i in rid]
                            if isinstance(rid, list) else {"id": rid, "property": prop})
 
         def items(group: str) -> list:
             out = []
             for x in dep[group]:
-                rid = self._resolve(x["id"])
+                rid = self._resolve(x["id"], match)
                 ids = rid if isinstance(rid, list) else [rid]
                 vals = [{"id": i, "property": x["property"],
                          "value": self.get_prop(i, x["property"])} for i in ids]
@@ -176,9 +180,10 @@ class DashPage:
             body["state"] = items("state")
         return body
 
-    def call(self, dep: dict, trigger: tuple[object, str]) -> int:
+    def call(self, dep: dict, trigger: tuple[object, str], match=None) -> int:
         """POST the callback; write its answer into the page; the body's size."""
-        status, data, n = self.fetch("POST", "/_dash-update-component", self.body(dep, trigger))
+        status, data, n = self.fetch("POST", "/_dash-update-component",
+                                     self.body(dep, trigger, match))
         if status == 204:
             return n
         if status != 200 or not isinstance(data, dict) or "response" not in data:
@@ -192,9 +197,9 @@ class DashPage:
                     self.set_prop(ident, prop, value)
         return n
 
-    def tick(self, interval_id: str) -> int:
+    def tick(self, interval_id: str, match=None) -> int:
         """An interval fires: ``n_intervals`` + 1, then its callback."""
         n = (self.get_prop(interval_id, "n_intervals") or 0) + 1
         self.set_prop(interval_id, "n_intervals", n)
         return self.call(self.callback(input_id=interval_id, prop="n_intervals"),
-                         (interval_id, "n_intervals"))
+                         (interval_id, "n_intervals"), match)

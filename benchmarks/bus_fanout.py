@@ -3,7 +3,7 @@
 ``python -m benchmarks.bus_fanout [--bus redis://HOST:PORT/N] [--readers 4]
 [--trades 200000] [--rate 2000] [--seconds 10]``
 
-Without ``--bus`` it starts a throw-away ``redis-server`` (``tests/servers.py``: free
+Without ``--bus`` it starts a throw-away ``redis-server`` (``benchmarks/_servers.py``: free
 port, no persistence). Each reader is its own process doing what a ``--no-ingest
 --bus`` worker does: a ``RedisFollower`` (``XREAD BLOCK``) feeding a real ``Ingestor``
 (ring + engine, 1 s / 1 m / 5 m bars) through ``BusFeed``; a trade is *visible* when
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     server = None
     url = a.bus
     if url is None:
-        from tests.servers import start_redis
+        from benchmarks._servers import start_redis
 
         server = start_redis()
         url = server.url(0)

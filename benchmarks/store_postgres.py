@@ -3,7 +3,7 @@
 ``python -m benchmarks.store_postgres [--db postgresql://USER@HOST:PORT/DB] [--trades N]
 [--batch-size B]``
 
-Without ``--db`` it starts a throw-away PostgreSQL (``tests/servers.py``: ``initdb`` in a
+Without ``--db`` it starts a throw-away PostgreSQL (``benchmarks/_servers.py``: ``initdb`` in a
 temp dir as the ``postgres`` user when root, a free port) with the server's DEFAULT
 durability (fsync on, synchronous_commit on), and creates a fresh database per run.
 
@@ -109,7 +109,7 @@ def main() -> None:
     server = None
     url = args.db
     if url is None:
-        from tests.servers import start_postgres
+        from benchmarks._servers import start_postgres
 
         server = start_postgres(durable=True)
         url = server.create_db(f"bench{int(time.time())}")

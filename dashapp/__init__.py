@@ -21,20 +21,19 @@ from dashapp.services import set_services
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def background_manager(cache_dir: str | Path) -> dash.DiskcacheManager:
-    """Background callbacks (ADF, backtests, screens) run in forked processes through
-    diskcache, never on the 500 ms path; results expire after an hour. At most
-    ``PAIRS_HEAVY_SLOTS`` (2) run at once, the others wait (:mod:`dashapp.heavy`)."""
-    import diskcache
+def background_manager(cache_dir: str | Path, bus: str | None = None):
+    """Background callbacks (ADF, backtests, screens) never run on the 500 ms path:
+    without ``bus`` in forked processes through diskcache (at most
+    ``PAIRS_HEAVY_SLOTS``, 2, at once, the others wait: :mod:`dashapp.heavy`); with
+    ``--bus`` on Celery over the bus's Redis, shared by every dashboard worker
+    (:mod:`dashapp.background`). Results expire after an hour."""
+    from dashapp.background import manager
 
-    from dashapp.heavy import bounded_background_manager
-
-    return bounded_background_manager(
-        diskcache.Cache(str(cache_dir)), lock_dir=Path(cache_dir) / "heavy-slots", expire=3600
-    )
+    return manager(cache_dir, bus)
 
 
-def create_app(market: MarketData, *, cache_dir: str | Path | None = None) -> dash.Dash:
+def create_app(market: MarketData, *, cache_dir: str | Path | None = None,
+               bus: str | None = None) -> dash.Dash:
     set_services(market)
     if cache_dir is None:
         cache_dir = Path(tempfile.gettempdir()) / f"pairs-desk-cache-{os.getpid()}"
@@ -46,7 +45,7 @@ def create_app(market: MarketData, *, cache_dir: str | Path | None = None) -> da
         title="Pairs desk",
         update_title=None,
         suppress_callback_exceptions=True,
-        background_callback_manager=background_manager(cache_dir),
+        background_callback_manager=background_manager(cache_dir, bus),
     )
     app.layout = layout.shell
     api.register(app.server)

@@ -33,3 +33,16 @@ def build_services(cfg) -> Runtime:
     from ingest.runtime import Runtime
 
     return Runtime(cfg)
+
+
+def follower_config(argv: list[str] | None):
+    """The app's flags (``argv``) for a helper process that serves the same numbers
+    without owning the feed (the Celery worker, ``dashapp/celery_worker.py``): always
+    ``--no-ingest``, never a replay; logging configured as the app's."""
+    import dataclasses
+
+    from ingest.config import configure_logging, parse_config
+
+    cfg = dataclasses.replace(parse_config(argv), ingest=False, replay=None)
+    configure_logging(cfg.log_level)
+    return cfg

@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     done = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: done.set())
     runtime.start()
-    print(f"ingest: {runtime.feed_url} -> {cfg.db}", flush=True)
+    # the store's own name for itself: a database URL's password shows as ***
+    print(f"ingest: {runtime.feed_url} -> {runtime.store.status()['path']}", flush=True)
     try:
         while not done.wait(10):
             h = runtime.health()
@@ -42,6 +43,12 @@ def main(argv: list[str] | None = None) -> int:
                 "" if h["store"]["writable"] else f"; STORE NOT WRITING: "
                 f"{h['store']['last_error']}",
             )
+            if h["bus"] is not None:  # what a worker's /api/health says of its bus
+                b = h["bus"]
+                log.info("ingest: bus %s %s, %s trades published, %s pending, lag %s ms%s",
+                         b.get("url"), "connected" if b.get("connected") else "NOT CONNECTED",
+                         b.get("published"), b.get("pending"), b.get("lag_ms"),
+                         f"; {b['error']}" if b.get("error") else "")
     except KeyboardInterrupt:
         pass
     finally:

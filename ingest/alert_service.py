@@ -50,6 +50,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 import time
 import weakref
@@ -104,6 +105,11 @@ class _AdfJob:
     rule: AlertRule
     data_ts: int
     future: Future
+
+
+def _shape(msg: str | None) -> str | None:
+    """A rule's problem without its numbers: what decides whether it is logged again."""
+    return None if msg is None else re.sub(r"\d+", "#", msg)
 
 
 def _after_fork(ref: weakref.ref) -> None:
@@ -547,7 +553,10 @@ class AlertService:
                     if msg is None:
                         self._errors.pop(rid, None)
                     elif self._errors.get(rid) != msg:
-                        log.warning("alerts: rule %d: %s", rid, msg)
+                        if _shape(self._errors.get(rid)) != _shape(msg):
+                            # once per kind: "needs 60 bars, has 47 (13 more)" changes
+                            # its counts every bar (the warm-up logged 60 lines a rule)
+                            log.warning("alerts: rule %d: %s", rid, msg)
                         self._errors[rid] = msg
             for rid, st in results.items():
                 if rid in current:

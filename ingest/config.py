@@ -125,7 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--no-ingest", action="store_true",
-        help="no feed: show an existing DB (follows it live if another process writes it)",
+        default=_env("NO_INGEST", "").lower() in ("1", "true", "yes"),
+        help="no feed: show an existing DB (follows it live if another process writes it; "
+        "PAIRS_NO_INGEST=1, as gunicorn workers need: docs/scaleout.md#workers)",
     )
     p.add_argument(
         "--bus", default=os.environ.get("PAIRS_BUS"), metavar="redis://HOST:PORT/N",

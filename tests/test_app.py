@@ -213,7 +213,7 @@ def _run_main(monkeypatch, argv):
 
     services, fake = _FakeServices(), _FakeApp()
     monkeypatch.setattr(dashapp.services, "build_services", lambda cfg: services)
-    monkeypatch.setattr(dashapp, "create_app", lambda s: fake)
+    monkeypatch.setattr(dashapp, "create_app", lambda s, **kw: fake)
     assert app_module.main(argv) == 0
     return services, fake
 

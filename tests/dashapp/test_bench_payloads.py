@@ -13,7 +13,7 @@ import pytest
 
 from benchmarks._dash_client import CallbackFailed, DashPage, flask_client_fetch
 from dashapp import create_app
-from dashapp.ids import Markets, Shell
+from dashapp.ids import Markets, Pair, Shell
 from tests.dashapp.dash_fakes import FakeServices
 
 
@@ -55,3 +55,26 @@ def test_the_ingest_benchmark_fails_when_any_dash_request_failed():
     assert not dash_client_ok({**ok, "errors": 65})  # the issue's run: 65 of 65 were 500s
     assert not dash_client_ok({**ok, "markets_callback": {"requests": 0}, "errors": 0})
     assert not dash_client_ok(None)
+
+
+def test_a_pair_tab_selects_then_refreshes_through_match_ids(app):
+    """The scale-out benchmark's tabs poll the pair page as the renderer does: its
+    callbacks use ``MATCH`` pattern ids (one request per panel), which ``DashPage``
+    resolves to the panel's index (one app per process: Dash's callback list is global)."""
+    page = DashPage(flask_client_fetch(app.server.test_client()), "/pair")
+    select = page.callback(output=f'"type":"{Pair.ERROR}"')
+    body = page.body(select, ({"type": Pair.A, "index": 0}, "value"), match=0)
+    flat = [x for i in body["inputs"] for x in (i if isinstance(i, list) else [i])]
+    assert {"id": {"index": 0, "type": Pair.A}, "property": "value",
+            "value": "BTCUSDT"} in flat  # MATCH -> the panel's index, with its value
+    page.call(select, ({"type": Pair.A, "index": 0}, "value"), match=0)
+    sel = page.get_prop({"type": Pair.SELECTION, "index": 0}, "data")
+    assert sel["a"] and sel["b"] and sel["tf"]
+    refresh = page.callback(input_id=Pair.TICK_INTERVAL, prop="n_intervals")
+    body = page.body(refresh, (Pair.TICK_INTERVAL, "n_intervals"), match=0)
+    # MATCH ids are the panel's; the (MATCH, ALL) "collecting" outputs expand to a list
+    ids = [o["id"] for o in body["outputs"] if isinstance(o, dict)]
+    assert ids and all(i["index"] == 0 for i in ids if isinstance(i, dict))
+    assert any(isinstance(o, list) for o in body["outputs"])
+    for _ in range(3):
+        assert page.tick(Pair.TICK_INTERVAL, match=0) > 0  # 200 with a response

@@ -310,3 +310,15 @@ def test_alerts_hold_points_after_an_unsettled_gap(tmp_path):
     assert [(e.rule_id, e.data_ts) for e in svc.evaluate(4_100)] == [(r["id"], 3_600)]
     svc.stop()
     store.close()
+
+
+def test_a_rule_problem_is_logged_once_per_kind_not_once_per_count():
+    """The warm-up message counts bars ("has 47 (13 more)"): its numbers change every
+    bar, its kind does not, and only a new kind is logged again (the e2e scale-out run
+    logged 42 lines for one rule's warm-up before)."""
+    from ingest.alert_service import _shape
+
+    warm = "pair series (w=60, ols) needs 60 bars, has 1 (59 more)"
+    assert _shape(warm) == _shape("pair series (w=60, ols) needs 60 bars, has 47 (13 more)")
+    assert _shape(warm) != _shape("symbol XRPUSDT is not ingested")
+    assert _shape(None) is None
