@@ -1,6 +1,6 @@
 """Throw-away PostgreSQL and Redis servers for benchmarks (no pytest at run time).
 
-The same procedure as ``tests/servers.py`` (which fails tests through ``pytest.fail``):
+The one procedure (``tests/servers.py`` wraps it and fails tests through ``pytest.fail``):
 a free loopback port, a temp dir, PostgreSQL as the ``postgres`` user when root
 (``initdb`` refuses root), ``redis-server`` in the foreground without persistence.
 A missing binary ends the benchmark with a message naming the package to install.

@@ -51,9 +51,10 @@ def _partitions(url: str) -> list[str]:
 
 # ---------------------------------------------------------------------- the fixture
 def test_missing_server_binaries_fail_naming_the_package(monkeypatch, tmp_path):
+    from benchmarks import _servers
     from tests import servers
 
-    monkeypatch.setattr(servers, "PG_BIN_DIRS", (str(tmp_path),))
+    monkeypatch.setattr(_servers, "PG_BIN_DIRS", (str(tmp_path),))
     monkeypatch.setenv("PATH", str(tmp_path))
     with pytest.raises(pytest.fail.Exception, match="install postgresql-15"):
         servers.start_postgres()
