@@ -34,6 +34,11 @@ FILE_SEP = "\n"
 #: The stored columns of a dataset bar: ``BAR_FIELDS`` without the trade-id range, which
 #: an uploaded OHLC file does not have.
 BAR_COLS = tuple(f for f in BAR_FIELDS if f not in ("first_id", "last_id"))
+#: The same columns as SQL text, and their placeholders in each dialect (constants, so
+#: no SQL is ever built from a runtime value).
+BAR_COL_LIST = ", ".join(BAR_COLS)
+BAR_QMARKS = ", ".join("?" * len(BAR_COLS))
+BAR_PYFORMAT = ", ".join(["%s"] * len(BAR_COLS))
 
 
 def _same(stored: np.ndarray, new: np.ndarray, col: str) -> np.ndarray:

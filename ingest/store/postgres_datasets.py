@@ -20,7 +20,7 @@ from contextlib import contextmanager
 import numpy as np
 
 from analytics.bars import Bars
-from ingest.store.dataset_rules import BAR_COLS
+from ingest.store.dataset_rules import BAR_COL_LIST, BAR_COLS, BAR_PYFORMAT
 from ingest.store.dataset_sql import SqlDatasetStore
 from ingest.store.postgres_conn import OwnSession, safe_url
 from ingest.store.postgres_schema import DATASET_TABLES, ensure_tables
@@ -30,8 +30,7 @@ __all__ = ["PostgresDatasetStore"]
 #: pg_advisory_xact_lock key of dataset writes (ascii "pairsdst").
 DATASET_LOCK = 0x7061697273647374
 _INSERT_BAR = (
-    f"INSERT INTO dataset_bars (dataset, symbol, {', '.join(BAR_COLS)}) VALUES (%s, %s, "
-    + ", ".join(["%s"] * len(BAR_COLS)) + ")"
+    f"INSERT INTO dataset_bars (dataset, symbol, {BAR_COL_LIST}) VALUES (%s, %s, {BAR_PYFORMAT})"
 )
 
 

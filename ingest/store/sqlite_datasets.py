@@ -29,7 +29,7 @@ from urllib.parse import quote
 import numpy as np
 
 from analytics.bars import Bars
-from ingest.store.dataset_rules import BAR_COLS
+from ingest.store.dataset_rules import BAR_COL_LIST, BAR_COLS, BAR_QMARKS
 from ingest.store.dataset_sql import SqlDatasetStore
 from ingest.store.sqlite_schema import DATASET_TABLES, ensure_tables
 
@@ -38,8 +38,7 @@ __all__ = ["SqliteDatasetStore"]
 #: The stored bar columns (a module name so a test can break an insert half-way).
 _BAR_COLS = BAR_COLS
 _INSERT_BAR = (
-    f"INSERT INTO dataset_bars (dataset, symbol, {', '.join(BAR_COLS)}) "
-    f"VALUES (?, ?, {', '.join('?' * len(BAR_COLS))})"
+    f"INSERT INTO dataset_bars (dataset, symbol, {BAR_COL_LIST}) VALUES (?, ?, {BAR_QMARKS})"
 )
 
 
