@@ -523,3 +523,14 @@ class MarketEngine:
 
     def tracked_pairs(self) -> list[PairKey]:
         return list(self._pairs)
+
+    def tracked_snapshot(self, key: PairKey) -> PairSnapshot | None:
+        """The snapshot of a tracked pair, or None: never builds (the 500 ms path).
+
+        One dict lookup, so a pair evicted between a membership check and a
+        :meth:`pair` call can never start the day's batch build on a refresh."""
+        tracker = self._pairs.get(key)
+        if tracker is None:
+            return None
+        tracker.last_used = time.monotonic()
+        return tracker.snapshot

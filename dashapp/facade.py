@@ -329,10 +329,7 @@ class LiveMarketData:
     ) -> PairSnapshot | None:
         from analytics.engine import PairKey
 
-        engine = self._rt.engine
-        if PairKey(a, b, tf_ms, window, regression, prices) not in set(engine.tracked_pairs()):
-            return None
-        return engine.pair(a, b, tf_ms, window, regression, prices)
+        return self._rt.engine.tracked_snapshot(PairKey(a, b, tf_ms, window, regression, prices))
 
     def tracked_pairs(self) -> list[PairKey]:
         return self._rt.engine.tracked_pairs()

@@ -199,10 +199,7 @@ class FakeServices:
     def tracked_pair(
         self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
     ):
-        key = PairKey(a, b, tf_ms, window, regression, prices)
-        if key not in set(self.engine.tracked_pairs()):
-            return None
-        return self.engine.pair(a, b, tf_ms, window, regression, prices)
+        return self.engine.tracked_snapshot(PairKey(a, b, tf_ms, window, regression, prices))
 
     def tracked_pairs(self) -> list:
         return self.engine.tracked_pairs()
