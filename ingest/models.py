@@ -38,6 +38,34 @@ class Trade:
 
 
 @dataclass(frozen=True, slots=True)
+class BookTicker:
+    """One best bid/ask update (``@bookTicker``): the top of the book after update ``u``.
+
+    ``time_ms`` is the time the update is bucketed by. Futures frames carry the
+    transaction time ``T``: that is ``time_ms`` (``time_source == "T"``). Spot frames
+    carry no time at all, so ``time_ms`` is our receive time (``time_source ==
+    "receive"``), read from the feed's clock when the frame arrived; ``event_ms`` is
+    ``E`` where the frame has one, else the same receive time.
+    """
+
+    symbol: str  # upper case, e.g. "BTCUSDT"
+    update_id: int  # u: order book update id (increases, not contiguous)
+    bid: float  # b: best bid price
+    bid_qty: float  # B: best bid quantity
+    ask: float  # a: best ask price
+    ask_qty: float  # A: best ask quantity
+    time_ms: int  # T (futures) or receive time (spot), ms since epoch (UTC)
+    event_ms: int  # E where present, else the receive time; for lag statistics only
+    market: str = "spot"
+    venue: str = "binance"
+    time_source: str = "T"  # "T" | "receive"
+
+    @property
+    def instrument(self) -> Instrument:
+        return Instrument(self.venue, self.market, self.symbol)
+
+
+@dataclass(frozen=True, slots=True)
 class ServerShutdown:
     """Binance announces a planned restart; the client should reconnect at once."""
 
