@@ -20,10 +20,13 @@ metric           subject  kind    value at data time ``t``
 ``corr``         pair     bar     ``corr_t`` (rolling correlation of log returns)
 ``beta``         pair     bar     ``beta_t`` (trailing hedge ratio)
 ``adf_pvalue``   pair     bar     ADF p-value of the day's spread, every few bars
+``basis_bps``    pair     bar     ``1e4 (A_t - B_t) / B_t`` on the pair grid: a = the
+                                  perp, b = its spot (:mod:`analytics.basis`)
 ===============  =======  ======  ===================================================
 
-A pair subject is ``a``, ``b``, ``timeframe``, ``window``, ``regression``, ``prices``
-exactly as in ``GET /api/pair``; bar metrics of a symbol use ``timeframe`` (and
+A pair subject is ``a``, ``b``, ``timeframe``, ``window``, ``regression``, ``prices``,
+``source`` (``trade``, the default, or ``mid``: the pair on the legs' mid prices, and
+``live_zscore`` on the latest quotes' mids) exactly as in ``GET /api/pair``; bar metrics of a symbol use ``timeframe`` (and
 ``change_pct`` ``window``). Bar times are bucket starts.
 
 Firing rule (threshold ``k``, hysteresis ``h >= 0``, value ``v_t``, previous value
@@ -62,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from analytics.instruments import SYMBOL_RE
-from analytics.pair import PRICE_MODES, REGRESSIONS
+from analytics.pair import PRICE_MODES, REGRESSIONS, SOURCES
 from analytics.timeframes import format_timeframe, parse_timeframe
 
 __all__ = [
@@ -85,15 +88,17 @@ __all__ = [
 ]
 
 SYMBOL_METRICS = ("price", "change_pct", "volume", "trades_per_s")
-PAIR_METRICS = ("live_zscore", "zscore", "spread", "corr", "beta", "adf_pvalue")
+PAIR_METRICS = ("live_zscore", "zscore", "spread", "corr", "beta", "adf_pvalue", "basis_bps")
 METRICS = (
     "price", "change_pct", "live_zscore", "zscore", "spread", "corr", "beta", "volume",
-    "trades_per_s", "adf_pvalue",
+    "trades_per_s", "adf_pvalue", "basis_bps",
 )
 #: Evaluated on the latest ticks (price: on every tick) at most every few 100 ms.
 LIVE_METRICS = ("price", "trades_per_s", "live_zscore")
 #: Evaluated on every newly closed bar (pair point) since the last evaluation.
-BAR_METRICS = ("change_pct", "volume", "zscore", "spread", "corr", "beta", "adf_pvalue")
+BAR_METRICS = (
+    "change_pct", "volume", "zscore", "spread", "corr", "beta", "adf_pvalue", "basis_bps",
+)
 OPS = ("gt", "lt", "ge", "le", "crosses_above", "crosses_below")
 OP_LABELS = {
     "gt": ">", "lt": "<", "ge": "≥", "le": "≤",
@@ -103,16 +108,18 @@ METRIC_LABELS = {
     "price": "price", "change_pct": "change %", "live_zscore": "live z-score",
     "zscore": "z-score", "spread": "spread", "corr": "correlation", "beta": "β",
     "volume": "volume", "trades_per_s": "trades/s", "adf_pvalue": "ADF p-value",
+    "basis_bps": "basis (bps)",
 }
 #: Fields of the JSON rule format (``POST /api/alerts``).
 FIELDS = (
     "metric", "symbol", "a", "b", "timeframe", "window", "regression", "prices", "op",
-    "threshold", "hysteresis", "cooldown_s", "enabled",
+    "threshold", "hysteresis", "cooldown_s", "enabled", "channels", "source",
 )
 #: Keys a client may send back from ``GET /api/alerts``; they are not rule fields.
 READ_ONLY_FIELDS = ("id", "created_at", "updated_at", "description", "status")
 MAX_WINDOW = 86_400
 MAX_COOLDOWN_S = 7 * 86_400
+MAX_CHANNELS = 20
 _UPWARD = ("gt", "ge", "crosses_above")
 
 
@@ -155,6 +162,10 @@ class AlertRule:
     cooldown_s: float = 0.0
     enabled: bool = True
     id: int | None = None
+    #: delivery channel ids (#20): each event becomes one delivery per channel
+    channels: tuple[int, ...] = ()
+    #: the pair's price source (#17): ``"trade"`` or ``"mid"``
+    source: str = "trade"
 
     @property
     def is_pair(self) -> bool:
@@ -166,11 +177,13 @@ class AlertRule:
         return "live" if self.metric in LIVE_METRICS else "bar"
 
     @property
-    def pair_key(self) -> tuple[str, str, int, int, str, str] | None:
-        """``(a, b, tf_ms, window, regression, prices)`` for ``MarketEngine.pair``."""
+    def pair_key(self) -> tuple[str, str, int, int, str, str, str] | None:
+        """``(a, b, tf_ms, window, regression, prices, source)`` for
+        ``MarketEngine.pair``."""
         if not self.is_pair:
             return None
-        return (self.a, self.b, self.tf_ms, self.window, self.regression, self.prices)
+        return (self.a, self.b, self.tf_ms, self.window, self.regression, self.prices,
+                self.source)
 
     @property
     def cooldown_ms(self) -> int:
@@ -210,13 +223,23 @@ def _text(data: dict, name: str) -> str | None:
 
 
 def _symbol(data: dict, name: str, symbols) -> str:
+    """An instrument name as the run names it: ``BTCUSDT`` or ``perp:BTCUSDT`` (a bare
+    symbol on two markets is refused with the choices)."""
     value = _text(data, name)
     if value is None:
         raise RuleError(name, "is required")
-    value = value.upper()
-    if not SYMBOL_RE.match(value):
-        raise RuleError(name, f"{value[:40]!r} is not a symbol (2-20 letters/digits)")
+    *prefix, sym = value.split(":")
+    value = ":".join([p.strip().lower() for p in prefix] + [sym.strip().upper()])
+    if not SYMBOL_RE.match(value.rsplit(":", 1)[-1]) or len(prefix) > 2:
+        raise RuleError(name, f"{value[:40]!r} is not a symbol (2-20 letters/digits) or an "
+                        "instrument (perp:BTCUSDT)")
     if symbols is not None and value not in symbols:
+        hits = sorted(s for s in symbols if not prefix and s.rsplit(":", 1)[-1] == value)
+        if len(hits) == 1:
+            return hits[0]
+        if hits:
+            raise RuleError(
+                name, f"{value} is on {len(hits)} markets here: use one of {', '.join(hits)}")
         raise RuleError(name, f"{value} is not ingested; known: {', '.join(sorted(symbols))}")
     return value
 
@@ -278,6 +301,27 @@ def _timeframe(data: dict, timeframes_ms) -> int:
     return tf
 
 
+def _channels(data: dict, name: str) -> tuple[int, ...]:
+    """``[id, ...]`` of delivery channels (ids only: whether they exist is the
+    service's check); duplicates dropped, order kept."""
+    raw = data.get(name)
+    if raw is None:
+        return ()
+    if not isinstance(raw, list | tuple):
+        raise RuleError(name, "must be a list of channel ids")
+    out: list[int] = []
+    for v in raw:
+        if isinstance(v, float) and v.is_integer():
+            v = int(v)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise RuleError(name, f"{str(v)[:20]!r} is not a channel id")
+        if v not in out:
+            out.append(v)
+    if len(out) > MAX_CHANNELS:
+        raise RuleError(name, f"at most {MAX_CHANNELS} channels")
+    return tuple(out)
+
+
 def parse_rule(
     data: Any,
     *,
@@ -335,17 +379,22 @@ def parse_rule(
     if not isinstance(enabled, bool):
         errors["enabled"] = "must be true or false"
     symbol = a = b = None
-    regression, prices, window = "ols", "raw", 60
+    regression, prices, window, source = "ols", "raw", 60, "trade"
     if metric in PAIR_METRICS:
         a = field("a", _symbol, symbols)
         b = field("b", _symbol, symbols)
         if a is not None and a == b:
             errors["b"] = "must differ from a"
+        if metric == "basis_bps":  # a names the perp, b its spot (when the name says)
+            for leg, want, other in (("a", "perp", "spot"), ("b", "spot", "perp")):
+                if str(data.get(leg) or "").strip().lower().startswith(other + ":"):
+                    errors[leg] = f"basis_bps takes the {want} as {leg}"
         if data.get("symbol") not in (None, ""):
             errors["symbol"] = f"not used by {metric} (a pair metric: give a and b)"
         window = field("window", _integer, 60, 3, MAX_WINDOW)
         regression = field("regression", _choice, REGRESSIONS, "ols")
         prices = field("prices", _choice, PRICE_MODES, "raw")
+        source = field("source", _choice, SOURCES, "trade")
     elif metric in SYMBOL_METRICS:
         symbol = field("symbol", _symbol, symbols)
         for name in ("a", "b"):
@@ -353,12 +402,15 @@ def parse_rule(
                 errors[name] = f"not used by {metric} (a symbol metric: give symbol)"
         if metric == "change_pct":
             window = field("window", _integer, 60, 1, MAX_WINDOW)
+        if str(data.get("source") or "trade").strip().lower() != "trade":
+            errors["source"] = f"not used by {metric} (a symbol metric is on its trades)"
+    channels = field("channels", _channels)
     if errors:
         raise RuleError.of(errors)
     return AlertRule(
         metric=metric, op=op, threshold=threshold, symbol=symbol, a=a, b=b, tf_ms=tf,
         window=window, regression=regression, prices=prices, hysteresis=hysteresis,
-        cooldown_s=cooldown, enabled=enabled, id=rule_id,
+        cooldown_s=cooldown, enabled=enabled, id=rule_id, channels=channels, source=source,
     )
 
 
@@ -371,10 +423,10 @@ def rule_to_json(rule: AlertRule) -> dict:
         out["symbol"] = rule.symbol
     out.update(timeframe=format_timeframe(rule.tf_ms), window=rule.window)
     if rule.is_pair:
-        out.update(regression=rule.regression, prices=rule.prices)
+        out.update(regression=rule.regression, prices=rule.prices, source=rule.source)
     out.update(
         op=rule.op, threshold=rule.threshold, hysteresis=rule.hysteresis,
-        cooldown_s=rule.cooldown_s, enabled=rule.enabled,
+        cooldown_s=rule.cooldown_s, enabled=rule.enabled, channels=list(rule.channels),
     )
     return out
 
@@ -387,6 +439,8 @@ def describe(rule: AlertRule) -> str:
         subject = f"{rule.a}/{rule.b} {tf} w{rule.window} {rule.regression}"
         if rule.prices == "log":
             subject += " log"
+        if rule.source == "mid":
+            subject += " mid"
     elif rule.metric == "change_pct":
         subject = f"{rule.symbol} {tf} over {rule.window} bars"
     elif rule.metric == "volume":

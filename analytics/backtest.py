@@ -43,6 +43,31 @@ For a trade with side ``s``::
     slip  = slippage_bps / 1e4 * [same notionals]          (reported separately)
     pnl   = gross - fees - slip
 
+Fills at the quote (``fills="quote"``)
+--------------------------------------
+With ``fills="last"`` (the default) every leg fills at the pair's price series, as
+above. With ``fills="quote"`` each leg pays the spread: at the same bar ``t + 1`` the
+``last`` fill uses, a **buy fills at the ask and a sell at the bid** of that bar (the
+book as of the end of its bucket, :mod:`analytics.book`), on both legs. Long the spread
+(``s = +1``) buys A and sells B at entry, sells A and buys B at exit; short the reverse.
+The hedge ``h`` is the one of the ``last`` fills (``beta_t``; with log prices
+``beta_t * A_{t+1} / B_{t+1}`` on the price series), so the position is the same and
+only the prices paid differ. With ``P`` the price series at the fill bar and ``F`` the
+fill, the spread cost of one leg fill of ``q`` units is ``q * (F - P)`` for a buy and
+``q * (P - F)`` for a sell (``q = 1`` for A, ``|h|`` for B), and::
+
+    gross  = as above, on the price series (identical to fills="last")
+    spread = sum of the four leg fills' spread costs
+    fees   = fee_bps / 1e4 * [fill notionals |F_A| + |h F_B| at entry and at exit]
+    slip   = slippage_bps / 1e4 * [same notionals]
+    pnl    = gross - spread - fees - slip
+           = s * ((FA_exit - FA_entry) - h * (FB_exit - FB_entry)) - fees - slip
+
+On mid prices (``source=mid``) a leg's spread cost is half its quoted spread, never
+negative; on trade prices it is the distance from the last print to the quote crossed
+(negative when the last print lay outside the quote at the bar's end). The per-bar
+equity marks to the price series and books the spread cost at the fill bar, like fees.
+
 Metrics
 -------
 * Equity (mark to market, per bar): ``E_t = sum_{u <= t} dE_u`` with
@@ -82,11 +107,16 @@ log = logging.getLogger(__name__)
 YEAR_MS = 365 * 86_400_000
 MAX_Z = 50.0
 MAX_BPS = 1_000.0
+#: How a leg fills: at the pair's price series, or buys at the ask and sells at the bid.
+FILLS = ("last", "quote")
 
 __all__ = [
+    "FILLS",
     "BacktestParams",
     "BacktestResult",
+    "Quotes",
     "Trade",
+    "quoted_rows",
     "run_backtest",
     "trades_frame",
 ]
@@ -97,7 +127,8 @@ class BacktestParams:
     """Signal and cost parameters (see the module docstring for the rules).
 
     ``entry > 0``; ``exit < entry``; ``stop`` None or ``> entry``; ``max_hold`` None or
-    an int ``>= 1`` (bars); ``fee_bps``, ``slippage_bps`` in ``[0, 1000]``.
+    an int ``>= 1`` (bars); ``fee_bps``, ``slippage_bps`` in ``[0, 1000]``; ``fills`` one
+    of :data:`FILLS` (``"quote"`` needs :class:`Quotes`, module docstring).
     """
 
     entry: float = 2.0
@@ -106,6 +137,7 @@ class BacktestParams:
     max_hold: int | None = None
     fee_bps: float = 0.0
     slippage_bps: float = 0.0
+    fills: str = "last"
 
     def __post_init__(self) -> None:
         def finite(name: str, v: object) -> float:
@@ -133,6 +165,47 @@ class BacktestParams:
             v = finite(name, getattr(self, name))
             if not 0.0 <= v <= MAX_BPS:
                 raise ValueError(f"{name} must be in [0, {MAX_BPS:g}], got {v:g}")
+        if self.fills not in FILLS:
+            raise ValueError(f"fills must be one of {', '.join(FILLS)}, got {self.fills!r}")
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Quotes:
+    """Best bid and ask of both legs on the backtest's bar grid (one value per ``ts``):
+    the book as of the end of each bar's bucket, what ``fills="quote"`` crosses.
+
+    Every value must be finite and positive with ``bid <= ask`` (cut the rows before
+    the first quote of either leg: :func:`quoted_rows`)."""
+
+    bid_a: np.ndarray
+    ask_a: np.ndarray
+    bid_b: np.ndarray
+    ask_b: np.ndarray
+
+    def check(self, n: int) -> tuple[np.ndarray, ...]:
+        out = []
+        for name in ("bid_a", "ask_a", "bid_b", "ask_b"):
+            arr = as_float_array(getattr(self, name), name)
+            if len(arr) != n:
+                raise ValueError(f"{name} has {len(arr)} values, ts has {n}")
+            if (arr <= 0).any():
+                raise ValueError(f"{name} must be positive")
+            out.append(arr)
+        if (out[0] > out[1]).any() or (out[2] > out[3]).any():
+            raise ValueError("a bid is above its ask (crossed quote)")
+        return tuple(out)
+
+
+def quoted_rows(*quotes: object) -> int:
+    """Index of the first row where every given quote series is finite (``len`` if
+    none): rows before it have no book yet for some leg. Quotes are carried forward,
+    so every later row is quoted too (checked by :meth:`Quotes.check`)."""
+    n = len(np.asarray(quotes[0])) if quotes else 0
+    ok = np.ones(n, dtype=bool)
+    for q in quotes:
+        ok &= np.isfinite(np.asarray(q, dtype=np.float64))
+    idx = np.flatnonzero(ok)
+    return int(idx[0]) if len(idx) else n
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +233,21 @@ class Trade:
     pnl: float
     notional: float
     exit_reason: str | None
+    #: Leg fills and the quotes crossed (``fills="quote"``; with ``"last"`` the fills
+    #: are the prices above, the quotes None). ``spread_cost`` as in the module docstring.
+    entry_fill_a: float | None = None
+    entry_fill_b: float | None = None
+    exit_fill_a: float | None = None
+    exit_fill_b: float | None = None
+    entry_bid_a: float | None = None
+    entry_ask_a: float | None = None
+    entry_bid_b: float | None = None
+    entry_ask_b: float | None = None
+    exit_bid_a: float | None = None
+    exit_ask_a: float | None = None
+    exit_bid_b: float | None = None
+    exit_ask_b: float | None = None
+    spread_cost: float = 0.0
 
     @property
     def is_open(self) -> bool:
@@ -182,6 +270,7 @@ class BacktestResult:
     gross_pnl: float
     total_fees: float
     total_slippage: float
+    total_spread_cost: float
     open_pnl: float
     capital: float | None
     total_return: float | None
@@ -214,8 +303,11 @@ def trades_frame(result: BacktestResult) -> pd.DataFrame:
     frame = pd.DataFrame(rows, columns=cols)
     for c in ("exit_ts", "exit_index"):
         frame[c] = frame[c].astype("Int64")
-    for c in ("exit_a", "exit_b"):
-        frame[c] = frame[c].astype("float64")
+    for c in cols:
+        if c.startswith(("exit_", "entry_fill", "entry_bid", "entry_ask")) and c not in (
+            "exit_ts", "exit_index", "exit_reason"
+        ):
+            frame[c] = frame[c].astype("float64")
     return frame
 
 
@@ -287,6 +379,32 @@ def _signals(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class _Fills:
+    """One side's two leg fills at one bar (entry or exit) and the quotes crossed."""
+
+    fill_a: float
+    fill_b: float
+    bid_a: float | None
+    ask_a: float | None
+    bid_b: float | None
+    ask_b: float | None
+    spread_cost: float
+
+
+def _leg_fills(book, i: int, a_dir: int, h: float, pa: float, pb: float) -> _Fills:
+    """Fills at bar ``i`` when buying (``a_dir = +1``) or selling (``-1``) one A and
+    doing the opposite with ``h`` B. ``book`` None: at the prices ``pa``, ``pb``."""
+    if book is None:
+        return _Fills(pa, pb, None, None, None, None, 0.0)
+    bid_a, ask_a, bid_b, ask_b = (float(q[i]) for q in book)
+    fa = ask_a if a_dir > 0 else bid_a
+    b_dir = -a_dir if h >= 0 else a_dir  # a negative hedge trades B the other way
+    fb = ask_b if b_dir > 0 else bid_b
+    cost = a_dir * (fa - pa) + b_dir * abs(h) * (fb - pb)
+    return _Fills(fa, fb, bid_a, ask_a, bid_b, ask_b, float(cost))
+
+
 def run_backtest(
     ts: object,
     price_a: object,
@@ -299,6 +417,7 @@ def run_backtest(
     prices: str = "raw",
     min_bars: int = 2,
     breaks: object | None = None,
+    quotes: Quotes | None = None,
 ) -> BacktestResult:
     """Backtest the z-score mean-reversion rule on one pair series.
 
@@ -323,6 +442,8 @@ def run_backtest(
         Session starts on the ``ts`` scale (bucket starts, as for
         :func:`analytics.pair.pair_series`): positions are closed at the last bar
         before each and never opened across one (module docstring).
+    quotes : Quotes, optional
+        Both legs' bid and ask per bar: required by ``params.fills == "quote"``.
 
     Returns
     -------
@@ -338,6 +459,11 @@ def run_backtest(
     n = len(t)
     if n < max(min_bars, 2):
         raise InsufficientData("backtest", max(min_bars, 2), n)
+    book = None
+    if params.fills == "quote":
+        if quotes is None:
+            raise ValueError('fills="quote" needs quotes (both legs\' bid and ask per bar)')
+        book = quotes.check(n)
 
     cuts = segment_starts(t, breaks) if breaks is not None else ()
     last_before = frozenset(int(c) - 1 for c in cuts)
@@ -356,28 +482,34 @@ def run_backtest(
         ea, eb = float(a[ei]), float(b[ei])
         beta_sig = float(be[sig_t])
         h = beta_sig if prices == "raw" else beta_sig * ea / eb
-        notional_in = abs(ea) + abs(h * eb)
+        entry = _leg_fills(book, ei, side, h, ea, eb)
         if i + 1 < len(decisions):
             x_sig, _, reason = decisions[i + 1]
             xi = x_sig + 1
             xa, xb = float(a[xi]), float(b[xi])
-            notional_out = abs(xa) + abs(h * xb)
+            exit_ = _leg_fills(book, xi, -side, h, xa, xb)
             i += 2
         else:
             xi, reason = None, None
             xa, xb = float(a[-1]), float(b[-1])
-            notional_out = 0.0
+            exit_ = None
             i += 1
+        notional_in = abs(entry.fill_a) + abs(h * entry.fill_b)
+        notional_out = 0.0 if exit_ is None else abs(exit_.fill_a) + abs(h * exit_.fill_b)
+        spread_in = entry.spread_cost
+        spread_out = 0.0 if exit_ is None else exit_.spread_cost
         end = n if xi is None else xi
         position[ei:end] = side
         hedge_arr[ei:end] = h
-        costs[ei] += (fee_rate + slip_rate) * notional_in
+        costs[ei] += (fee_rate + slip_rate) * notional_in + spread_in
         if xi is not None:
-            costs[xi] += (fee_rate + slip_rate) * notional_out
+            costs[xi] += (fee_rate + slip_rate) * notional_out + spread_out
         pnl_a = side * (xa - ea)
         pnl_b = -side * h * (xb - eb)
         fees = fee_rate * (notional_in + notional_out)
         slip = slip_rate * (notional_in + notional_out)
+        spread = spread_in + spread_out
+        closed = exit_ is not None
         trades.append(
             Trade(
                 side=int(side), signal_ts=int(t[sig_t]), entry_ts=int(t[ei]),
@@ -386,8 +518,18 @@ def run_backtest(
                 exit_a=None if xi is None else xa, exit_b=None if xi is None else xb,
                 beta=beta_sig, hedge=float(h), pnl_a=float(pnl_a), pnl_b=float(pnl_b),
                 gross=float(pnl_a + pnl_b), fees=float(fees), slippage=float(slip),
-                pnl=float(pnl_a + pnl_b - fees - slip), notional=float(notional_in),
+                pnl=float(pnl_a + pnl_b - fees - slip - spread), notional=float(notional_in),
                 exit_reason=reason,
+                entry_fill_a=entry.fill_a, entry_fill_b=entry.fill_b,
+                exit_fill_a=exit_.fill_a if closed else None,
+                exit_fill_b=exit_.fill_b if closed else None,
+                entry_bid_a=entry.bid_a, entry_ask_a=entry.ask_a,
+                entry_bid_b=entry.bid_b, entry_ask_b=entry.ask_b,
+                exit_bid_a=exit_.bid_a if closed else None,
+                exit_ask_a=exit_.ask_a if closed else None,
+                exit_bid_b=exit_.bid_b if closed else None,
+                exit_ask_b=exit_.ask_b if closed else None,
+                spread_cost=float(spread),
             )
         )
 
@@ -404,7 +546,7 @@ def run_backtest(
     capital = max((tr.notional for tr in trades), default=0.0) or None
     total_pnl = float(sum(tr.pnl for tr in closed))
     traded = sum(
-        tr.notional + abs(tr.exit_a) + abs(tr.hedge * tr.exit_b) for tr in closed
+        tr.notional + abs(tr.exit_fill_a) + abs(tr.hedge * tr.exit_fill_b) for tr in closed
     )
     sd = float(np.std(d_equity, ddof=1)) if n > 2 else 0.0
     sharpe = (
@@ -418,6 +560,7 @@ def run_backtest(
         gross_pnl=float(sum(tr.gross for tr in closed)),
         total_fees=float(sum(tr.fees for tr in closed)),
         total_slippage=float(sum(tr.slippage for tr in closed)),
+        total_spread_cost=float(sum(tr.spread_cost for tr in closed)),
         open_pnl=float(open_pnl), capital=capital,
         total_return=None if capital is None else total_pnl / capital,
         sharpe=sharpe, max_drawdown=max_dd,

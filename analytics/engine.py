@@ -23,6 +23,12 @@ or the clock has passed ``ts + tf``; builders get the clock first, so a tick of 
 slower leg for bucket ``ts`` can never arrive after its point was published. This gives
 exactly :func:`~analytics.align.align_pair` on the same closed bars.
 
+**Pairs on mid prices** (``source="mid"``, a :class:`PairKey` field): the same tracker
+fed the legs' mid bars instead of their trade bars (:mod:`analytics.midprice`): the
+history from :meth:`MarketEngine.book_bars`, then each mid bar a
+:class:`~analytics.midprice.MidCloser` closes from the 1 s book bars and the clock
+(:meth:`MarketEngine.on_book_bar_closed`, before the pairs see the clock tick).
+
 **Live (tick-level) z-score.** ``PairSnapshot.live_zscore(price_a, price_b)`` applies the
 last closed bar's alpha, beta and spread-window mean/std to the latest traded prices:
 O(1), computed at read time by the 500 ms callbacks.
@@ -40,9 +46,19 @@ import pandas as pd
 
 from analytics.align import PairAligner, align_pair
 from analytics.bars import BAR_DTYPES, BAR_FIELDS, Bar, BarBuilder, Bars, resample_bars
-from analytics.errors import InsufficientData
+from analytics.book import (
+    BOOK_DTYPES,
+    BookBar,
+    BookBarBuilder,
+    BookBars,
+    BookResampler,
+    resample_book,
+)
+from analytics.errors import InsufficientData, NoQuotes
 from analytics.live import IncrementalPair
-from analytics.pair import PRICE_MODES, REGRESSIONS, pair_series
+from analytics.midprice import MidCloser
+from analytics.midprice import mid_bars as mid_bars_from_book
+from analytics.pair import PRICE_MODES, REGRESSIONS, SOURCES, pair_series
 from analytics.registry import PAIR_COLUMNS, PAIR_DTYPES, pair_record, pair_table
 from analytics.robust import refit_step
 from analytics.series import ColumnBuffer
@@ -65,6 +81,8 @@ class PairKey:
     window: int
     regression: str
     prices: str
+    #: ``"trade"`` (bars' closes) or ``"mid"`` (:mod:`analytics.midprice`).
+    source: str = "trade"
 
 
 def _columns_len(self) -> int:
@@ -281,6 +299,37 @@ class PairTracker:
         return bb[(bb > ts[0]) & (bb <= ts[-1])]
 
 
+class _BookState:
+    """One instrument's top of book: the 1 s builder, a resampler per coarser
+    timeframe, and the closed book bars per timeframe (a day at most, grown as bars
+    come, not allocated up front)."""
+
+    __slots__ = ("builder", "coarse", "buffers", "first_cover", "floor_seen")
+
+    def __init__(self, timeframes_ms: tuple[int, ...]) -> None:
+        self.builder = BookBarBuilder(1_000)
+        self.coarse = {tf: BookResampler(tf) for tf in timeframes_ms if tf != 1_000}
+        self.buffers = {
+            tf: ColumnBuffer(BOOK_DTYPES, DAY_MS // tf, initial_rows=64) for tf in timeframes_ms
+        }
+        #: cover_ms of the first bar per timeframe (only the very first can be partial)
+        self.first_cover: dict[int, int | None] = {}
+        self.floor_seen: int | None = None
+
+    def append(self, tf: int, bar: BookBar) -> None:
+        buf = self.buffers[tf]
+        if buf.appended == 0:
+            self.first_cover[tf] = bar.cover_ms
+        buf.append(bar.as_row())
+
+
+def _fine_bar(book: BookBars, i: int) -> BookBar:
+    return BookBar(int(book.ts[i]), float(book.bid[i]), float(book.ask[i]),
+                   float(book.bid_qty[i]), float(book.ask_qty[i]),
+                   float(book.spread_bps_twa[i]), int(book.updates[i]),
+                   book.first_cover_ms if i == 0 else None)  # fmt: skip
+
+
 def _head(bars: Bars, frontier: int) -> Bars:
     """Bars with ``ts < frontier``."""
     n = int(np.searchsorted(bars.ts, frontier, side="left"))
@@ -309,9 +358,19 @@ class MarketEngine:
         self._builders: dict[str, dict[int, BarBuilder]] = {}
         self._series: dict[str, dict[int, ColumnBuffer]] = {}
         self._pairs: dict[PairKey, PairTracker] = {}
-        self._by_leg: dict[tuple[str, int], list[PairTracker]] = {}
+        #: (symbol, tf, source) -> trackers with that leg
+        self._by_leg: dict[tuple[str, int, str], list[PairTracker]] = {}
+        #: Mid bars per symbol and timeframe, closed from the 1 s book bars
+        #: (:mod:`analytics.midprice`): what ``source="mid"`` pairs are fed.
+        self._mids: dict[str, dict[int, MidCloser]] = {}
         self.bar_closes = 0
         self._clock_ms: int | None = None
+        #: Top of book per instrument (:class:`_BookState`), created on its first quote
+        #: or restore: an instrument without book data costs nothing.
+        self._book: dict[str, _BookState] = {}
+        #: The 1 s book bars the last :meth:`on_clock` closed, ``(name, BookBar)``
+        #: (replaced by each call; the ingest path stores them).
+        self.clock_closed_book: list[tuple[str, BookBar]] = []
         #: Session breaks per symbol (sorted int64 ms, see :mod:`analytics.sessions`).
         self._breaks: dict[str, np.ndarray] = {}
         for s in symbols:
@@ -327,6 +386,7 @@ class MarketEngine:
             if symbol in self._builders:
                 return
             self._builders[symbol] = {tf: BarBuilder(tf) for tf in self.timeframes_ms}
+            self._mids[symbol] = {tf: MidCloser(tf) for tf in self.timeframes_ms}
             self._series[symbol] = {
                 tf: ColumnBuffer(BAR_DTYPES, DAY_MS // tf) for tf in self.timeframes_ms
             }
@@ -415,6 +475,8 @@ class MarketEngine:
                         if tf == 1_000:
                             out.append((symbol, closed))
             self._clock_ms = now_ms
+            self.clock_closed_book = self._book_on_clock(now_ms)
+            self._mids_on_clock(now_ms)
             for tr in self._pairs.values():
                 tr.on_clock(now_ms)
         return out
@@ -422,8 +484,188 @@ class MarketEngine:
     def _closed(self, symbol: str, tf: int, bar: Bar) -> None:
         self._series[symbol][tf].append(bar.as_row())
         self.bar_closes += 1
-        for tr in self._by_leg.get((symbol, tf), ()):
+        for tr in self._by_leg.get((symbol, tf, "trade"), ()):
             tr.on_bar("a" if tr.key.a == symbol else "b", bar)
+
+    # ------------------------------------------------------------------ mid prices
+    def on_book_bar_closed(
+        self, symbol: str, ts: int, bid: float, ask: float, updates: int
+    ) -> None:
+        """A 1 s book bar of ``symbol`` closed (called under :attr:`lock` wherever one
+        closes: a quote in a later second, the clock, a flush): feed the mid bars and
+        the ``source="mid"`` pairs (:mod:`analytics.midprice`)."""
+        closers = self._mids.get(symbol)
+        if closers is None:
+            return
+        for tf, closer in closers.items():
+            for bar in closer.on_book_bar(ts, bid, ask, updates):
+                self._mid_closed(symbol, tf, bar)
+
+    def _mids_on_clock(self, now_ms: int) -> None:
+        """Close the coarse mid bars whose time is up (after the 1 s book bars closed
+        on this tick, before the pairs see the clock)."""
+        for symbol, closers in self._mids.items():
+            for tf, closer in closers.items():
+                for bar in closer.on_clock(now_ms):
+                    self._mid_closed(symbol, tf, bar)
+
+    def _mid_closed(self, symbol: str, tf: int, bar: Bar) -> None:
+        for tr in self._by_leg.get((symbol, tf, "mid"), ()):
+            tr.on_bar("a" if tr.key.a == symbol else "b", bar)
+
+    def mid_bars(self, symbol: str, tf_ms: int) -> Bars:
+        """Closed mid bars of ``symbol`` at a tracked timeframe: the book bars'
+        (:meth:`book_bars`) mids as :class:`~analytics.bars.Bars`
+        (:func:`analytics.midprice.mid_bars`), final buckets only. A bucket the live
+        :class:`~analytics.midprice.MidCloser` still holds open is left out, so this
+        history plus the closer's later bars never repeat or skip a bucket."""
+        if symbol not in self._series:
+            raise KeyError(symbol)
+        with self.lock:
+            book = self.book_bars(symbol, tf_ms)
+            closer = self._mids[symbol].get(tf_ms)
+            open_ts = None if closer is None else closer.open_ts
+        if book is None or not len(book):
+            return Bars.empty(tf_ms)
+        bars = mid_bars_from_book(book.ts, book.bid, book.ask, book.updates, tf_ms)
+        if open_ts is not None and len(bars) and bars.ts[-1] >= open_ts:
+            bars = _head(bars, open_ts)
+        return bars
+
+    def _leg_bars(self, symbol: str, tf_ms: int, source: str) -> Bars:
+        return self.mid_bars(symbol, tf_ms) if source == "mid" else self.bars(symbol, tf_ms)
+
+    # ------------------------------------------------------------------ top of book
+    def on_book(
+        self, name: str, time_ms: int, bid: float, ask: float, bid_qty: float, ask_qty: float
+    ) -> BookBar | None:
+        """Feed one best bid/ask update (:mod:`analytics.book`); return the 1 s book bar
+        it closed (for the store), if any. O(1); the ingest thread, like :meth:`on_trade`.
+
+        The first update of an instrument starts its book at the trade bars' floor:
+        one stamped in a second whose trade bar is already published is taken at that
+        floor, so a served row's book never changes after it was served."""
+        st = self._book.get(name)
+        with self.lock:
+            if st is None:
+                st = self._book_state(name)
+            b = st.builder
+            closed = b.on_quote(time_ms, bid, ask, bid_qty, ask_qty)
+            if closed is not None or b.floor != st.floor_seen:
+                self._book_advanced(name, st, closed)
+        return closed
+
+    def _book_state(self, name: str) -> _BookState:
+        st = self._book.get(name)
+        if st is None:
+            st = self._book[name] = _BookState(self.timeframes_ms)
+            trade = self._builders.get(name, {}).get(1_000)
+            if trade is not None and trade.floor is not None:
+                st.builder.floor = trade.floor
+                st.floor_seen = trade.floor
+        return st
+
+    def _book_advanced(self, name: str, st: _BookState, closed: BookBar | None) -> None:
+        """The 1 s book builder closed a bar and/or moved its floor: store the bar, feed
+        the coarse book bars and the mid bars."""
+        if closed is not None:
+            st.append(1_000, closed)
+            self.on_book_bar_closed(name, closed.ts, closed.bid, closed.ask, closed.updates)
+        floor = st.builder.floor
+        for tf, rs in st.coarse.items():
+            if closed is not None:
+                done = rs.on_bar(closed)
+                if done is not None:
+                    st.append(tf, done)
+            done = rs.on_floor(floor)
+            if done is not None:
+                st.append(tf, done)
+        st.floor_seen = floor
+
+    def _book_on_clock(self, now_ms: int) -> list[tuple[str, BookBar]]:
+        out = []
+        for name, st in self._book.items():
+            closed = st.builder.on_clock(now_ms)
+            if closed is not None or st.builder.floor != st.floor_seen:
+                self._book_advanced(name, st, closed)
+            if closed is not None:
+                out.append((name, closed))
+        return out
+
+    def book_reordered(self, name: str) -> int:
+        """Book updates of ``name`` stamped before the one before them, or before a
+        second the bar clock had closed, taken at that later time (:mod:`analytics.book`)."""
+        st = self._book.get(name)
+        return 0 if st is None else st.builder.reordered
+
+    def open_book_bar(self, name: str) -> BookBar | None:
+        """The open 1 s book bar, its last quote standing to the second's end (what a
+        shutdown stores; a restart starts after that second)."""
+        st = self._book.get(name)
+        return None if st is None else st.builder.current
+
+    def book_quote(self, name: str) -> tuple[float, float, float, float] | None:
+        """The quote in force ``(bid, ask, bid_qty, ask_qty)``, None before the first."""
+        st = self._book.get(name)
+        return None if st is None else st.builder.quote
+
+    def restore_book(self, name: str, frame: pd.DataFrame) -> None:
+        """Put stored 1 s book bars back (:data:`analytics.book.BOOK_FIELDS` columns,
+        ``store.read_book_bars``) before live updates come: the buffers, the complete
+        coarse buckets, the still-open coarse bucket's seconds into its resampler, the
+        quote in force (the last row's) and the floor (the end of the last row's
+        second: an update stamped before it is taken at it)."""
+        if frame is None or not len(frame):
+            return
+        f = frame.sort_values("ts", kind="stable").drop_duplicates("ts", keep="last")
+        fine = BookBars.from_columns({c: f[c].to_numpy() for c in BOOK_DTYPES}, 1_000)
+        floor = int(fine.ts[-1]) + 1_000
+        with self.lock:
+            st = self._book[name] = _BookState(self.timeframes_ms)
+            st.buffers[1_000].extend(fine.columns())
+            st.first_cover[1_000] = None  # a stored second was covered whole, or unknown
+            for tf, rs in st.coarse.items():
+                coarse = resample_book(fine, tf)
+                done = int(np.searchsorted(coarse.ts, floor - tf, side="right"))
+                st.buffers[tf].extend(coarse.take(slice(0, done)).columns())
+                st.first_cover[tf] = coarse.first_cover_ms
+                open_from = int(np.searchsorted(fine.ts, floor - floor % tf, side="left"))
+                if open_from > 0:
+                    rs.restore(_fine_bar(fine, open_from - 1), floor)
+                for i in range(open_from, len(fine)):
+                    rs.on_bar(_fine_bar(fine, i))
+                rs.on_floor(floor)
+            last = f.iloc[-1]
+            st.builder.restore(float(last["bid"]), float(last["ask"]), float(last["bid_qty"]),
+                               float(last["ask_qty"]), floor)  # fmt: skip
+            st.floor_seen = floor
+
+    def book_bars(self, name: str, tf_ms: int) -> BookBars | None:
+        """Closed book bars of the last day at ``tf_ms`` (any multiple of 1 s; complete
+        buckets only), None when ``name`` has no book data. ``final_ms``: every bucket
+        ending at or before it is final, its book as served will not change (rows of
+        trade bars ending after it must wait: :func:`analytics.book.book_columns`)."""
+        st = self._book.get(name)
+        if st is None:
+            return None
+        with self.lock:
+            final = st.builder.floor
+            base = tf_ms if tf_ms in st.buffers else max(t for t in st.buffers if tf_ms % t == 0)
+            buf = st.buffers[base]
+            view, appended = buf.view(), buf.appended
+            first_cover = st.first_cover.get(base) if appended == len(buf) else None
+        held = BookBars.from_columns(view, base, first_cover_ms=first_cover, final_ms=final)
+        if base == tf_ms:
+            return held
+        coarse = resample_book(held, tf_ms)
+        lo, hi = 0, len(coarse)
+        if hi and final is not None and coarse.ts[-1] + tf_ms > final:
+            hi -= 1  # still open
+        if hi > lo and appended > len(held) and coarse.ts[0] < held.ts[0]:
+            lo += 1  # its first seconds were evicted: partial
+        out = coarse.take(slice(lo, hi))
+        return BookBars.from_columns(out.columns(), tf_ms, first_cover_ms=out.first_cover_ms,
+                                     final_ms=final)  # fmt: skip
 
     # ------------------------------------------------------------------ readers
     def bars(self, symbol: str, tf_ms: int) -> Bars:
@@ -460,9 +702,16 @@ class MarketEngine:
         return None if builder is None else builder.current
 
     def pair(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str = "ols", prices: str = "raw"
+        self, a: str, b: str, tf_ms: int, window: int, regression: str = "ols",
+        prices: str = "raw", source: str = "trade",
     ) -> PairSnapshot:
-        """Snapshot of a pair selection; the first call builds and starts tracking it."""
+        """Snapshot of a pair selection; the first call builds and starts tracking it.
+
+        ``source="mid"``: the legs' mid bars (:mod:`analytics.midprice`) instead of
+        their trade bars; :class:`InsufficientData` naming the leg while it has no
+        quote yet (a run with ``--no-book``, or before the first book update)."""
+        if source not in SOURCES:
+            raise ValueError(f"source must be one of {SOURCES}, got {source!r}")
         if regression not in REGRESSIONS:
             raise ValueError(f"regression must be one of {REGRESSIONS}, got {regression!r}")
         if prices not in PRICE_MODES:
@@ -472,7 +721,7 @@ class MarketEngine:
                 raise KeyError(s)
         if a == b:
             raise ValueError("a pair needs two different symbols")
-        key = PairKey(a, b, int(tf_ms), int(window), regression, prices)
+        key = PairKey(a, b, int(tf_ms), int(window), regression, prices, source)
         tracker = self._pairs.get(key)
         if tracker is not None:
             tracker.last_used = time.monotonic()
@@ -485,8 +734,12 @@ class MarketEngine:
         # The day's batch build runs outside the lock (the feed must not wait for it);
         # bars that close meanwhile are caught up under the lock before registering.
         with self.lock:
-            bars_a, bars_b = self.bars(a, tf_ms), self.bars(b, tf_ms)
+            bars_a, bars_b = self._leg_bars(a, tf_ms, source), self._leg_bars(b, tf_ms, source)
             breaks = self.pair_breaks(a, b)
+        if source == "mid":
+            for sym, legs in ((a, bars_a), (b, bars_b)):
+                if not len(legs):
+                    raise NoQuotes(sym, "source=mid")
         tracker = PairTracker(key, DAY_MS // tf_ms, breaks)
         tracker.load_history(bars_a, bars_b, None)
         with self.lock:
@@ -495,9 +748,9 @@ class MarketEngine:
                 return existing.snapshot
             if len(self.pair_breaks(a, b)) != len(breaks):
                 # a break was marked during the build: start again with it
-                return self.pair(a, b, tf_ms, window, regression, prices)
+                return self.pair(a, b, tf_ms, window, regression, prices, source)
             for leg, sym in (("a", a), ("b", b)):
-                fresh = self.bars(sym, tf_ms).since(tracker.seen_ts(leg) + 1)
+                fresh = self._leg_bars(sym, tf_ms, source).since(tracker.seen_ts(leg) + 1)
                 for i in range(len(fresh)):
                     tracker.on_bar(leg, fresh.bar(i))
             if self._clock_ms is not None:
@@ -508,7 +761,7 @@ class MarketEngine:
     def _unregister(self, tracker: PairTracker) -> None:
         self._pairs.pop(tracker.key, None)
         for sym in (tracker.key.a, tracker.key.b):
-            legs = self._by_leg.get((sym, tracker.key.tf_ms), [])
+            legs = self._by_leg.get((sym, tracker.key.tf_ms, tracker.key.source), [])
             if tracker in legs:
                 legs.remove(tracker)
 
@@ -516,7 +769,7 @@ class MarketEngine:
         key = tracker.key
         self._pairs[key] = tracker
         for sym in (key.a, key.b):
-            self._by_leg.setdefault((sym, key.tf_ms), []).append(tracker)
+            self._by_leg.setdefault((sym, key.tf_ms, key.source), []).append(tracker)
         while len(self._pairs) > self.max_pairs:
             oldest = min(self._pairs.values(), key=lambda t: t.last_used)
             self._unregister(oldest)

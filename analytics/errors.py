@@ -35,3 +35,16 @@ class InsufficientData(AnalyticsError):
     @property
     def missing(self) -> int:
         return max(self.needed - self.have, 0)
+
+
+class NoQuotes(InsufficientData):
+    """No top-of-book quote yet for an instrument a request needs the bid and ask of
+    (``source=mid`` pairs, ``fills=quote`` backtests): a 409 that says so, rather than
+    an empty chart. ``needed``/``have`` count quoted bars (1 and 0)."""
+
+    def __init__(self, names: str, why: str) -> None:
+        super().__init__(f"top-of-book quotes of {names}", 1, 0)
+        self.args = (
+            f"no top-of-book quote of {names} yet: {why} needs the bid and ask (the book "
+            "is ingested unless the run has --no-book)",
+        )

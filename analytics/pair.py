@@ -70,10 +70,14 @@ log = logging.getLogger(__name__)
 
 REGRESSIONS = ("ols", "huber", "theilsen", "kalman")
 PRICE_MODES = ("raw", "log")
+#: Which price of each bar a pair is computed on: the last trade (the bar's close) or
+#: the mid of the best bid and ask as of the end of the bar's bucket (issue #17).
+SOURCES = ("trade", "mid")
 
 __all__ = [
     "PRICE_MODES",
     "REGRESSIONS",
+    "SOURCES",
     "PairSeries",
     "PairStationarity",
     "adf_summary",

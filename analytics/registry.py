@@ -24,7 +24,8 @@ here (``docs/analytics-registry.md`` walks through the rolling half-life).
 
 Bar figures (:data:`BAR_FIGURES`) declare the OHLCV fields the same way: the stored
 ones (:data:`BAR_FIELDS`, :data:`BAR_DTYPES`, what :class:`analytics.bars.Bar` holds
-and the store persists) and the served ones (:data:`BAR_COLUMNS`, ``/api/bars``).
+and the store persists) and the served ones (:data:`BAR_COLUMNS`, ``/api/bars``), the
+top-of-book columns last (:data:`BOOK_COLUMNS`, joined from :mod:`analytics.book`).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ __all__ = [
     "BAR_DTYPES",
     "BAR_FIELDS",
     "BAR_FIGURES",
+    "BOOK_COLUMNS",
     "KPI_FIGURES",
     "PAIR_COLUMNS",
     "PAIR_DTYPES",
@@ -348,6 +350,7 @@ class BarFigure:
     unit: str = ""
     stored: bool = True
     served: bool = True
+    book: bool = False
 
 
 #: Bar fields in table order (``/api/bars``), the stored-only trade ids last.
@@ -364,10 +367,32 @@ BAR_FIGURES: tuple[BarFigure, ...] = (
     BarFigure("buy_volume", np.float64, "sum(qty) of taker buys (buyer not maker)"),
     BarFigure("first_id", np.int64, "trade id of the open trade", served=False),
     BarFigure("last_id", np.int64, "trade id of the close trade", served=False),
+    # Top of book (analytics/book.py): the book as of the END of the bucket, from the
+    # stored 1 s book bars; NaN before the first quote. Not in the trade-bar row.
+    BarFigure("bid", np.float64, "best bid of the last book update (carried)", book=True,
+              stored=False),
+    BarFigure("ask", np.float64, "best ask of the last book update (carried)", book=True,
+              stored=False),
+    BarFigure("bid_qty", np.float64, "quantity at the best bid (last update, carried)",
+              book=True, stored=False),
+    BarFigure("ask_qty", np.float64, "quantity at the best ask (last update, carried)",
+              book=True, stored=False),
+    BarFigure("mid", np.float64, "(bid + ask) / 2 of the last update", book=True,
+              stored=False),
+    BarFigure("spread_bps", np.float64, "1e4 * (ask - bid) / mid of the last update",
+              "bps", book=True, stored=False),
+    BarFigure("spread_bps_twa", np.float64,
+              "quoted spread time-weighted over the bucket (each quote by the time it "
+              "stood in it, the one in force at the start included)", "bps", book=True,
+              stored=False),
+    BarFigure("imbalance", np.float64, "bid_qty / (bid_qty + ask_qty) of the last update",
+              book=True, stored=False),
 )
 #: Stored bar fields, in :meth:`analytics.bars.Bar.as_row` order (the store's row).
 BAR_FIELDS: tuple[str, ...] = tuple(f.name for f in BAR_FIGURES if f.stored)
 #: Dtypes of the stored fields.
 BAR_DTYPES: dict[str, type] = {f.name: f.dtype for f in BAR_FIGURES if f.stored}
-#: Served bar columns, in ``/api/bars`` order.
+#: Served bar columns, in ``/api/bars`` order (the trade columns, then the book's).
 BAR_COLUMNS: tuple[str, ...] = tuple(f.name for f in BAR_FIGURES if f.served)
+#: The served top-of-book columns (:func:`analytics.book.book_columns`), in order.
+BOOK_COLUMNS: tuple[str, ...] = tuple(f.name for f in BAR_FIGURES if f.book)

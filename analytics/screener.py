@@ -14,7 +14,9 @@ on the aligned grid of :func:`analytics.align.align_pair` (the last ``max_bars``
 * ``liquidity``: trades per minute of the *less* liquid leg over the aligned span
   (execution is bounded by the thinner leg); both legs are reported.
 
-Ranking: rows with results first, by ``coint_pvalue`` ascending, then ``half_life``
+Ranking: pairs of one asset on two markets (``perp:BTCUSDT`` / ``spot:BTCUSDT``,
+``same_asset``) first, then within each group rows with results first, by
+``coint_pvalue`` ascending, then ``half_life``
 ascending, then ``abs_z`` descending, then ``liquidity`` descending; rows that cannot be
 computed yet (too few bars, a constant leg) come last with the reason in ``error``
 (``collecting: N of M bars``). The pages let the user re-sort by any column.
@@ -26,7 +28,7 @@ import itertools
 import logging
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -39,7 +41,7 @@ from analytics.stationarity import ADF_MIN_OBS, coint_test, half_life
 
 log = logging.getLogger(__name__)
 
-__all__ = ["ScreenResult", "ScreenRow", "screen_pair", "screen_pairs"]
+__all__ = ["ScreenResult", "ScreenRow", "same_asset", "screen_pair", "screen_pairs"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +64,8 @@ class ScreenRow:
     trades_per_min_b: float | None = None
     last_ts: int | None = None
     error: str | None = None
+    #: One asset on two markets (``perp:BTCUSDT`` / ``spot:BTCUSDT``): the basis pair.
+    same_asset: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,11 +142,18 @@ def screen_pair(
     )
 
 
+def same_asset(a: str, b: str) -> bool:
+    """Whether two instrument names are one symbol on two markets (``perp:BTCUSDT``,
+    ``spot:BTCUSDT``): names carry their market only when the symbol is on two."""
+    return a != b and ":" in a and ":" in b and a.rsplit(":", 1)[1] == b.rsplit(":", 1)[1]
+
+
 def _rank_key(row: ScreenRow) -> tuple:
+    first = 0 if row.same_asset else 1  # the same asset on two markets is offered first
     if row.error is not None or row.coint_pvalue is None:
-        return (1, math.inf, math.inf, 0.0, 0.0, row.a, row.b)
+        return (first, 1, math.inf, math.inf, 0.0, 0.0, row.a, row.b)
     hl = math.inf if row.half_life_bars is None else row.half_life_bars
-    return (0, row.coint_pvalue, hl, -(row.abs_z or 0.0), -(row.liquidity or 0.0),
+    return (first, 0, row.coint_pvalue, hl, -(row.abs_z or 0.0), -(row.liquidity or 0.0),
             row.a, row.b)
 
 
@@ -180,9 +191,10 @@ def screen_pairs(
     if len(tfs) != 1:
         raise ValueError(f"all bars must share one timeframe, got {sorted(tfs)} ms")
     rows = [
-        screen_pair(a, b, bars[a], bars[b], window=window, regression=regression,
-                    prices=prices, max_bars=max_bars,
-                    breaks=None if not breaks else (breaks.get(a), breaks.get(b)))
+        replace(screen_pair(a, b, bars[a], bars[b], window=window, regression=regression,
+                            prices=prices, max_bars=max_bars,
+                            breaks=None if not breaks else (breaks.get(a), breaks.get(b))),
+                same_asset=same_asset(a, b))
         for a, b in itertools.combinations(syms, 2)
     ]
     rows.sort(key=_rank_key)

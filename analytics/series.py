@@ -33,15 +33,24 @@ def _committed(n: int, dtype: np.dtype) -> np.ndarray:
 class ColumnBuffer:
     """Named numpy columns holding at most the last ``max_rows`` appended rows."""
 
-    __slots__ = ("names", "dtypes", "max_rows", "_cols", "_start", "_n", "appended", "_state")
+    __slots__ = (
+        "names", "dtypes", "max_rows", "_cols", "_start", "_n", "appended", "_state", "_initial",
+    )
 
-    def __init__(self, columns: Mapping[str, np.dtype | type], max_rows: int) -> None:
+    def __init__(
+        self, columns: Mapping[str, np.dtype | type], max_rows: int,
+        *, initial_rows: int | None = None,
+    ) -> None:
+        """``initial_rows``: start that small and double as rows come (up to the
+        fixed ``2 * max_rows``), for buffers most instruments never fill (the top of
+        book: a quiet or book-less instrument holds a few rows, not a day's worth)."""
         if max_rows < 1:
             raise ValueError(f"max_rows must be >= 1, got {max_rows}")
         self.names: tuple[str, ...] = tuple(columns)
         self.dtypes = {k: np.dtype(v) for k, v in columns.items()}
         self.max_rows = int(max_rows)
-        cap = 2 * self.max_rows
+        self._initial = 2 * self.max_rows if initial_rows is None else max(1, int(initial_rows))
+        cap = min(2 * self.max_rows, self._initial)
         self._cols = {k: _committed(cap, self.dtypes[k]) for k in self.names}
         self._start = 0
         self._n = 0  # rows written into the current arrays (from index 0)
@@ -74,7 +83,7 @@ class ColumnBuffer:
         keep = min(n, self.max_rows)
         old = len(self)
         total = min(old + keep, self.max_rows)
-        cap = max(2 * self.max_rows, total)
+        cap = max(self._capacity(total), total)
         new = {}
         for name in self.names:
             arr = _committed(cap, self.dtypes[name])
@@ -88,9 +97,14 @@ class ColumnBuffer:
         self.appended += n
         self._state = (new, 0, total)
 
+    def _capacity(self, keep: int) -> int:
+        """Arrays' length for ``keep`` rows: the fixed ``2 * max_rows``, or while
+        growing (``initial_rows``) twice the rows kept."""
+        return min(2 * self.max_rows, max(2 * keep, self._initial))
+
     def _compact(self) -> None:
         keep = self._n - self._start
-        cap = 2 * self.max_rows
+        cap = self._capacity(keep)
         new = {}
         for name in self.names:
             arr = _committed(cap, self.dtypes[name])

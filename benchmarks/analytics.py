@@ -261,7 +261,7 @@ def real_tape_events(shift_to_ms: int) -> tuple[list[tuple], dict]:
     """The committed spot BTCUSDT+ETHUSDT tape, shifted to start at ``shift_to_ms``."""
     from ingest.replay.tapes import default_sample_files, load_tape
 
-    tape = load_tape(default_sample_files())
+    tape = load_tape(default_sample_files("spot"))
     first = tape.first_time_ms
     offset = shift_to_ms - (first - first % 1000)
     rows = []

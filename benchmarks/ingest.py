@@ -50,6 +50,19 @@ compare directly, and per event:
 
 GC pauses of this process inside the window are counted via ``gc.callbacks``.
 
+4. **trades + book** (issue #17): the raw captures' trades AND ``@bookTicker`` frames
+   (USD-M BTCUSDT + ETHUSDT, ``sample_data/hftbacktest-rawcapture-trade-book_um_*``;
+   ~5 book updates per trade) replayed ``--speed 0 --loop`` to the futures feed
+   subscribed to both streams, wired as the app wires it (book on). Zero loss is
+   checked at both ends: every book update the replay sent reached the feed (per
+   symbol the received ``u`` are consecutive positions of the looped tape's ``u``
+   sequence) and every one the feed accepted is counted in a stored 1 s book bar
+   (``sum(updates)`` of ``book_bars`` after the open bars are flushed); trades as in
+   scenario 1. Latency in the same run: trades handler entry -> ring append returned,
+   book updates handler entry -> ``Ingestor.on_book`` returned (engine bar + store
+   enqueue). A thin wrapper on ``Ingestor.on_book`` records each update's ``u`` and
+   stamp (~0.3 us).
+
 Output: readable tables (one row per scenario), then as the LAST stdout line one JSON object
 with every figure. Nothing is asserted: targets are printed next to the figures.
 """
@@ -94,14 +107,18 @@ log = logging.getLogger("benchmarks.ingest")
 class ReplayProcess:
     """``python -m ingest.replay`` in its own process; ``ws_base`` from its first line."""
 
-    def __init__(self, speed: float, logdir: Path, name: str) -> None:
+    def __init__(self, speed: float, logdir: Path, name: str,
+                 files: tuple[Path, ...] = (), profile: str = "spot") -> None:
         self.log_path = logdir / f"replay-{name}.log"
         self._log = self.log_path.open("w")
         args = [
             sys.executable, "-m", "ingest.replay", "--port", "0", "--speed", str(speed),
-            "--loop", "--profile", "spot", "--rate-limit", "0", "--ping-interval", "0",
-            "--log-level", "WARNING",
+            "--loop", "--profile", profile, "--rate-limit", "0", "--ping-interval", "0",
+            "--log-level", "WARNING", *(str(f) for f in files),
         ]
+        # one market: the files' own, or (no files) only that market's bundled tapes
+        # (the bare default plays spot AND perp, and a spot client skips the perp half)
+        args += ["--market", "perp" if profile == "futures" else "spot"]
         self.proc = subprocess.Popen(
             args, cwd=ROOT, stdout=subprocess.PIPE, stderr=self._log, text=True,
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
@@ -144,22 +161,23 @@ def _end_process(proc: subprocess.Popen | None, timeout: float = 10.0) -> None:
 # The ingest side, as app.py builds it
 
 
-def _config(ws_base: str, db: Path):
+def _config(ws_base: str, db: Path, market: str = "spot"):
     from ingest.config import Config
 
     return Config(
-        symbols=SYMBOLS, market="spot", stream="trade",
+        symbols=SYMBOLS, market=market, stream="trade",
         symbols_given=True, market_given=True, stream_given=True,
         feed_url=ws_base, db=str(db), replay=None, ingest=True,
     )
 
 
 @contextlib.contextmanager
-def running_runtime(ws_base: str, db: Path, feed_cls=None, before_start=None):
+def running_runtime(ws_base: str, db: Path, feed_cls=None, before_start=None,
+                    market: str = "spot"):
     """A started :class:`ingest.runtime.Runtime` (optionally with a TradeFeed subclass)."""
     import ingest.runtime as rt
 
-    runtime = rt.Runtime(_config(ws_base, db))
+    runtime = rt.Runtime(_config(ws_base, db, market))
     try:
         if before_start is not None:
             before_start(runtime)
@@ -175,10 +193,10 @@ def running_runtime(ws_base: str, db: Path, feed_cls=None, before_start=None):
         runtime.stop()
 
 
-def _wait_connected(runtime, timeout: float = 20.0) -> None:
+def _wait_connected(runtime, timeout: float = 20.0, market: str = "spot") -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        feed = runtime.feeds.get("spot")
+        feed = runtime.feeds.get(market)
         if feed is not None and feed.status().connected:
             return
         time.sleep(0.02)
@@ -275,7 +293,7 @@ def run_throughput(seconds: float, warmup: float, tmp: Path) -> ThroughputResult
     )
 
 
-def verify_store(runtime, db: Path) -> dict:
+def verify_store(runtime, db: Path, market: str = "spot") -> dict:
     """Compare every id the rings received with what SQLite holds, per symbol.
 
     The ring gets every trade the feed accepted (Ingestor.on_trade appends first), so
@@ -290,16 +308,17 @@ def verify_store(runtime, db: Path) -> dict:
             received = ring.seq
             n_db, lo, hi, n_distinct = con.execute(
                 "SELECT count(*), min(trade_id), max(trade_id), count(DISTINCT trade_id) "
-                "FROM trades WHERE symbol = ?",
-                (sym,),
+                "FROM trades WHERE symbol = ? AND market = ?",
+                (sym, market),
             ).fetchone()
             info = {"received": received, "in_db": n_db, "first": lo, "last": hi}
             if received <= ring.capacity:
                 ids = ring.since(0).trade_id
                 stored = np.fromiter(
                     (row[0] for row in con.execute(
-                        "SELECT trade_id FROM trades WHERE symbol = ? ORDER BY trade_id",
-                        (sym,),
+                        "SELECT trade_id FROM trades WHERE symbol = ? AND market = ? "
+                        "ORDER BY trade_id",
+                        (sym, market),
                     )),
                     dtype=np.int64,
                     count=n_db,
@@ -310,9 +329,9 @@ def verify_store(runtime, db: Path) -> dict:
                 missing = np.setdiff1d(ids, stored, assume_unique=True).size
             else:
                 info["exact_compare"] = False
-                last = runtime.feeds["spot"].last_ids.get(sym)
+                last = runtime.feeds[market].last_ids.get(sym)
                 info["ids_equal"] = bool(n_db == received and hi == last)
-                info["received_contiguous"] = runtime.feeds["spot"].stats.gaps == 0
+                info["received_contiguous"] = runtime.feeds[market].stats.gaps == 0
                 missing = max(0, received - n_db)
             info["db_contiguous"] = bool(n_db == 0 or hi - lo + 1 == n_db)
             out["duplicate_rows"] += n_db - n_distinct  # impossible with the PK; checked
@@ -324,8 +343,186 @@ def verify_store(runtime, db: Path) -> dict:
         out["integrity"] = con.execute("PRAGMA quick_check").fetchone()[0]
     finally:
         con.close()
-    out["loss"] += runtime.feeds["spot"].stats.gaps  # ids lost between the replay and the feed
+    out["loss"] += runtime.feeds[market].stats.gaps  # ids lost between the replay and the feed
     return out
+
+# ---------------------------------------------------------------------------------
+# Scenario 4: trades + top of book (issue #17)
+
+BOOK_FILES = tuple(
+    ROOT / "sample_data" / f"hftbacktest-rawcapture-trade-book_um_{sym}_20240808_2354-2356.gz"
+    for sym in SYMBOLS
+)
+TARGET_BOOK_PER_S = 20_000
+
+
+class BookProbe:
+    """``Ingestor.on_book`` wrapped (instance attribute, before the feed is built):
+    per update its symbol, ``u`` and handler-entry -> return latency, preallocated."""
+
+    def __init__(self, capacity: int, lat: LatencyProbe) -> None:
+        self.cap = capacity
+        self.u = np.zeros(capacity, np.int64)
+        self.sym = np.zeros(capacity, np.int8)
+        self.lat = np.zeros(capacity, np.int64)
+        self.done = np.zeros(capacity, np.int64)
+        self.n = 0
+        self.overflow = 0
+        self._entry = lat  # its t0: the handler entry of the frame being handled
+
+    def wrap(self, runtime) -> None:
+        on_book = runtime.ingestor.on_book
+        probe, now, entry = self, time.perf_counter_ns, self._entry
+        codes = {sym: k for k, sym in enumerate(SYMBOLS)}
+        mv_u, mv_sym = memoryview(self.u), memoryview(self.sym)
+        mv_lat, mv_done = memoryview(self.lat), memoryview(self.done)
+        cap = self.cap
+
+        def probed_on_book(b):
+            on_book(b)
+            t = now()
+            i = probe.n
+            if i < cap:
+                mv_u[i] = b.update_id
+                mv_sym[i] = codes.get(b.symbol, -1)
+                mv_lat[i] = t - entry.t0
+                mv_done[i] = t
+                probe.n = i + 1
+            else:
+                probe.overflow += 1
+
+        runtime.ingestor.on_book = probed_on_book
+
+
+def tape_book_ids() -> dict[str, np.ndarray]:
+    """Per symbol the book update ids ``u`` of the tape, in play order (the replay's)."""
+    from ingest.replay.tapes import load_tape
+
+    tape = load_tape(list(BOOK_FILES), default_market="perp")
+    out: dict[str, list[int]] = {sym: [] for sym in SYMBOLS}
+    for ev in tape.events:
+        if ev.kind == "bookTicker":
+            out[ev.symbol].append(ev.trade_id)
+    return {sym: np.array(ids, np.int64) for sym, ids in out.items()}
+
+
+def book_positions(received: np.ndarray, tape_u: np.ndarray) -> np.ndarray:
+    """Each received ``u`` as its position in the endless looped tape (pass k moves u
+    by k x (last - first + 1), ``ingest/replay/loop.py``); -1 where it is no tape id."""
+    span = int(tape_u[-1] - tape_u[0] + 1)
+    k = (received - tape_u[0]) // span
+    base = received - k * span
+    idx = np.clip(np.searchsorted(tape_u, base), 0, len(tape_u) - 1)
+    return np.where(tape_u[idx] == base, k * len(tape_u) + idx, -1)
+
+
+def run_trades_book(seconds: float, warmup: float, tmp: Path) -> dict:
+    db = tmp / "trades-book.db"
+    expected = tape_book_ids()
+    cap = int(60_000 * (seconds + warmup + 10))
+    lat = LatencyProbe(cap // 20)
+    book = BookProbe(cap, lat)
+    replay = ReplayProcess(0, tmp, "trades-book", files=BOOK_FILES, profile="futures")
+
+    def before_start(runtime) -> None:
+        lat.wrap_rings(runtime)
+        book.wrap(runtime)
+
+    try:
+        with running_runtime(replay.ws_base, db, feed_cls=lat.feed_class(),
+                             before_start=before_start, market="perp") as runtime:
+            feed, store = runtime.feeds["perp"], runtime.store
+            _wait_connected(runtime, market="perp")
+            time.sleep(warmup)
+            samples = []  # (t, book updates, trades, messages)
+            t0 = time.monotonic()
+            while True:
+                now = time.monotonic()
+                st = feed.stats
+                samples.append((now, st.book_updates, st.trades, st.messages))
+                if now - t0 >= seconds:
+                    break
+                time.sleep(1.0)
+            t_end_ns = time.perf_counter_ns()
+            feed.stop()
+            runtime.ingestor.flush_open_bars()
+            if not store.flush(timeout=60):
+                raise RuntimeError("store did not flush within 60 s")
+            checks = verify_store(runtime, db, "perp")
+            stats = feed.status()
+            taken = runtime.ingestor.book_updates
+            stored_updates = {
+                sym: int(store.read_book_bars(sym)["updates"].sum()) for sym in SYMBOLS}
+    finally:
+        replay.stop()
+    t = np.array([x[0] for x in samples])
+    b = np.array([x[1] for x in samples], np.float64)
+    tr = np.array([x[2] for x in samples], np.float64)
+    msg = np.array([x[3] for x in samples], np.float64)
+    span = t[-1] - t[0]
+    per_s = np.diff(b) / np.diff(t) if len(t) > 1 else np.zeros(1)
+    n = book.n
+    sym_codes = book.sym[:n]
+    book_check = {}
+    lost_book = 0
+    for code, sym in enumerate(SYMBOLS):
+        got = book.u[:n][sym_codes == code]
+        pos = book_positions(got, expected[sym])
+        consecutive = bool(len(pos) and (pos >= 0).all() and (np.diff(pos) == 1).all())
+        missing = int(pos[-1] - pos[0] + 1 - len(pos)) if len(pos) else 0
+        lost_book += max(missing, 0) + (len(got) - stored_updates[sym])
+        book_check[sym] = {"received": int(len(got)), "stored_updates": stored_updates[sym],
+                           "consecutive": consecutive, "missing_in_sequence": missing}
+    in_window = book.done[:n] <= t_end_ns
+    return {
+        "scenario": "trades + book",
+        "seconds": round(float(span), 2),
+        "warmup_s": warmup,
+        "book_per_s": round(float((b[-1] - b[0]) / span), 1),
+        "trades_per_s": round(float((tr[-1] - tr[0]) / span), 1),
+        "msgs_per_s": round(float((msg[-1] - msg[0]) / span), 1),
+        "min_1s_book_per_s": round(float(per_s.min()), 1),
+        "book_updates": int(stats.book_updates),
+        "book_taken_by_ingestor": int(taken),
+        "trades": int(stats.trades),
+        "lost_trades": int(checks["loss"]),
+        "lost_book_updates": int(lost_book + (stats.book_updates - taken)),
+        "bad_frames": int(stats.bad_frames),
+        "book_rejected": int(stats.book_rejected),
+        "reconnects": int(stats.reconnects),
+        "book_checks": book_check,
+        "trade_checks": checks,
+        "receive_to_ring_ms": _pct_ms(lat.lat[: lat.n]),
+        "receive_to_book_ms": _pct_ms(book.lat[:n][in_window]),
+        "probe_overflow": lat.overflow + book.overflow,
+    }
+
+
+def print_book_table(r: dict) -> None:
+    print()
+    print(f"Trades + book (raw captures um BTCUSDT+ETHUSDT, replay --speed 0 --loop; "
+          f"{r['seconds']:.0f} s steady after {r['warmup_s']:.0f} s warm-up)")
+    _table(
+        ("book/s", "min 1s", "trades/s", "msgs/s", "lost trades", "lost book", "bad",
+         "ring p50", "p99", "book p50", "p99", "p99.9"),
+        [(_fmt(r["book_per_s"], 0), _fmt(r["min_1s_book_per_s"], 0),
+          _fmt(r["trades_per_s"], 0), _fmt(r["msgs_per_s"], 0), _fmt(r["lost_trades"]),
+          _fmt(r["lost_book_updates"]), _fmt(r["bad_frames"]),
+          _fmt(r["receive_to_ring_ms"]["p50"], 3), _fmt(r["receive_to_ring_ms"]["p99"], 3),
+          _fmt(r["receive_to_book_ms"]["p50"], 3), _fmt(r["receive_to_book_ms"]["p99"], 3),
+          _fmt(r["receive_to_book_ms"]["p99_9"], 3))],
+    )
+    print("  ring = trade handler entry -> TickRing.append returned; book = book handler "
+          "entry -> Ingestor.on_book returned (ms)")
+
+
+def book_targets(r: dict) -> dict:
+    zero = (r["lost_trades"] == 0 and r["lost_book_updates"] == 0
+            and all(c["consecutive"] for c in r["book_checks"].values())
+            and all(s["ids_equal"] and s["db_contiguous"]
+                    for s in r["trade_checks"]["symbols"].values()))
+    return {"book_per_s": bool(r["book_per_s"] >= TARGET_BOOK_PER_S),
+            "book_zero_loss": bool(zero)}
 
 
 # ---------------------------------------------------------------------------------
@@ -360,7 +557,7 @@ class Pacing:
 def tape_pacing() -> Pacing:
     from ingest.replay.tapes import default_sample_files, load_tape
 
-    tape = load_tape(default_sample_files())
+    tape = load_tape(default_sample_files("spot"))
     if set(tape.symbols) != set(SYMBOLS) or any(tape.missing_ids.values()):
         raise RuntimeError(f"unexpected sample tape: {tape.symbols} {tape.missing_ids}")
     offsets = np.empty(len(tape), np.float64)
@@ -840,6 +1037,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--seconds", type=float, default=60.0, help="throughput window (s)")
     p.add_argument("--latency-seconds", type=float, default=30.0, help="each latency window (s)")
+    p.add_argument("--book-seconds", type=float, default=30.0,
+                   help="trades + book window (s)")
+    p.add_argument("--book-only", action="store_true",
+                   help="run only the trades + book scenario")
     p.add_argument("--quick", action="store_true", help="smoke run: 10 s / 8 s windows")
     p.add_argument("--dash-client", metavar="URL", help=argparse.SUPPRESS)
     p.add_argument("--floor-client", metavar="URL", help=argparse.SUPPRESS)
@@ -850,13 +1051,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.floor_client:
         return floor_client_main(args.floor_client, args.floor_out)
     if args.quick:
-        args.seconds, args.latency_seconds = 10.0, 8.0
+        args.seconds, args.latency_seconds, args.book_seconds = 10.0, 8.0, 8.0
     tp_warmup = 3.0 if args.quick else 5.0
     lat_warmup = 2.0
     from ingest.config import configure_logging
 
     configure_logging("WARNING")  # as app.py (werkzeug/websockets at WARNING too)
     cpu_start = _cpu_seconds()
+    if args.book_only:
+        return _main_book_only(args.book_seconds, tp_warmup, cpu_start)
     pacing = tape_pacing()
     speed = pacing.speed_for(LATENCY_RATE)
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmpdir:
@@ -864,6 +1067,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"throughput: {args.seconds:.0f} s (+{tp_warmup:.0f} s warm-up) ...",
               file=sys.stderr, flush=True)
         tp = run_throughput(args.seconds, tp_warmup, tmp)
+        print(f"trades + book: {args.book_seconds:.0f} s (+{tp_warmup:.0f} s warm-up) ...",
+              file=sys.stderr, flush=True)
+        tb = run_trades_book(args.book_seconds, tp_warmup, tmp)
         lat = []
         for with_dash in (False, True):
             print(f"latency {'with Dash' if with_dash else 'alone'}: "
@@ -873,6 +1079,7 @@ def main(argv: list[str] | None = None) -> int:
                 run_latency(args.latency_seconds, lat_warmup, tmp, pacing, speed, with_dash)
             )
     print_table(tp, lat, speed)
+    print_book_table(tb)
     wall, own, foreign = _cpu_used_since(cpu_start)
     if foreign > 0.05 * wall:
         print(f"warning: other processes used {foreign:.0f} CPU-seconds during this "
@@ -910,6 +1117,7 @@ def main(argv: list[str] | None = None) -> int:
         "floor_recv_to_ring_alone_ms": alone["floor_recv_to_ring_ms"],
         "floor_recv_to_ring_with_dash_ms": dash["floor_recv_to_ring_ms"],
         "latency_runs": lat,
+        "trades_book": tb,
         "env": {
             "python": sys.version.split()[0],
             "cpus": os.cpu_count(),
@@ -917,8 +1125,10 @@ def main(argv: list[str] | None = None) -> int:
             "own_cpu_s": round(own, 1),
             "foreign_cpu_s": round(foreign, 1),
         },
-        "targets": {"throughput_msgs_per_s": TARGET_MSGS_PER_S, "p99_ms": TARGET_P99_MS},
+        "targets": {"throughput_msgs_per_s": TARGET_MSGS_PER_S, "p99_ms": TARGET_P99_MS,
+                    "book_per_s": TARGET_BOOK_PER_S},
         "meets_targets": {
+            **book_targets(tb),
             "throughput": bool(tp.msgs_per_s >= TARGET_MSGS_PER_S
                                and tp.stored_rows_per_s >= TARGET_MSGS_PER_S),
             "zero_loss": bool(zero_loss),
@@ -933,6 +1143,34 @@ def main(argv: list[str] | None = None) -> int:
         print("FAILED: the Dash client's requests failed: "
               f"{(dash.get('dash_client') or {}).get('first_errors')}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _main_book_only(seconds: float, warmup: float, cpu_start) -> int:
+    """``--book-only``: the trades + book scenario alone (table, then the JSON line)."""
+    print(f"trades + book: {seconds:.0f} s (+{warmup:.0f} s warm-up) ...",
+          file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-ingest-") as tmpdir:
+        tb = run_trades_book(seconds, warmup, Path(tmpdir))
+    print_book_table(tb)
+    wall, own, foreign = _cpu_used_since(cpu_start)
+    if foreign > 0.05 * wall:
+        print(f"warning: other processes used {foreign:.0f} CPU-seconds during this "
+              f"{wall:.0f} s run; the figures are skewed", flush=True)
+    result = {
+        "trades_book": tb,
+        "book_per_s": tb["book_per_s"],
+        "lost_trades": tb["lost_trades"],
+        "lost_book_updates": tb["lost_book_updates"],
+        "receive_to_ring_p99_ms": tb["receive_to_ring_ms"]["p99"],
+        "receive_to_book_p99_ms": tb["receive_to_book_ms"]["p99"],
+        "env": {"python": sys.version.split()[0], "cpus": os.cpu_count(),
+                "wall_s": round(wall, 1), "own_cpu_s": round(own, 1),
+                "foreign_cpu_s": round(foreign, 1)},
+        "targets": {"book_per_s": TARGET_BOOK_PER_S},
+        "meets_targets": book_targets(tb),
+    }
+    print(json.dumps(result, separators=(",", ":")), flush=True)
     return 0
 
 

@@ -70,7 +70,7 @@ def replay_main() -> int:
     from ingest.replay import APP_LOOP_SEAM_IDS, ReplayServer
     from ingest.replay.tapes import default_sample_files, load_tape, shift_times
 
-    tape = load_tape(default_sample_files())
+    tape = load_tape(default_sample_files("spot"))
     tape = shift_times(tape, int(time.time() * 1000) - tape.first_time_ms)
     server = ReplayServer(tape, port=0, speed=1.0, loop=True, profile="spot",
                           loop_seam_ids=APP_LOOP_SEAM_IDS)

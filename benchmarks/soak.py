@@ -248,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
             sys.executable,
             "app.py",
             "--replay",
+            "--market",
+            "spot",
             "--replay-speed",
             f"{speed:.3f}",
             "--db",

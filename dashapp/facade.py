@@ -13,7 +13,8 @@ promises checkable in one file:
   against it, signature by signature);
 * **pages never import ``ingest``**: the error types and names they need
   (:class:`DatasetError`, :data:`DATASET_RE`, :class:`AlertsReadOnly`,
-  :class:`RuleNotFound`, :func:`iso_utc`) are re-exported here.
+  :class:`RuleNotFound`, :class:`ChannelError`, :class:`ChannelNotFound`,
+  :func:`iso_utc`) are re-exported here.
 
 Names: an instrument is named as rings, the engine, URLs and the API name it
 (:class:`analytics.instruments.Universe`): the bare symbol while it is on one market.
@@ -27,8 +28,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from analytics.instruments import Universe, normalize_market
+from analytics.instruments import (
+    Instrument,
+    InstrumentError,
+    Universe,
+    normalize_market,
+    parse_instrument,
+)
 from ingest.alert_service import RuleNotFound
+from ingest.delivery import ChannelError, ChannelNotFound
 from ingest.store import DATASET_RE, AlertsReadOnly, DatasetError, iso_utc
 
 if TYPE_CHECKING:
@@ -36,8 +44,10 @@ if TYPE_CHECKING:
 
     from analytics.alerts import AlertRule
     from analytics.bars import Bar, Bars
+    from analytics.book import BookBars
     from analytics.engine import PairKey, PairSnapshot
     from analytics.upload import OhlcUpload
+    from ingest.models import BookTicker
     from ingest.ring import LastTick, TickBatch
     from ingest.store import DatasetInfo, StoredEvent, StoredUpload, TradeColumns
 
@@ -45,6 +55,8 @@ __all__ = [
     "DATASET_RE",
     "AlertsData",
     "AlertsReadOnly",
+    "ChannelError",
+    "ChannelNotFound",
     "DatasetError",
     "DatasetsData",
     "LiveMarketData",
@@ -89,8 +101,52 @@ class AlertsData(Protocol):
     def last_event_id(self) -> int: ...
 
     def active_thresholds(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> list[tuple[str, float]]: ...
+
+    # delivery channels and the delivery log (#20); dicts are the API's JSON
+    def channels(self) -> list[dict]:
+        """Every channel ``{"id", "kind", "name", "url" (masked), "has_secret",
+        "created_ms", "updated_ms"}``: never a secret or an unmasked token."""
+        ...
+
+    def channel(self, channel_id: int) -> dict:
+        """One channel (as :meth:`channels`); :class:`ChannelNotFound`."""
+        ...
+
+    def add_channel(self, data) -> dict:
+        """Validate and store ``{"kind", "name", "url", "secret"?}``; returns it (with
+        ``id``). :class:`ChannelError` naming every bad field."""
+        ...
+
+    def update_channel(self, channel_id: int, data) -> dict:
+        """Replace a channel; an empty or missing ``secret`` keeps the stored one,
+        ``null`` removes it."""
+        ...
+
+    def delete_channel(self, channel_id: int) -> dict:
+        """Delete a channel (its delivery log stays; rules stop naming it)."""
+        ...
+
+    def test_channel(self, channel_id: int) -> dict:
+        """Send a sample payload now (short timeout): ``{"ok", "status", "error",
+        "latency_ms"}``."""
+        ...
+
+    def deliveries(
+        self,
+        *,
+        rule_id: int | None = None,
+        channel_id: int | None = None,
+        status: str | None = None,
+        limit: int = 200,
+    ) -> list[dict]:
+        """The delivery log, newest first: ``{"id", "event_id", "rule_id",
+        "channel_id", "channel_name", "status" (pending|retrying|delivered|failed),
+        "attempts", "last_error", "last_status", "created_ms", "delivered_ms",
+        "latency_ms", "next_attempt_ms"}``."""
+        ...
 
 
 @runtime_checkable
@@ -128,6 +184,11 @@ class MarketData(Protocol):
         (``InstrumentError``, a ``ValueError``, saying why not)."""
         ...
 
+    def instrument(self, name: str) -> Instrument:
+        """The instrument an ingested name stands for (its market, its ``label``
+        "BTCUSDT · perp"); ``KeyError`` for a name not ingested."""
+        ...
+
     # bars and pairs
     def timeframes(self) -> tuple[int, ...]:
         """Live bar timeframes (ms), ascending."""
@@ -141,26 +202,40 @@ class MarketData(Protocol):
 
     def open_bar(self, name: str, tf_ms: int) -> Bar | None: ...
 
+    def book_bars(self, name: str, tf_ms: int) -> BookBars | None:
+        """Closed top-of-book bars at ``tf_ms`` (complete buckets; ``final_ms`` says up
+        to where the book is final), None when ``name`` has no book data."""
+        ...
+
     def breaks(self, name: str) -> np.ndarray:
         """Session starts (ms) of ``name``: no return or window spans one."""
         ...
 
     def pair(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> PairSnapshot:
-        """The pair's snapshot, built (and then tracked) when not tracked yet."""
+        """The pair's snapshot, built (and then tracked) when not tracked yet;
+        ``source="mid"`` on the legs' mids (``InsufficientData`` while a leg has no
+        quote)."""
         ...
 
     def tracked_pair(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> PairSnapshot | None:
         """The snapshot of a tracked pair, or None: never builds (the 500 ms path)."""
         ...
 
     def tracked_pairs(self) -> list[PairKey]: ...
 
-    # ticks
+    # ticks and quotes
     def last_tick(self, name: str) -> LastTick | None: ...
+
+    def quote(self, name: str) -> BookTicker | None:
+        """The latest best bid/ask update of ``name`` (None before the first, or with
+        ``--no-book``): O(1), for the 500 ms widgets."""
+        ...
 
     def ticks_since(self, name: str, seq: int) -> TickBatch: ...
 
@@ -241,9 +316,39 @@ class LiveAlerts:
         return self._svc.last_event_id()
 
     def active_thresholds(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> list[tuple[str, float]]:
-        return self._svc.active_thresholds(a, b, tf_ms, window, regression, prices)
+        return self._svc.active_thresholds(a, b, tf_ms, window, regression, prices, source)
+
+    def channels(self) -> list[dict]:
+        return self._svc.channels()
+
+    def channel(self, channel_id: int) -> dict:
+        return self._svc.channel(channel_id)
+
+    def add_channel(self, data) -> dict:
+        return self._svc.add_channel(data)
+
+    def update_channel(self, channel_id: int, data) -> dict:
+        return self._svc.update_channel(channel_id, data)
+
+    def delete_channel(self, channel_id: int) -> dict:
+        return self._svc.delete_channel(channel_id)
+
+    def test_channel(self, channel_id: int) -> dict:
+        return self._svc.test_channel(channel_id)
+
+    def deliveries(
+        self,
+        *,
+        rule_id: int | None = None,
+        channel_id: int | None = None,
+        status: str | None = None,
+        limit: int = 200,
+    ) -> list[dict]:
+        return self._svc.deliveries(rule_id=rule_id, channel_id=channel_id, status=status,
+                                    limit=limit)
 
 
 class LiveDatasets:
@@ -296,10 +401,40 @@ class LiveMarketData:
     def names(self) -> tuple[str, ...]:
         return tuple(self._rt.ingestor.rings)
 
+    def _run_universe(self) -> Universe:
+        """The runtime's universe (what the run ingests, C1), never re-parsed from
+        names; a runtime without one (old fakes) gets one from its ring names."""
+        universe = getattr(self._rt, "universe", None)
+        if universe is None:
+            if self._universe is None:
+                self._universe = Universe.parse(
+                    self.names(), normalize_market(self._rt.market))
+            universe = self._universe
+        return universe
+
     def resolve(self, text: str) -> str:
-        if self._universe is None:
-            self._universe = Universe.parse(self.names(), normalize_market(self._rt.market))
-        return self._universe.name(self._universe.resolve(text))
+        rings = self._rt.ingestor.rings
+        if isinstance(text, str) and text.strip() in rings:
+            return text.strip()
+        universe = self._run_universe()
+        try:
+            return universe.name(universe.resolve(text))
+        except InstrumentError:
+            # an explicit instrument restored from the store but outside this run's
+            # universe (an earlier run's): its rings are still shown
+            if isinstance(text, str) and ":" in text:
+                name = self._rt.store.name(parse_instrument(text, universe.default_market))
+                if name in rings:
+                    return name
+            raise
+
+    def instrument(self, name: str) -> Instrument:
+        universe = self._run_universe()
+        if name in universe.names:
+            return universe.by_name(name)
+        if name in self._rt.ingestor.rings and hasattr(self._rt, "store"):
+            return self._rt.store.instrument(name)
+        raise KeyError(name)
 
     # bars and pairs
     def timeframes(self) -> tuple[int, ...]:
@@ -313,6 +448,9 @@ class LiveMarketData:
         with engine.lock:
             return {s: engine.bars(s, tf_ms) for s in names}
 
+    def book_bars(self, name: str, tf_ms: int) -> BookBars | None:
+        return self._rt.engine.book_bars(name, tf_ms)
+
     def open_bar(self, name: str, tf_ms: int) -> Bar | None:
         return self._rt.engine.open_bar(name, tf_ms)
 
@@ -320,16 +458,19 @@ class LiveMarketData:
         return self._rt.engine.breaks(name)
 
     def pair(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> PairSnapshot:
-        return self._rt.engine.pair(a, b, tf_ms, window, regression, prices)
+        return self._rt.engine.pair(a, b, tf_ms, window, regression, prices, source)
 
     def tracked_pair(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> PairSnapshot | None:
         from analytics.engine import PairKey
 
-        return self._rt.engine.tracked_snapshot(PairKey(a, b, tf_ms, window, regression, prices))
+        return self._rt.engine.tracked_snapshot(
+            PairKey(a, b, tf_ms, window, regression, prices, source))
 
     def tracked_pairs(self) -> list[PairKey]:
         return self._rt.engine.tracked_pairs()
@@ -337,6 +478,10 @@ class LiveMarketData:
     # ticks
     def last_tick(self, name: str) -> LastTick | None:
         return self._rt.ingestor.rings[name].last()
+
+    def quote(self, name: str) -> BookTicker | None:
+        quote = getattr(self._rt.ingestor, "quote", None)
+        return None if quote is None else quote(name)
 
     def ticks_since(self, name: str, seq: int) -> TickBatch:
         return self._rt.ingestor.rings[name].since(seq)

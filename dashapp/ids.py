@@ -19,6 +19,9 @@ class Markets:
     TIMEFRAME = "markets-timeframe"
     MIN_TRADES = "markets-min-trades"
     MIN_VOLUME = "markets-min-volume"
+    #: spread filter (#17): hide symbols whose quoted spread is wider (bps); in the URL
+    MAX_SPREAD = "markets-max-spread"
+    URL_SINK = "markets-url-sink"  # dcc.Store: the query string last written (url_query)
     FILTER_NOTE = "markets-filter-note"
     HEATMAP = "markets-heatmap"
     HEATMAP_NOTE = "markets-heatmap-note"
@@ -67,6 +70,7 @@ class Pair:
         "pair-price-mode", "pair-k",
     )
     ENTRY = "pair-entry"
+    PRICE_SOURCE = "pair-price-source"  # source=trade|mid: the price the pair is on (#17)
     SELECTION = "pair-selection"  # dcc.Store: validated selection, written after build
     DRAWN = "pair-drawn"  # dcc.Store: bar_seq drawn, full-redraw bookkeeping
     VIEW = "pair-view"  # dcc.Store: shared visible x range of the panel's charts
@@ -162,6 +166,8 @@ class Backtest:
     DOWNLOAD = "backtest-download"
     SOURCE = "backtest-source"  # "(live)" or a dataset name: components.dataset_select
     URL_SINK = "backtest-url-sink"  # dcc.Store: the query string last written (url_query)
+    #: ``source=trade|mid`` and ``fills=last|quote`` (#17)
+    PRICE_SOURCE, FILLS = "backtest-price-source", "backtest-fills"
 
 
 class Screener:
@@ -186,6 +192,7 @@ class Screener:
     LL_NOTE = "screener-ll-note"
     SOURCE = "screener-source"  # "(live)" or a dataset name: components.dataset_select
     URL_SINK = "screener-url-sink"  # dcc.Store: the query string last written (url_query)
+    PRICE_SOURCE = "screener-price-source"  # source=trade|mid (#17)
 
 
 class Alerts:
@@ -210,6 +217,30 @@ class Alerts:
     UNDO_BAR = "alerts-undo-bar"
     UNDO_TEXT = "alerts-undo-text"
     UNDO_BUTTON = "alerts-undo-button"
+    NOTIFY_STATE = "alerts-notify-state"  # text: the browser's notification permission
+    # page: delivery channels (dashapp/components/channel_modal.py)
+    CHANNELS = "alerts-channels"  # the channel list
+    CHANNEL_NEW = "alerts-channel-new"
+    CHANNELS_CHANGED = "alerts-channels-changed"  # dcc.Store: bumped on add/edit/delete
+    CHANNEL_MODAL = "alerts-channel-modal"
+    CHANNEL_MODAL_TITLE = "alerts-channel-modal-title"
+    CHANNEL_EDIT_ID = "alerts-channel-edit-id"  # dcc.Store: id edited, or None
+    CHANNEL_URL_SHOWN = "alerts-channel-url-shown"  # dcc.Store: masked URL the edit opened with
+    CHANNEL_SAVE = "alerts-channel-save"
+    CHANNEL_CANCEL = "alerts-channel-cancel"
+    CHANNEL_ERROR = "alerts-channel-error"
+    CHANNEL_SECRET_NOTE = "alerts-channel-secret-note"
+    CHANNEL_TOAST = "alerts-channel-toast"  # outcome of a Test or a delete
+    CHANNEL_DELETE_MODAL = "alerts-channel-delete-modal"  # "Delete channel …?"
+    CHANNEL_DELETE_TEXT = "alerts-channel-delete-text"
+    CHANNEL_DELETE_CONFIRM = "alerts-channel-delete-confirm"
+    CHANNEL_DELETE_CANCEL = "alerts-channel-delete-cancel"
+    CHANNEL_DELETE_PENDING = "alerts-channel-delete-pending"  # dcc.Store: id asked about
+    # page: delivery log (dashapp/components/delivery_log.py)
+    DELIVERIES = "alerts-deliveries"
+    DELIVERY_STATUS = "alerts-delivery-status"  # status filter
+    DELIVERY_REFRESH = "alerts-delivery-refresh"  # dcc.Interval (5 s)
+    DELIVERY_SIG = "alerts-delivery-sig"  # dcc.Store: digest of the rows shown
     # shell: modal
     MODAL = "alerts-modal"
     MODAL_TITLE = "alerts-modal-title"
@@ -248,3 +279,45 @@ class Alerts:
     @staticmethod
     def delete(rule_id: int) -> dict:
         return {"type": "alerts-delete", "index": rule_id}
+
+    @staticmethod
+    def channel_field(name: str) -> str:
+        """Input of the channel form (``kind``, ``name``, ``url``, ``secret``)."""
+        return f"alerts-channel-{name}"
+
+    @staticmethod
+    def channel_feedback(name: str) -> str:
+        return f"alerts-channel-{name}-feedback"
+
+    @staticmethod
+    def channel_test(channel_id: int) -> dict:
+        return {"type": "alerts-channel-test", "index": channel_id}
+
+    @staticmethod
+    def channel_edit(channel_id: int) -> dict:
+        return {"type": "alerts-channel-edit", "index": channel_id}
+
+    @staticmethod
+    def channel_delete(channel_id: int) -> dict:
+        return {"type": "alerts-channel-delete", "index": channel_id}
+
+
+class Basis:
+    """The basis page (`/basis`): a perp against its spot (analytics/basis.py)."""
+
+    PERP, SPOT, TF, WINDOW, MAX_LAG = (
+        "basis-perp", "basis-spot", "basis-tf", "basis-window", "basis-max-lag",
+    )
+    SOURCE = "basis-source"  # price source: trade closes or mids (top of book)
+    INTERVAL = "basis-interval"  # cheap check for a newly closed point (2 s)
+    TRIGGER = "basis-trigger"  # dcc.Store: the pair's point count last drawn
+    MESSAGE = "basis-message"
+    STATUS = "basis-status"
+    KPIS = "basis-kpis"
+    BPS_GRAPH = "basis-bps-graph"
+    Z_GRAPH = "basis-z-graph"
+    LL_GRAPH = "basis-ll-graph"
+    LL_NOTE = "basis-ll-note"
+    PAIR_LINK = "basis-pair-link"
+    ALERT_BUTTON = "basis-alert-button"  # opens the shell's alert modal on basis_bps
+    URL_SINK = "basis-url-sink"  # dcc.Store: the query string last written (url_query)

@@ -27,23 +27,23 @@ def pair_rows(a: str, b: str, tf_ms: int, dataset: str | None) -> int:
     return max(len(market.bars(a, tf_ms)), len(market.bars(b, tf_ms)))
 
 
-def _is_tracked(a, b, tf_ms, window, regression, prices, dataset) -> bool:
+def _is_tracked(a, b, tf_ms, window, regression, prices, dataset, source="trade") -> bool:
     if dataset is not None:
         return False
     return any(
-        (k.a, k.b, k.tf_ms, k.window, k.regression, k.prices)
-        == (a, b, tf_ms, window, regression, prices)
+        (k.a, k.b, k.tf_ms, k.window, k.regression, k.prices, k.source)
+        == (a, b, tf_ms, window, regression, prices, source)
         for k in get_services().tracked_pairs()
     )
 
 
 def pair_job(
     job: str, *, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
-    dataset: str | None = None, extra_row_us: float = 0.0,
+    dataset: str | None = None, extra_row_us: float = 0.0, source: str = "trade",
 ) -> heavy.Estimate:
     """A pair series (built unless tracked) plus ``extra_row_us`` per row (ADF, backtest)."""
     n = pair_rows(a, b, tf_ms, dataset)
-    tracked = _is_tracked(a, b, tf_ms, window, regression, prices, dataset)
+    tracked = _is_tracked(a, b, tf_ms, window, regression, prices, dataset, source)
     series_us = n * 0.1 if tracked else heavy.pair_cost(n, window, regression)
     if dataset is not None:
         series_us += n * heavy.DATASET_ROW_US
@@ -59,7 +59,8 @@ def pair_job(
 
 
 def screen_job(tf_ms: int, window: int, regression: str, prices: str,
-               max_bars: int | None, dataset: str | None = None) -> heavy.Estimate:
+               max_bars: int | None, dataset: str | None = None,
+               source: str = "trade") -> heavy.Estimate:
     if dataset is not None:  # a dataset's symbols: stored counts scaled to tf_ms
         info = queries.dataset_info(dataset)
         syms = info.symbols

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analytics.book import book_columns
 from analytics.registry import BAR_COLUMNS, pair_table
 from analytics.sessions import last_segment, session_ids
 from analytics.stationarity import adf_test, coint_test, half_life
@@ -39,13 +40,23 @@ def bars_frame(
     start: int | None = None, end: int | None = None, limit: int | None = None,
 ) -> pd.DataFrame:
     """Closed bars of the last day (or of an uploaded dataset), with an int ``ts``
-    (bucket start, epoch ms) column; ``start``/``end``/``limit`` as in :func:`rows_in`."""
+    (bucket start, epoch ms) column; ``start``/``end``/``limit`` as in :func:`rows_in`.
+
+    Then the top-of-book columns (:func:`analytics.book.book_columns`: the book as of
+    each bucket's end; NaN before the first quote, and for datasets). A live bar whose
+    book is not final yet (a quote of its bucket may still come) waits, like a bar
+    still open: a served row never changes."""
+    book = None
     if dataset is not None:
         bars = dataset_bars(dataset, symbol, tf_ms)
     else:
         bars = get_services().bars(symbol, tf_ms)
+        book = get_services().book_bars(symbol, tf_ms)  # after the bars: final covers more
+        if book is not None and book.final_ms is not None:
+            n = int(np.searchsorted(bars.ts, book.final_ms - tf_ms, side="right"))
+            bars = bars.take(slice(0, n))
     bars = bars.take(rows_in(bars.ts, start, end, limit))
-    cols = {**bars.columns(), "vwap": bars.vwap}
+    cols = {**bars.columns(), "vwap": bars.vwap, **book_columns(bars.ts, tf_ms, book)}
     return pd.DataFrame({c: cols[c] for c in BAR_COLUMNS})
 
 
@@ -53,24 +64,64 @@ def pair_frame(
     a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
     dataset: str | None = None,
     start: int | None = None, end: int | None = None, limit: int | None = None,
+    source: str = "trade",
 ) -> pd.DataFrame:
     """The pair series (columns ``analytics.registry.PAIR_COLUMNS`` then ``session``,
     built by the one :func:`analytics.registry.pair_table`) of live data, or of
     an uploaded dataset; ``start``/``end``/``limit`` pick rows as in :func:`rows_in`. The
     statistics are trailing and restart at each session break, so a cut of the series
-    equals the same rows of the whole."""
+    equals the same rows of the whole. ``source="mid"``: on the legs' mids
+    (:mod:`analytics.midprice`); a dataset has no book (a 400 naming ``source``)."""
     if dataset is not None:
+        no_book_in_dataset(source)
         frame = dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
         keep = rows_in(frame["ts"].to_numpy(), start, end, limit)
         frame = frame.iloc[keep].reset_index(drop=True)
         frame[SESSION_COLUMN] = np.zeros(len(frame), dtype=np.int64)  # no breaks in a file
         return frame
-    snap = get_services().pair(a, b, tf_ms, window, regression, prices)
+    snap = get_services().pair(a, b, tf_ms, window, regression, prices, source)
     series = snap.series
     keep = rows_in(series.ts, start, end, limit)
     frame = pair_table(series, keep)
     frame[SESSION_COLUMN] = session_ids(series.ts[keep], snap.session_breaks_ms, tf_ms)
     return frame
+
+
+def no_book_in_dataset(source: str) -> None:
+    """An uploaded OHLC dataset has trades' closes only: ``source=mid`` is a 400."""
+    from dashapp.api.params import BadParam
+
+    if source != "trade":
+        raise BadParam("source", "an uploaded dataset has no top of book: use source=trade")
+
+
+def pair_quotes(a: str, b: str, tf_ms: int, ts: np.ndarray) -> dict[str, np.ndarray]:
+    """Both legs' best bid and ask as of the END of each bucket ``ts`` (carried
+    forward, NaN before a leg's first quote; :func:`analytics.book.book_columns`):
+    ``bid_a, ask_a, bid_b, ask_b``, what a ``fills=quote`` backtest crosses."""
+    from analytics.book import book_columns
+
+    market = get_services()
+    out = {}
+    for leg, name in (("a", a), ("b", b)):
+        cols = book_columns(ts, tf_ms, market.book_bars(name, tf_ms))
+        out[f"bid_{leg}"], out[f"ask_{leg}"] = cols["bid"], cols["ask"]
+    return out
+
+
+def mid_bars_of(names, tf_ms: int) -> dict:
+    """Mid bars (:func:`analytics.midprice.mid_bars`) of live instruments, from their
+    book bars at ``tf_ms``; empty for an instrument without a quote."""
+    from analytics.bars import Bars
+    from analytics.midprice import mid_bars
+
+    market = get_services()
+    out = {}
+    for name in names:
+        book = market.book_bars(name, tf_ms)
+        out[name] = (Bars.empty(tf_ms) if book is None else
+                     mid_bars(book.ts, book.bid, book.ask, book.updates, tf_ms))
+    return out
 
 
 def frame_breaks(frame: pd.DataFrame) -> np.ndarray:
@@ -134,7 +185,7 @@ def dataset_pair_frame(
 
 def adf_report(
     a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
-    dataset: str | None = None,
+    dataset: str | None = None, source: str = "trade",
 ) -> dict:
     """ADF of the spread, Engle-Granger cointegration and half-life over the last day
     (or over all of an uploaded dataset's bars).
@@ -152,13 +203,14 @@ def adf_report(
 
     heavy.check(job_sizes.pair_job(
         "ADF", a=a, b=b, tf_ms=tf_ms, window=window, regression=regression, prices=prices,
-        dataset=dataset, extra_row_us=heavy.ADF_ROW_US))
+        dataset=dataset, extra_row_us=heavy.ADF_ROW_US, source=source))
     if dataset is None:
-        snap = get_services().pair(a, b, tf_ms, window, regression, prices)
+        snap = get_services().pair(a, b, tf_ms, window, regression, prices, source)
         series = snap.series
         ts, spread, pa, pb = series.ts, series.spread, series.price_a, series.price_b
         inside = np.asarray(snap.breaks, dtype=np.int64)
     else:
+        no_book_in_dataset(source)
         frame = dataset_pair_frame(dataset, a, b, tf_ms, window, regression, prices)
         ts = frame["ts"].to_numpy(np.int64)
         spread, pa, pb = (frame[c].to_numpy() for c in ("spread", "price_a", "price_b"))
@@ -179,6 +231,7 @@ def adf_report(
         "window": window,
         "regression": regression,
         "prices": prices,
+        "source": source,
         "stat": adf.stat,
         "pvalue": adf.pvalue,
         "usedlag": adf.usedlag,

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from urllib.parse import urlencode
 
 from analytics.instruments import SYMBOL_RE
-from analytics.pair import PRICE_MODES, REGRESSIONS
+from analytics.pair import PRICE_MODES, REGRESSIONS, SOURCES
 from analytics.timeframes import LIVE_TIMEFRAMES, format_timeframe, parse_timeframe
 from dashapp.api import params
 
@@ -37,6 +37,8 @@ class Selection:
     k: float = 2.0  # spread band width in sigmas
     entry: float = 2.0  # z entry threshold (lines, signal summary)
     dataset: str | None = None  # an uploaded dataset (batch), None = the live feed
+    #: the price the pair is computed on (#17): "trade" (bars' closes) or "mid"
+    source: str = "trade"
 
     @property
     def tf_ms(self) -> int:
@@ -46,10 +48,14 @@ class Selection:
     def key(self) -> str:
         """Identity of the analytics (what uirevision and the drawn store follow)."""
         base = f"{self.a}|{self.b}|{self.tf}|{self.window}|{self.regression}|{self.prices}"
+        if self.source != "trade":
+            base += f"|{self.source}"
         return base if self.dataset is None else f"{base}|dataset={self.dataset}"
 
     def engine_args(self) -> tuple:
-        return (self.a, self.b, self.tf_ms, self.window, self.regression, self.prices)
+        """``MarketData.pair`` / ``tracked_pair`` arguments, the price source last."""
+        return (self.a, self.b, self.tf_ms, self.window, self.regression, self.prices,
+                self.source)
 
     def query_params(self) -> dict:
         """Every control, as the URL carries it (``dataset`` only when not live)."""
@@ -64,6 +70,8 @@ class Selection:
             "k": f"{self.k:g}",
             "entry": f"{self.entry:g}",
         }
+        if self.source != "trade":  # the default stays out: today's links unchanged
+            out["source"] = self.source
         if self.dataset is not None:
             out["dataset"] = self.dataset
         return out
@@ -91,7 +99,9 @@ def _checked_store(d: dict) -> dict:
     out = {}
     for name in ("a", "b"):
         v = d[name]
-        if not isinstance(v, str) or not SYMBOL_RE.match(v):
+        # a name as the run gives it: "BTCUSDT" or "perp:BTCUSDT" (analytics.instruments)
+        if (not isinstance(v, str) or v.count(":") > 2
+                or not SYMBOL_RE.match(v.rsplit(":", 1)[-1])):
             raise ValueError(name)
         out[name] = v
     if out["a"] == out["b"]:
@@ -106,6 +116,7 @@ def _checked_store(d: dict) -> dict:
         "regression": REGRESSIONS,
         "prices": PRICE_MODES,
         "mode": PRICE_CHART_MODES,
+        "source": SOURCES,
     }
     for name, allowed in choices.items():
         v = d.get(name, allowed[0])
@@ -144,6 +155,7 @@ CONTROL_LABELS = {
     "k": "Bands k σ",
     "entry": "Entry |z|",
     "dataset": "Source",
+    "source": "Price",
 }
 PRICE_CHART_MODES = ("overlay", "candles")
 NUM_LO, NUM_HI = 0.5, 5.0  # bounds of k and entry
@@ -172,7 +184,10 @@ def validate(
     mode = params.choice(values, "mode", PRICE_CHART_MODES, "overlay")
     k = params.bounded_number(values, "k", NUM_LO, NUM_HI)
     entry = params.bounded_number(values, "entry", NUM_LO, NUM_HI)
-    return Selection(a, b, tf, w, reg, prices, mode, k, entry, dataset)
+    source = params.source({"source": values.get("source")})
+    if dataset is not None and source != "trade":
+        raise params.BadParam("source", "an uploaded dataset has no top of book: use trade")
+    return Selection(a, b, tf, w, reg, prices, mode, k, entry, dataset, source)
 
 
 def parse_query(
@@ -202,6 +217,7 @@ def parse_query(
         "mode": lambda v: params.choice({"mode": v}, "mode", PRICE_CHART_MODES, "overlay"),
         "k": lambda v: params.bounded_number({"k": v}, "k", NUM_LO, NUM_HI),
         "entry": lambda v: params.bounded_number({"entry": v}, "entry", NUM_LO, NUM_HI),
+        "source": lambda v: _source_check(v, dataset),
     }
     fields = {"w": "window", "reg": "regression"}
     values, notes = {}, []
@@ -220,11 +236,19 @@ def parse_query(
     return chosen, notes
 
 
+def _source_check(value, dataset: str | None) -> str:
+    source = params.source({"source": value})
+    if dataset is not None and source != "trade":
+        raise params.BadParam("source", "an uploaded dataset has no top of book")
+    return source
+
+
 def describe(sel: Selection) -> str:
     src = "" if sel.dataset is None else f" · dataset {sel.dataset}"
+    mid = " · mid" if sel.source == "mid" else ""
     return (
         f"{sel.a} / {sel.b} · {format_timeframe(sel.tf_ms)} · w={sel.window} · "
-        f"{sel.prices}{src}"
+        f"{sel.prices}{mid}{src}"
     )
 
 
@@ -239,6 +263,7 @@ def alert_rule(sel: Selection) -> dict:
         "window": sel.window,
         "regression": sel.regression,
         "prices": sel.prices,
+        "source": sel.source,
         "op": "crosses_above",
         "threshold": sel.entry,
     }

@@ -96,7 +96,39 @@ def feed_card(feed: dict) -> dbc.Card:
     color = "success" if feed.get("connected") else "danger"
     if feed.get("connected") and not (feed.get("store") or {}).get("writable", True):
         color = "warning"
+    parts = [body]
+    if len(feed.get("markets") or {}) > 1:  # several markets: each feed's own row
+        parts.append(market_table(feed["markets"]))
     return dbc.Card(
-        [dbc.CardHeader("Feed"), dbc.CardBody(body)], color=color, outline=True,
+        [dbc.CardHeader("Feed"), dbc.CardBody(parts)], color=color, outline=True,
         style={"minWidth": 0, "maxWidth": "100%"},
     )
+
+
+#: Columns of the per-market feed table: header, how a market's feed health shows.
+MARKET_COLUMNS = (
+    ("Market", None),
+    ("Status", lambda f: "connected" if f.get("connected") else "disconnected"),
+    ("Msgs/s", lambda f: f"{f.get('msgs_per_s', 0):,.1f}"),
+    ("Gaps", lambda f: _fmt_int(f.get("gaps"))),
+    ("Reconnects", lambda f: _fmt_int(f.get("reconnects"))),
+    ("URL", lambda f: f.get("url") or "–"),
+)
+
+
+def market_table(markets: dict[str, dict]) -> html.Table:
+    """One row per market's feed (``feed.markets`` of ``/api/health``): each market
+    has its own connection, so one can be down while the other is live."""
+    head = html.Tr([html.Th(h, className="pe-2 text-muted fw-normal") for h, _ in
+                    MARKET_COLUMNS])
+    rows = [
+        html.Tr(
+            [html.Td(market, className="fw-semibold")]
+            + [html.Td(fmt(f)) for _, fmt in MARKET_COLUMNS[1:]],
+            id={"type": "feed-market", "index": market},
+            className="" if f.get("connected") else "text-danger",
+        )
+        for market, f in markets.items()
+    ]
+    return html.Table([head, *rows], className="small mt-2",
+                      style={"width": "100%", **_WRAP})

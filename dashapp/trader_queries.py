@@ -16,9 +16,17 @@ import numpy as np
 import pandas as pd
 
 from analytics.align import align_pair
-from analytics.backtest import MAX_BPS, MAX_Z, BacktestParams, BacktestResult, run_backtest
+from analytics.backtest import (
+    MAX_BPS,
+    MAX_Z,
+    BacktestParams,
+    BacktestResult,
+    Quotes,
+    quoted_rows,
+    run_backtest,
+)
 from analytics.backtest import trades_frame as _trades_frame
-from analytics.errors import InsufficientData
+from analytics.errors import InsufficientData, NoQuotes
 from analytics.leadlag import MAX_LAG, LeadLag, LeadLagMatrix, cross_correlation, lead_lag_matrix
 from analytics.pair import requirements
 from analytics.screener import ScreenResult, screen_pairs
@@ -38,8 +46,16 @@ TRADE_COLUMNS = (
     "side", "signal_ts", "entry_ts", "exit_ts", "entry_a", "entry_b", "exit_a", "exit_b",
     "beta", "hedge", "pnl_a", "pnl_b", "gross", "fees", "slippage", "pnl", "exit_reason",
 )
+#: With ``fills=quote``, after :data:`TRADE_COLUMNS`: each leg's fill and the quote it
+#: crossed (bid and ask of that bar), and the trade's spread cost.
+QUOTE_TRADE_COLUMNS = (
+    "entry_fill_a", "entry_bid_a", "entry_ask_a", "entry_fill_b", "entry_bid_b",
+    "entry_ask_b", "exit_fill_a", "exit_bid_a", "exit_ask_a", "exit_fill_b", "exit_bid_b",
+    "exit_ask_b", "spread_cost",
+)
 METRICS = (
-    "total_pnl", "gross_pnl", "total_fees", "total_slippage", "open_pnl", "capital",
+    "total_pnl", "gross_pnl", "total_fees", "total_slippage", "total_spread_cost",
+    "open_pnl", "capital",
     "total_return", "sharpe", "max_drawdown", "max_drawdown_return", "hit_rate",
     "avg_holding_bars", "avg_holding_seconds", "turnover", "n_trades", "n_bars",
 )
@@ -51,15 +67,15 @@ def _known() -> set[str]:
 
 
 def pair_args(args: Mapping) -> dict:
-    """``a, b, tf_ms, window, regression, prices, dataset`` of a pair request."""
+    """``a, b, tf_ms, window, regression, prices, dataset, source`` of a pair request."""
     dataset = args.get("dataset")
     dataset = None if dataset is None or str(dataset).strip() == "" else str(dataset).strip()
     if dataset is not None and len(dataset) > MAX_DATASET_LEN:
         raise BadParam("dataset", f"at most {MAX_DATASET_LEN} characters")
     if dataset is None:
         known = _known()
-        a = params.symbol(args, "a", known)
-        b = params.symbol(args, "b", known)
+        a = params.symbol(args, "a", known, get_services().resolve)
+        b = params.symbol(args, "b", known, get_services().resolve)
         tf_ms = params.timeframe(args)
     else:  # an uploaded dataset: its own symbols, its timeframe by default
         info = queries.dataset_info(dataset)
@@ -74,9 +90,12 @@ def pair_args(args: Mapping) -> dict:
             names = ", ".join(format_timeframe(t) for t in tracked)
             raise BadParam("timeframe", f"live pair series exist for {names}, got "
                                         f"{format_timeframe(tf_ms)}")
+    source = params.source(args)
+    if dataset is not None:
+        queries.no_book_in_dataset(source)
     return dict(a=a, b=b, tf_ms=tf_ms, window=params.window(args),
                 regression=params.regression(args), prices=params.prices(args),
-                dataset=dataset)
+                dataset=dataset, source=source)
 
 
 def backtest_args(args: Mapping) -> tuple[dict, BacktestParams]:
@@ -95,39 +114,58 @@ def backtest_args(args: Mapping) -> tuple[dict, BacktestParams]:
         max_hold = params.integer(args, "max_hold", 0, 1, MAX_HOLD_BARS)
     fee = number(args, "fee_bps", 0.0, 0.0, MAX_BPS)
     slip = number(args, "slippage_bps", 0.0, 0.0, MAX_BPS)
+    fills = params.fills(args)
+    if fills == "quote" and pair["dataset"] is not None:
+        raise BadParam("fills", "an uploaded dataset has no bid and ask: use fills=last")
     return pair, BacktestParams(entry=entry, exit=ex, stop=stop, max_hold=max_hold,
-                                fee_bps=fee, slippage_bps=slip)
+                                fee_bps=fee, slippage_bps=slip, fills=fills)
 
 
 # ---------------------------------------------------------------- backtest
 def backtest(
     a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
     bt: BacktestParams, dataset: str | None = None,
-    since_ts: int | None = None, until_ts: int | None = None,
+    since_ts: int | None = None, until_ts: int | None = None, source: str = "trade",
 ) -> BacktestResult:
-    """Backtest over the pair series (``/api/pair`` numbers), optionally cut to
-    ``[since_ts, until_ts]`` (a page re-running the exact range it showed)."""
+    """Backtest over the pair series (``/api/pair`` numbers, of ``source``), optionally
+    cut to ``[since_ts, until_ts]`` (a page re-running the exact range it showed).
+
+    ``fills=quote``: the legs' bid and ask per row (:func:`dashapp.queries.pair_quotes`)
+    from the first row both legs are quoted on (409 naming the book before that)."""
     from dashapp import heavy, job_sizes  # the size budget, for the page's job too
 
     heavy.check(job_sizes.pair_job(
         "backtest", a=a, b=b, tf_ms=tf_ms, window=window, regression=regression,
-        prices=prices, dataset=dataset, extra_row_us=heavy.BACKTEST_ROW_US))
+        prices=prices, dataset=dataset, extra_row_us=heavy.BACKTEST_ROW_US, source=source))
     # the first z-score plus the bar its entry fills at
     need = requirements(window, regression)["zscore"] + 1
     what = f"backtest (z-score w={window}, {regression})"
     try:
         frame = queries.pair_frame(
             a, b, tf_ms, window, regression, prices, dataset=dataset,
-            start=since_ts, end=until_ts,
+            start=since_ts, end=until_ts, source=source,
         )
+    except NoQuotes:
+        raise  # no quote at all: say so, not "too few bars"
     except InsufficientData as exc:  # say what the backtest needs, not the first hedge
         raise InsufficientData(what, need, exc.have) from None
+    quotes = None
+    if bt.fills == "quote":
+        q = queries.pair_quotes(a, b, tf_ms, frame["ts"].to_numpy(np.int64))
+        first = quoted_rows(*q.values())
+        if first == len(frame):
+            bare = [n for n, leg in ((a, "a"), (b, "b"))
+                    if not np.isfinite(q[f"bid_{leg}"]).any()] or [a, b]
+            raise NoQuotes(" and ".join(bare), "fills=quote")
+        frame = frame.iloc[first:].reset_index(drop=True)
+        quotes = Quotes(**{k: v[first:] for k, v in q.items()})
+        what += ", on quoted bars"
     if len(frame) < need:
         raise InsufficientData(what, need, len(frame))
     return run_backtest(
         frame["ts"].to_numpy(np.int64), frame["price_a"].to_numpy(), frame["price_b"].to_numpy(),
         frame["beta"].to_numpy(), frame["zscore"].to_numpy(), params=bt, tf_ms=tf_ms,
-        prices=prices, breaks=queries.frame_breaks(frame),
+        prices=prices, breaks=queries.frame_breaks(frame), quotes=quotes,
     )
 
 
@@ -139,16 +177,24 @@ def _clean(v):
     return v
 
 
+def trade_columns(result: BacktestResult) -> tuple[str, ...]:
+    """The trades table's columns: the fills and quotes too with ``fills=quote``."""
+    if result.params.fills == "quote":
+        return TRADE_COLUMNS + QUOTE_TRADE_COLUMNS
+    return TRADE_COLUMNS
+
+
 def trades_frame(result: BacktestResult) -> pd.DataFrame:
     """The trades table in the API's column order (times epoch ms)."""
-    return _trades_frame(result)[list(TRADE_COLUMNS)]
+    return _trades_frame(result)[list(trade_columns(result))]
 
 
 def backtest_payload(result: BacktestResult, pair: dict, *, curve: bool = False) -> dict:
     """JSON body of ``/api/backtest``: trades (ISO times), metrics, parameters."""
     trades = []
+    columns = trade_columns(result)
     for tr in result.trades:
-        row = {c: _clean(getattr(tr, c)) for c in TRADE_COLUMNS}
+        row = {c: _clean(getattr(tr, c)) for c in columns}
         for c in ("signal_ts", "entry_ts", "exit_ts"):
             if row[c] is not None:
                 row[c] = str(iso_ms(np.array([row[c]]))[0])
@@ -157,9 +203,9 @@ def backtest_payload(result: BacktestResult, pair: dict, *, curve: bool = False)
     out = {
         "a": pair["a"], "b": pair["b"], "timeframe": format_timeframe(result.tf_ms),
         "window": pair["window"], "regression": pair["regression"], "prices": result.prices,
-        "dataset": pair.get("dataset"),
+        "dataset": pair.get("dataset"), "source": pair.get("source", "trade"),
         "params": {"entry": p.entry, "exit": p.exit, "stop": p.stop, "max_hold": p.max_hold,
-                   "fee_bps": p.fee_bps, "slippage_bps": p.slippage_bps},
+                   "fee_bps": p.fee_bps, "slippage_bps": p.slippage_bps, "fills": p.fills},
         "first_ts": str(iso_ms(result.ts[:1])[0]), "last_ts": str(iso_ms(result.ts[-1:])[0]),
         "trades": trades,
     }
@@ -205,6 +251,11 @@ def screen_args(args: Mapping) -> dict:
                prices=params.prices(args), max_bars=max_bars)
     if dataset is not None:
         out["dataset"] = dataset
+    source = params.source(args)
+    if source != "trade":  # the default stays out: every caller's arguments unchanged
+        if dataset is not None:
+            queries.no_book_in_dataset(source)
+        out["source"] = source
     return out
 
 
@@ -215,11 +266,14 @@ def source_symbols(dataset: str | None = None) -> list[str]:
     return sorted(queries.dataset_info(dataset).symbols)
 
 
-def all_bars(tf_ms: int, dataset: str | None = None) -> dict:
+def all_bars(tf_ms: int, dataset: str | None = None, source: str = "trade") -> dict:
     """Closed bars of every symbol of the source with at least one bar (sorted by symbol):
-    the ingested ones, or a dataset's (resampled to ``tf_ms`` exactly)."""
+    the ingested ones, or a dataset's (resampled to ``tf_ms`` exactly); ``source="mid"``:
+    the live instruments' mid bars (:func:`analytics.midprice.mid_bars`)."""
     if dataset is not None:
         out = {s: queries.dataset_bars(dataset, s, tf_ms) for s in source_symbols(dataset)}
+    elif source == "mid":
+        out = queries.mid_bars_of(sorted(_known()), tf_ms)
     else:
         out = get_services().bars_of(sorted(_known()), tf_ms)
     return {s: b for s, b in out.items() if len(b)}
@@ -245,11 +299,17 @@ def bar_count(tf_ms: int, dataset: str | None = None) -> int:
 
 
 def screen(tf_ms: int, window: int, regression: str, prices: str,
-           max_bars: int | None = None, dataset: str | None = None) -> ScreenResult:
+           max_bars: int | None = None, dataset: str | None = None,
+           source: str = "trade") -> ScreenResult:
+    """Every pair ranked (:func:`analytics.screener.screen_pairs`), on the bars' trades
+    or, with ``source="mid"``, on their mids (the instruments with quotes)."""
     from dashapp import heavy, job_sizes  # the size budget, for the page's job too
 
     heavy.check(job_sizes.screen_job(tf_ms, window, regression, prices, max_bars, dataset))
-    bars = all_bars(tf_ms, dataset)
+    bars = all_bars(tf_ms, dataset, source)
+    if source == "mid" and len(bars) < 2:
+        quoted = ", ".join(bars) or "none"
+        raise NoQuotes(f"2 instruments (quoted: {quoted})", "the screener on source=mid")
     if len(bars) < 2:
         raise InsufficientData(f"screener ({format_timeframe(tf_ms)} bars of 2 symbols)",
                                2, len(bars))
@@ -257,7 +317,7 @@ def screen(tf_ms: int, window: int, regression: str, prices: str,
                         max_bars=max_bars, breaks=all_breaks(bars, dataset))
 
 
-def screen_payload(result: ScreenResult) -> dict:
+def screen_payload(result: ScreenResult, source: str = "trade") -> dict:
     rows = []
     for i, r in enumerate(result.rows, 1):
         row = {f: _clean(getattr(r, f)) for f in r.__slots__}
@@ -265,7 +325,7 @@ def screen_payload(result: ScreenResult) -> dict:
         row["last_ts"] = None if r.last_ts is None else str(iso_ms(np.array([r.last_ts]))[0])
         rows.append(row)
     return {"timeframe": format_timeframe(result.tf_ms), "window": result.window,
-            "regression": result.regression, "prices": result.prices,
+            "regression": result.regression, "prices": result.prices, "source": source,
             "symbols": list(result.symbols), "rows": rows}
 
 

@@ -18,6 +18,8 @@ Each evaluation (at most every ``min_interval_s``, 100 ms by default):
   ``volume``, ``change_pct`` of a symbol's bars): EVERY point closed since the rule's
   frontier, walked by bar start ``ts`` (the ``ts`` of ``/api/pair``), so a crossing is
   found once per bar even when several bars closed between two evaluations.
+* ``basis_bps``: like the bar metrics, ``1e4 (A - B) / B`` of the tracked pair's
+  aligned closes (a = the perp, b = its spot; :mod:`analytics.basis`).
 * ``adf_pvalue``: on bar close, at most every ``max(tf, adf_interval_ms)`` of bar time,
   the ADF test of the day's spread runs in a one-thread worker (it takes 0.1-2 s);
   its result is evaluated at the next evaluation with the last bar's ``ts``.
@@ -75,6 +77,9 @@ from analytics.alerts import (
 from analytics.errors import InsufficientData
 from analytics.sessions import break_buckets, session_ids
 from analytics.stationarity import adf_test
+from ingest.delivery.channels import ChannelNotFound, channel_json, mask_url, parse_channel
+from ingest.delivery.payload import dumps, sample_payload
+from ingest.delivery.senders import send
 from ingest.store import (
     AlertStore,
     NewEvent,
@@ -167,6 +172,10 @@ class AlertService:
         self._thread: threading.Thread | None = None
         self.evaluations = 0
         self.last_error: str | None = None
+        #: the outbox worker of the ingesting process (set by the runtime), woken when
+        #: events (and so their deliveries) are stored
+        self.delivery = None
+        self._channel_cache: tuple[float, frozenset[int]] = (-1e9, frozenset())
         ref = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _after_fork(ref))
 
@@ -249,7 +258,8 @@ class AlertService:
                         start.append((rid, None))  # created by another process
                 elif old.updated_ms != meta[rid].updated_ms:  # edited by another process
                     prev = self._rules.get(rid)
-                    same = prev is not None and replace(prev, enabled=rule.enabled) == rule
+                    same = prev is not None and replace(
+                        prev, enabled=rule.enabled, channels=rule.channels) == rule
                     kept = self._states.get(rid)
                     if same and not rule.enabled:
                         self._fresh.discard(rid)
@@ -315,10 +325,16 @@ class AlertService:
         self._dirty.discard(rule_id)
 
     def _parse(self, data, rule_id: int | None = None) -> AlertRule:
-        return parse_rule(
+        rule = parse_rule(
             data, symbols=set(self.ingestor.rings), timeframes_ms=self.engine.timeframes_ms,
             rule_id=rule_id,
         )
+        if rule.channels:
+            missing = [c for c in rule.channels if c not in self._channel_ids(fresh=True)]
+            if missing:
+                raise RuleError("channels", "no such channel: "
+                                + ", ".join(str(c) for c in missing))
+        return rule
 
     def create(self, data) -> dict:
         """Validate and store a new rule; returns its JSON (with ``id``).
@@ -352,12 +368,13 @@ class AlertService:
                 elif metric in SYMBOL_METRICS:
                     merged.pop("a", None)
                     merged.pop("b", None)
-                    for key in ("regression", "prices"):
+                    for key in ("regression", "prices", "source"):
                         merged.pop(key, None)
                 data = {**merged, **data}
             rule = self._parse(data, rule_id)
             old = self._rules[rule_id]
-            same = replace(old, enabled=rule.enabled) == rule
+            # enabling/disabling or re-routing (channels) keeps the evaluation state
+            same = replace(old, enabled=rule.enabled, channels=rule.channels) == rule
             sr = self.store.update_rule(rule_id, rule_to_json(rule), rule.enabled,
                                         keep_state=same and (old.enabled or not rule.enabled))
             if sr is None:
@@ -414,7 +431,11 @@ class AlertService:
         if not isinstance(deleted, dict) or not isinstance(deleted.get("id"), int):
             raise RuleError("rule", "not a deleted rule")
         rid = deleted["id"]
-        rule = replace(self._parse(deleted.get("spec"), rid),
+        spec = deleted.get("spec")
+        if isinstance(spec, dict) and isinstance(spec.get("channels"), list):
+            known = self._channel_ids(fresh=True)  # a channel deleted since: dropped
+            spec = {**spec, "channels": [c for c in spec["channels"] if c in known]}
+        rule = replace(self._parse(spec, rid),
                        enabled=bool(deleted.get("enabled", True)))
         st = deleted.get("state")
         state = None
@@ -479,8 +500,12 @@ class AlertService:
             "last_fired_ms": None if st is None else st.last_fired_ts,
             "error": err,
         }
+        spec = rule_to_json(rule)
+        if rule.channels:  # a deleted channel is no longer named
+            known = self._channel_ids()
+            spec["channels"] = [c for c in rule.channels if c in known]
         return {
-            "id": rule_id, **rule_to_json(rule), "created_ms": meta.created_ms,
+            "id": rule_id, **spec, "created_ms": meta.created_ms,
             "updated_ms": meta.updated_ms, "description": describe(rule), "status": status,
         }
 
@@ -494,16 +519,86 @@ class AlertService:
         return self.store.last_event_id()
 
     def active_thresholds(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> list[tuple[str, float]]:
         """``(metric, threshold)`` of the enabled ``zscore``/``live_zscore`` rules on
         exactly this pair selection (the pair page draws them on its z chart)."""
-        key = (a, b, int(tf_ms), int(window), regression, prices)
+        key = (a, b, int(tf_ms), int(window), regression, prices, source)
         return [
             (r.metric, r.threshold)
             for r in self.rules()
             if r.enabled and r.metric in ("zscore", "live_zscore") and r.pair_key == key
         ]
+
+    # ------------------------------------------------------------------ delivery (#20)
+    def _channel_ids(self, *, fresh: bool = False) -> frozenset[int]:
+        """Ids of the stored channels (cached a second: rule_json runs per rule)."""
+        t, ids = self._channel_cache
+        if fresh or time.monotonic() - t > 1.0:
+            ids = frozenset(c.id for c in self.store.channels())
+            self._channel_cache = (time.monotonic(), ids)
+        return ids
+
+    def channels(self) -> list[dict]:
+        return [channel_json(c) for c in self.store.channels()]
+
+    @staticmethod
+    def _channel_id(channel_id) -> int:
+        """An id the store can look up (a 64-bit column): else no such channel."""
+        if isinstance(channel_id, bool) or not isinstance(channel_id, int) \
+                or not 0 < channel_id < 2**62:
+            raise ChannelNotFound(channel_id)
+        return channel_id
+
+    def channel(self, channel_id: int) -> dict:
+        c = self.store.channel(self._channel_id(channel_id))
+        if c is None:
+            raise ChannelNotFound(channel_id)
+        return channel_json(c)
+
+    def add_channel(self, data) -> dict:
+        """Validate (:func:`ingest.delivery.channels.parse_channel`) and store."""
+        spec = parse_channel(data)
+        c = self.store.insert_channel(spec.kind, spec.name, spec.url, spec.secret)
+        self._channel_cache = (-1e9, frozenset())
+        log.info("alerts: channel %d created: %s %s", c.id, c.kind, mask_url(c.kind, c.url))
+        return channel_json(c)
+
+    def update_channel(self, channel_id: int, data) -> dict:
+        old = self.store.channel(self._channel_id(channel_id))
+        if old is None:
+            raise ChannelNotFound(channel_id)
+        spec = parse_channel(data, old=old)
+        c = self.store.update_channel(channel_id, spec.kind, spec.name, spec.url, spec.secret)
+        if c is None:
+            raise ChannelNotFound(channel_id)
+        log.info("alerts: channel %d updated: %s %s", c.id, c.kind, mask_url(c.kind, c.url))
+        return channel_json(c)
+
+    def delete_channel(self, channel_id: int) -> dict:
+        if not self.store.delete_channel(self._channel_id(channel_id)):
+            raise ChannelNotFound(channel_id)
+        self._channel_cache = (-1e9, frozenset())
+        log.info("alerts: channel %d deleted", channel_id)
+        return {"id": channel_id, "deleted": True}
+
+    def test_channel(self, channel_id: int, timeout_s: float = 5.0) -> dict:
+        """Send a sample payload now, synchronously, with a short timeout (an API
+        request, never the evaluation path): ``{"ok", "status", "error", "latency_ms"}``."""
+        c = self.store.channel(self._channel_id(channel_id))
+        if c is None:
+            raise ChannelNotFound(channel_id)
+        payload = sample_payload(int(time.time() * 1000))
+        out = send(c.kind, c.url, c.secret, payload, dumps(payload), timeout_s)
+        log.info("alerts: channel %d test: %s", c.id,
+                 "ok" if out.ok else f"failed ({out.error})")
+        return out.as_json()
+
+    def deliveries(self, *, rule_id: int | None = None, channel_id: int | None = None,
+                   status: str | None = None, limit: int = 200) -> list[dict]:
+        return [d.as_json() for d in self.store.deliveries(
+            rule_id=rule_id, channel_id=channel_id, status=status, limit=limit)]
 
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, now_ms: int) -> list[StoredEvent]:
@@ -578,6 +673,8 @@ class AlertService:
                 self._unsaved = []
                 self._dirty.clear()
                 self._last_save = time.monotonic()
+        if stored and self.delivery is not None:
+            self.delivery.wake()  # enqueued with the events; sent by its own thread
         for ev in stored:
             log.info("alerts: FIRED rule %d %s: value %.6g at %d", ev.rule_id,
                      ev.description, ev.value, ev.data_ts)
@@ -606,6 +703,13 @@ class AlertService:
                 return self._eval_live_z(rule, st, snap)
             if m == "adf_pvalue":
                 return self._eval_adf(rule, st, snap)
+            if m == "basis_bps":  # 1e4 (perp - spot) / spot on the pair grid (analytics.basis)
+                pa, pb = snap.series.price_a, snap.series.price_b
+                ts = snap.series.ts
+                brk = break_buckets(getattr(snap, "session_breaks_ms", None), rule.tf_ms)
+                return self._eval_points(
+                    rule, st, ts, lambda i0: 1e4 * (pa[i0:] - pb[i0:]) / pb[i0:], brk,
+                    self._hold_ms((rule.a, rule.b)))
             ts, col = snap.series.ts, getattr(snap.series, _PAIR_COLUMN[m])
             brk = break_buckets(getattr(snap, "session_breaks_ms", None), rule.tf_ms)
             hold = self._hold_ms((rule.a, rule.b))
@@ -692,15 +796,29 @@ class AlertService:
             return st, []
         return evaluate_series(rule, st, times, prices, self._breaks(rule.symbol))
 
-    def _eval_live_z(self, rule, st, snap):
+    def _live_prices(self, rule) -> tuple[float, float, int] | None:
+        """The latest price of each leg and the later of their times: the last trades,
+        or with ``source="mid"`` the latest quotes' mids ``(bid + ask) / 2``."""
+        if rule.source == "mid":
+            qa, qb = self.ingestor.quote(rule.a), self.ingestor.quote(rule.b)
+            if qa is None or qb is None:
+                return None
+            return ((qa.bid + qa.ask) / 2, (qb.bid + qb.ask) / 2,
+                    max(int(qa.time_ms), int(qb.time_ms)))
         la = self.ingestor.rings[rule.a].last()
         lb = self.ingestor.rings[rule.b].last()
         if la is None or lb is None:
+            return None
+        return float(la.price), float(lb.price), max(int(la.time_ms), int(lb.time_ms))
+
+    def _eval_live_z(self, rule, st, snap):
+        live = self._live_prices(rule)
+        if live is None:
             return st, []
-        ts = max(int(la.time_ms), int(lb.time_ms))
+        pa, pb, ts = live
         if st is not None and st.frontier_ts is not None and ts <= st.frontier_ts:
             return st, []
-        z = snap.live_zscore(float(la.price), float(lb.price), at_ms=ts)
+        z = snap.live_zscore(pa, pb, at_ms=ts)
         st, fired = step(rule, st or RuleState(), ts, math.nan if z is None else z)
         return st, [fired] if fired else []
 

@@ -8,6 +8,11 @@ the same flags, so a DB written by one is read by the other with the same settin
 
 Markets are spelled as on the command line (``spot`` / ``futures``); the feed registry
 (:func:`ingest.feeds.feed_protocol`) maps ``futures`` to the ``perp`` market.
+
+Instruments (docs/markets.md): ``--symbols`` takes bare symbols (on ``--market``) and
+``spot:BTCUSDT`` / ``perp:BTCUSDT`` in any mix; :attr:`Config.universe` is the run's
+:class:`~analytics.instruments.Universe`. ``--feed-url`` / ``--rest-url`` take one URL
+(the only market's) or ``spot=URL,perp=URL`` (:func:`market_urls`).
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ import logging
 import os
 import sys
 from dataclasses import dataclass
+
+from analytics.instruments import InstrumentError, Universe, normalize_market
 
 DEFAULT_SYMBOLS = ("BTCUSDT", "ETHUSDT", "SOLUSDT", "BNBUSDT", "XRPUSDT")
 DEFAULT_DB = "data/market.db"
@@ -48,6 +55,54 @@ class Config:
     watchdog_s: float = 30.0
     allowed_hosts: tuple[str, ...] = ()  # Host names that may POST/PUT/PATCH/DELETE
     bus: str | None = None  # live bus URL (redis://HOST:PORT/N), ingest/bus/
+    book: bool = True  # also ingest the top of book (@bookTicker); --no-book: trades only
+    # alert delivery (#20, ingest/delivery/): give up after max age; per-request timeout;
+    # longest backoff between two attempts (a receiver's Retry-After wins)
+    delivery_max_age_s: float = 3600.0
+    delivery_timeout_s: float = 10.0
+    delivery_backoff_cap_s: float = 300.0
+
+    @property
+    def universe(self) -> Universe:
+        """The instruments ``--symbols`` names (bare symbols on ``--market``)."""
+        return Universe.parse(self.symbols, self.market)
+
+    def feed_url_for(self, market: str) -> str | None:
+        """``--feed-url`` of one market (None: the venue's default)."""
+        return market_urls(self.feed_url, (market,), "--feed-url").get(
+            normalize_market(market))
+
+    def rest_url_for(self, market: str) -> str | None:
+        """``--rest-url`` of one market (None: the venue's default; ``"off"``)."""
+        return market_urls(self.rest_url, (market,), "--rest-url").get(
+            normalize_market(market))
+
+
+def market_urls(value: str | None, markets, flag: str) -> dict[str, str]:
+    """``--feed-url`` / ``--rest-url`` per market: ``"URL"`` (one market: that one's;
+    with several an error, since one URL cannot serve two protocols' paths) or
+    ``"spot=URL,perp=URL"`` (markets not named keep their default). ``ValueError``
+    names the flag."""
+    markets = tuple(normalize_market(m) for m in markets)
+    if not value:
+        return {}
+    if "=" not in value.split("://", 1)[0]:
+        if len(markets) > 1:
+            raise ValueError(
+                f"{flag}: {len(markets)} markets ({', '.join(markets)}) are ingested: "
+                f"give one URL per market as spot=URL,perp=URL"
+            )
+        return dict.fromkeys(markets, value)
+    out: dict[str, str] = {}
+    for part in value.split(","):
+        market, sep, url = part.partition("=")
+        if not sep or not url.strip():
+            raise ValueError(f"{flag}: {part!r} is not MARKET=URL (spot=URL,perp=URL)")
+        try:
+            out[normalize_market(market)] = url.strip()
+        except InstrumentError as exc:
+            raise ValueError(f"{flag}: {exc}") from None
+    return out
 
 
 def _env(name: str, default: str) -> str:
@@ -65,12 +120,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--symbols",
         default=os.environ.get("PAIRS_SYMBOLS"),
-        help="comma-separated symbols (default: " + ",".join(DEFAULT_SYMBOLS)
-        + "; with --replay: the symbols of the recording)",
+        help="comma-separated instruments: SYMBOL (on --market), spot:SYMBOL or "
+        "perp:SYMBOL, in any mix, e.g. spot:BTCUSDT,perp:BTCUSDT (default: "
+        + ",".join(DEFAULT_SYMBOLS) + "; with --replay: the instruments of the "
+        "recording; docs/markets.md)",
     )
     p.add_argument(
         "--market", choices=("spot", "futures"), default=os.environ.get("PAIRS_MARKET"),
-        help="Binance market (default: futures; with --replay: spot, as the bundled tape)",
+        help="Binance market of bare symbols (default: futures; with --replay: the "
+        "recording's; --replay without files: only this market's bundled tapes)",
     )
     p.add_argument(
         "--stream", choices=("trade", "aggTrade"), default=os.environ.get("PAIRS_STREAM"),
@@ -79,14 +137,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--feed-url", default=os.environ.get("PAIRS_FEED_URL"),
-        help="WebSocket base URL override, e.g. ws://127.0.0.1:9001 "
-        "(default: wss://fstream.binance.com/market or wss://stream.binance.com:9443)",
+        help="WebSocket base URL override, e.g. ws://127.0.0.1:9001, or one per "
+        "market: spot=URL,perp=URL (default: wss://fstream.binance.com/market or "
+        "wss://stream.binance.com:9443)",
     )
     p.add_argument(
         "--rest-url", default=os.environ.get("PAIRS_REST_URL"),
-        help="REST base URL for gap back-fill, or 'off' (default: "
-        "https://fapi.binance.com or https://api.binance.com; with --replay: the "
-        "replay server's REST port)",
+        help="REST base URL for gap back-fill, or 'off', or one per market: "
+        "spot=URL,perp=URL (default: https://fapi.binance.com or https://api.binance.com;"
+        " with --replay: the replay server's REST port)",
     )
     p.add_argument(
         "--db", default=_env("DB", DEFAULT_DB),
@@ -136,12 +195,34 @@ def build_parser() -> argparse.ArgumentParser:
         "then follows the bus instead of polling the database (docs/scaleout.md)",
     )
     p.add_argument(
+        "--no-book", action="store_true",
+        default=_env("NO_BOOK", "").lower() in ("1", "true", "yes"),
+        help="trades only: do not subscribe to the best bid/ask (@bookTicker); the bars' "
+        "bid/ask/mid/spread columns stay empty (PAIRS_NO_BOOK=1; docs/book.md)",
+    )
+    p.add_argument(
         "--ring-capacity", type=int, default=int(_env("RING_CAPACITY", str(2**21))),
         help="ticks kept in memory per symbol (default: %(default)s, 69 MB per symbol)",
     )
     p.add_argument(
         "--watchdog", type=float, default=float(_env("WATCHDOG", "30")),
         help="seconds of silence after which the feed reconnects (default: %(default)s)",
+    )
+    p.add_argument(
+        "--delivery-max-age", type=float, default=float(_env("DELIVERY_MAX_AGE", "3600")),
+        metavar="SECONDS",
+        help="alert deliveries not through after this long are given up "
+        "(default: %(default)s s; docs/alerts.md#delivery)",
+    )
+    p.add_argument(
+        "--delivery-timeout", type=float, default=float(_env("DELIVERY_TIMEOUT", "10")),
+        metavar="SECONDS", help="timeout of one delivery request (default: %(default)s s)",
+    )
+    p.add_argument(
+        "--delivery-backoff-cap", type=float,
+        default=float(_env("DELIVERY_BACKOFF_CAP", "300")), metavar="SECONDS",
+        help="longest wait between two attempts of a delivery; the wait doubles from 1 s "
+        "with full jitter, a receiver's Retry-After wins (default: %(default)s s)",
     )
     p.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"),
@@ -159,26 +240,49 @@ def parse_config(argv: list[str] | None = None) -> Config:
     parser = build_parser()
     ns = parser.parse_args(argv)
     raw_symbols = ns.symbols if ns.symbols is not None else ",".join(DEFAULT_SYMBOLS)
-    symbols = tuple(s.strip().upper() for s in raw_symbols.split(",") if s.strip())
     stream = ns.stream or "aggTrade"
+    market = ns.market or "futures"
+    try:
+        symbols = tuple(_instrument_text(s) for s in raw_symbols.split(",") if s.strip())
+        universe = Universe.parse(symbols, market)
+    except InstrumentError as exc:
+        parser.error(f"--symbols: {exc}")
     if not symbols:
         parser.error("--symbols: give at least one symbol")
     from ingest.feeds.binance import stream_names
 
-    try:
-        stream_names(symbols, stream)
-    except ValueError as exc:
-        parser.error(f"--symbols: {exc}")
-    if ns.rest_url not in (None, "off") and not ns.rest_url.startswith(
-        ("http://", "https://")
-    ):
-        parser.error("--rest-url must start with http:// or https://, or be 'off'")
+    for m in universe.markets:  # one connection per market
+        try:
+            stream_names([i.symbol for i in universe if i.market == m], stream,
+                         book=not ns.no_book)
+        except ValueError as exc:
+            parser.error(f"--symbols: {exc}")
+    # With --replay and no --symbols, the recording says which markets run.
+    url_markets = universe.markets if ns.symbols is not None or ns.replay is None else (
+        (normalize_market(market),) if ns.market is not None else ("spot", "perp"))
+    for flag, value in (("--feed-url", ns.feed_url), ("--rest-url", ns.rest_url)):
+        if flag == "--rest-url" and value == "off":
+            continue
+        try:
+            urls = market_urls(value, url_markets, flag)
+        except ValueError as exc:
+            parser.error(str(exc))
+        if flag == "--rest-url":
+            for url in urls.values():
+                if url != "off" and not url.startswith(("http://", "https://")):
+                    parser.error(
+                        "--rest-url must start with http:// or https://, or be 'off'")
     if ns.replay_speed < 0:
         parser.error("--replay-speed must be >= 0")
     if not 1 <= ns.port <= 65535:
         parser.error("--port must be in 1..65535")
     if ns.ring_capacity < 1_000:
         parser.error("--ring-capacity must be at least 1000")
+    for flag, value, lo in (("--delivery-max-age", ns.delivery_max_age, 1.0),
+                            ("--delivery-timeout", ns.delivery_timeout, 0.1),
+                            ("--delivery-backoff-cap", ns.delivery_backoff_cap, 0.1)):
+        if not lo <= value <= 30 * 86_400:
+            parser.error(f"{flag} must be between {lo:g} and 2592000 seconds")
     if ns.bus:  # PAIRS_BUS= (empty) means no bus
         from ingest.bus import BusUnavailable, check_bus_url
 
@@ -188,7 +292,7 @@ def parse_config(argv: list[str] | None = None) -> Config:
             parser.error(f"--bus: {exc}")
     return Config(
         symbols=symbols,
-        market=ns.market or "futures",
+        market=market,
         stream=stream,
         symbols_given=ns.symbols is not None,
         market_given=ns.market is not None,
@@ -208,7 +312,22 @@ def parse_config(argv: list[str] | None = None) -> Config:
         watchdog_s=ns.watchdog,
         allowed_hosts=tuple(h.strip() for h in ns.allowed_hosts.split(",") if h.strip()),
         bus=ns.bus or None,
+        book=not ns.no_book,
+        delivery_max_age_s=ns.delivery_max_age,
+        delivery_timeout_s=ns.delivery_timeout,
+        delivery_backoff_cap_s=ns.delivery_backoff_cap,
     )
+
+
+def _instrument_text(text: str) -> str:
+    """One ``--symbols`` item as the run keeps it: ``BTCUSDT`` (bare, upper case) or
+    ``perp:BTCUSDT`` (the instrument's key); ``InstrumentError`` if malformed."""
+    from analytics.instruments import check_symbol, parse_instrument
+
+    text = text.strip()
+    if ":" not in text:
+        return check_symbol(text)
+    return parse_instrument(text).key
 
 
 def configure_logging(level: str) -> None:

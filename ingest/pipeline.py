@@ -6,7 +6,11 @@
                                   +--> TickRing[symbol].append        (recent ticks, memory)
                                   +--> TradeStore.add_trade            (writer thread, batched)
                                   +--> MarketEngine.on_trade --1 s bar closed--> TradeStore.add_bar
+    TradeFeed thread --BookTicker--> Ingestor.on_book  (top of book, docs/book.md)
+                                  +--> quote(name)                    (latest, live widgets)
+                                  +--> MarketEngine.on_book --1 s book bar--> TradeStore.add_book_bar
     clock thread (every 100 ms) --> MarketEngine.on_clock(exchange time) --> closed bars -> store
+                                    (and the closed 1 s book bars: engine.clock_closed_book)
 
 The engine is mutated by two threads (the feed and the clock), so those two calls are
 serialised by one lock; readers (Dash callbacks, API) only see the engine's immutable
@@ -26,6 +30,12 @@ since the last tick and the socket has nothing pending (``quiet_probe``: a ``sel
 with timeout 0 on it). A local stall (SIGSTOP, GC, CPU contention, a VM pause) leaves
 ``D`` where it was and finds the socket full on resume, so it delays a bar but never
 changes it; a quiet market still closes its bars about a second late.
+
+With several markets (spot and perp: one connection each, each in order only on its
+own) every market keeps its own ``D_m`` and ``Q_m`` (its socket's own quiet probe, the
+runtime's ``quiet_probes``) and bars close at ``min over markets of D_m - delay + Q_m``:
+a busy perp connection never closes a spot bucket the spot connection is still
+delivering (tests/ingest/test_two_markets.py).
 
 A trade older than a bucket already published (after a reconnect, or a back-fill) is
 *late*: it is stored, counted per symbol (``late_trades``, shown in ``/api/health``
@@ -51,7 +61,7 @@ from dataclasses import dataclass
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.engine import MarketEngine
 from analytics.timeframes import DAY_MS
-from ingest.models import Trade
+from ingest.models import BookTicker, Trade
 from ingest.ring import TickRing
 from ingest.store import TradeStore
 
@@ -74,10 +84,19 @@ class RestoreReport:
     trades_replayed: int
     ring_ticks: int
     seconds: float
+    book_bars: int = 0  # stored 1 s top-of-book bars put back (docs/book.md)
 
 
 class Ingestor:
-    """Owns the rings, the engine hooks and the store writes for a set of symbols."""
+    """Owns the rings, the engine hooks and the store writes for a set of symbols.
+
+    Rings, engine, gaps, holds and breaks are keyed by the run's NAME of an instrument
+    (``Universe.name``: ``BTCUSDT`` while that symbol is on one market, else
+    ``spot:BTCUSDT`` / ``perp:BTCUSDT``). Trades and book updates carry the bare
+    symbol and their market; :meth:`name_of` maps ``(market, symbol)`` to the name
+    with one dict lookup (the hot path). Without a ``universe`` the name is the bare
+    symbol, as before instruments.
+    """
 
     def __init__(
         self,
@@ -88,7 +107,19 @@ class Ingestor:
         ring_capacity: int = 2**21,
         write: bool = True,
         bar_close_delay_ms: int = 250,
+        universe=None,
     ) -> None:
+        self.universe = universe
+        #: (market, bare symbol) -> run name; misses go through :meth:`_name_miss`.
+        self._names: dict[tuple[str, str], str] = {} if universe is None else {
+            (inst.market, inst.symbol): universe.name(inst)
+            for inst in universe if inst.venue == "binance"
+        }
+        #: the same, market -> {bare symbol -> name}: the hot path's two plain lookups
+        #: (no tuple built per trade)
+        self._by_market: dict[str, dict[str, str]] = {}
+        for (market, symbol), name in self._names.items():
+            self._by_market.setdefault(market, {})[symbol] = name
         self.symbols = list(symbols)
         self.store = store
         self.engine = engine
@@ -109,6 +140,15 @@ class Ingestor:
         self._quiet_ms = 0.0  # Q: verified quiet time since the last trade
         self._trades_seen = 0
         self._quiet_seen = -1
+        # Several markets = several connections, each in order on its own: bars close
+        # at the MIN over markets of each one's D - delay + Q (close_clock_ms), else a
+        # fast connection would close buckets a slower one is still delivering.
+        self._multi = universe is not None and len(universe.markets) > 1
+        #: per market (several markets only): is data pending on that connection?
+        self.quiet_probes: dict[str, Callable[[], bool]] = {}
+        self._market_data_ms: dict[str, int] = {}
+        self._market_seen: dict[str, int] = {}
+        self._market_quiet: dict[str, list] = {}  # market -> [quiet ms, seen at last tick]
         #: Trades older than a published 1 s bar, per symbol (stored; bars rebuilt).
         self.late_trades: dict[str, int] = {}
         #: Session breaks per symbol: (count, last ts_ms, last reason), for health.
@@ -130,6 +170,9 @@ class Ingestor:
         #: server-side work that must run whether or not a browser is open (alerts).
         self.clock_listeners: list[Callable[[int], None]] = []
         self.restored: RestoreReport | None = None
+        #: The latest best bid/ask update per name (live widgets: :meth:`quote`).
+        self._quotes: dict[str, BookTicker] = {}
+        self.book_updates = 0  # best bid/ask updates taken (all names)
         # Distinct trades per symbol: what the store held at restore plus every trade
         # accepted since (the feed drops duplicates before they get here).
         self._counts: dict[str, int] = dict.fromkeys(self.symbols, 0)
@@ -139,38 +182,115 @@ class Ingestor:
         self._rate_prev: dict[str, int] = {}
         self._rate_mono = time.monotonic()
 
+    # ------------------------------------------------------------------ names
+    def name_of(self, item) -> str:
+        """The run's name of a trade's / book update's instrument (class notes)."""
+        name = self._names.get((item.market, item.symbol))
+        return name if name is not None else self._name_miss(item.market, item.symbol)
+
+    def market_name(self, market: str, symbol: str) -> str:
+        """The run's name of bare ``symbol`` on ``market`` (gaps, back-fill pages)."""
+        name = self._names.get((market, symbol))
+        return name if name is not None else self._name_miss(market, symbol)
+
+    def _name_miss(self, market: str, symbol: str) -> str:
+        """A (market, symbol) outside the universe: a follower's trade already named
+        (``perp:BTCUSDT``), an instrument a replay file adds, or no universe."""
+        if self.universe is None or ":" in symbol:
+            return symbol
+        from analytics.instruments import DEFAULT_VENUE, Instrument
+
+        name = self.store.name(Instrument(DEFAULT_VENUE, market, symbol))
+        self._names = {**self._names, (market, symbol): name}
+        by_market = {m: dict(names) for m, names in self._by_market.items()}
+        by_market.setdefault(market, {})[symbol] = name
+        self._by_market = by_market  # replaced whole: the feed threads read it unlocked
+        return name
+
     # ------------------------------------------------------------------ hot path
     def on_trade(self, t: Trade) -> None:
         """Called in the feed thread for every new trade."""
-        if self._break_pending and t.symbol in self._break_pending:
-            self.mark_break(t.symbol, t.time_ms, self._break_pending.pop(t.symbol))
-        ring = self.rings.get(t.symbol)
+        names = self._by_market.get(t.market)
+        name = None if names is None else names.get(t.symbol)
+        if name is None:
+            name = self._name_miss(t.market, t.symbol)
+        if self._break_pending and name in self._break_pending:
+            self.mark_break(name, t.time_ms, self._break_pending.pop(name))
+        ring = self.rings.get(name)
         if ring is None:
-            ring = self._add_symbol(t.symbol)
+            ring = self._add_symbol(name)
         ring.append(t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker)
-        self._counts[t.symbol] = self._counts.get(t.symbol, 0) + 1
+        self._counts[name] = self._counts.get(name, 0) + 1
         if self.write:
             self.store.add_trade(t)
         engine = self.engine
         with self._lock:
-            late_before = engine.late_ticks(t.symbol)
+            late_before = engine.late_ticks(name)
             closed = engine.on_trade(
-                t.symbol, t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker
+                name, t.time_ms, t.trade_id, t.price, t.qty, t.buyer_is_maker
             )
-            late = engine.late_ticks(t.symbol) != late_before
+            late = engine.late_ticks(name) != late_before
             self._last_trade_ms = t.time_ms
             self._last_trade_mono = time.monotonic()
             if self._data_ms is None or t.time_ms > self._data_ms:
                 self._data_ms = t.time_ms
             self._trades_seen += 1
+            if self._multi:
+                m = t.market
+                dm = self._market_data_ms.get(m)
+                if dm is None or t.time_ms > dm:
+                    self._market_data_ms[m] = t.time_ms
+                self._market_seen[m] = self._market_seen.get(m, 0) + 1
             if self.tap is not None:
                 self.tap.trade(t)
                 if closed is not None:
-                    self.tap.bar(t.symbol, closed.as_row())
+                    self.tap.bar(name, closed.as_row())
         if closed is not None and self.write:
-            self.store.add_bar(t.symbol, closed.as_row())
+            self.store.add_bar(name, closed.as_row())
         if late:
-            self._count_late(t.symbol, [t.time_ms])
+            self._count_late(name, [t.time_ms])
+
+    # ------------------------------------------------------------------ top of book
+    def on_book(self, b: BookTicker) -> None:
+        """Called in the feed thread for every best bid/ask update (docs/book.md): kept
+        as the name's live quote, fed to the engine's 1 s book bar under the lock
+        (serialised with the bar clock, like trades); a book bar it closed is stored.
+        The engine buckets by ``b.time_ms`` (futures ``T``, spot receive time)."""
+        name = self._names.get((b.market, b.symbol))
+        if name is None:
+            name = self._name_miss(b.market, b.symbol)
+        self._quotes[name] = b
+        self.book_updates += 1
+        with self._lock:
+            closed = self.engine.on_book(name, b.time_ms, b.bid, b.ask, b.bid_qty, b.ask_qty)
+            if self.tap is not None:  # --bus: workers build the same book bars
+                self.tap.book(b)
+        if closed is not None and self.write:
+            self.store.add_book_bar(name, closed.as_row())
+
+    def quote(self, name: str) -> BookTicker | None:
+        """The latest best bid/ask update of ``name`` (None before the first): what the
+        live widgets show (bid, ask, quoted spread, imbalance)."""
+        return self._quotes.get(name)
+
+    def _store_clock_closed_book(self) -> None:
+        """The 1 s book bars the last ``engine.on_clock`` closed, to the store (called
+        under the lock, right after it: the engine replaces the list on each call)."""
+        if self.write:
+            for name, bar in self.engine.clock_closed_book:
+                self.store.add_book_bar(name, bar.as_row())
+
+    def _restore_book(self, name: str, start_ms: int | None) -> int:
+        """Stored 1 s book bars of ``name`` from ``start_ms`` (None: the last day of
+        them) back into the engine (its quote in force, the coarse book bars, the
+        floor): the book columns served after a restart are the ones served before
+        it. Returns the bars restored."""
+        frame = self.store.read_book_bars(name, start_ms=start_ms)
+        if start_ms is None and len(frame):
+            frame = frame[frame["ts"] >= int(frame["ts"].iloc[-1]) - DAY_MS]
+        if len(frame):
+            self.engine.restore_book(name, frame)
+        return len(frame)
 
     def _count_late(self, symbol: str, times_ms: list[int]) -> None:
         """Trades older than a published 1 s bar: count them and rebuild the stored
@@ -313,10 +433,36 @@ class Ingestor:
         self._rate_prev, self._rate_mono = counts, now
 
     def close_clock_ms(self) -> int | None:
-        """``D - bar_close_delay_ms + Q`` (module notes): where bars may close now."""
+        """``D - bar_close_delay_ms + Q`` (module notes): where bars may close now.
+        With several markets (connections): ``min over markets of D_m - delay + Q_m``
+        over the markets that delivered data live (a quiet market's ``Q_m`` grows, so it
+        delays closes by about a second, never forever)."""
+        if self._multi and self._market_data_ms:
+            return min(
+                d - self.bar_close_delay_ms + int(self._market_quiet.get(m, (0.0,))[0])
+                for m, d in list(self._market_data_ms.items())
+            )
         if self._data_ms is None:
             return None
         return self._data_ms - self.bar_close_delay_ms + int(self._quiet_ms)
+
+    def _advance_market_quiet(self, elapsed_s: float) -> None:
+        """Each market's own verified quiet time (several markets)."""
+        for m in list(self._market_data_ms):
+            probe = self.quiet_probes.get(m, self.quiet_probe)
+            pending = False
+            if probe is not None:
+                try:
+                    pending = probe()
+                except Exception:
+                    log.exception("quiet probe of %s failed", m)
+                    pending = True
+            state = self._market_quiet.setdefault(m, [0.0, -1])
+            seen = self._market_seen.get(m, 0)
+            if pending or seen != state[1]:
+                state[0], state[1] = 0.0, seen
+            else:
+                state[0] += min(elapsed_s, QUIET_STEP_MAX_S) * 1000
 
     def _advance_quiet(self, elapsed_s: float) -> None:
         """Add ``elapsed_s`` (capped) to the quiet time if nothing came or is pending."""
@@ -334,6 +480,8 @@ class Ingestor:
             self._quiet_ms = 0.0
         else:
             self._quiet_ms += min(elapsed_s, QUIET_STEP_MAX_S) * 1000
+        if self._multi:
+            self._advance_market_quiet(elapsed_s)
 
     def clock_tick(self, elapsed_s: float) -> list:
         """One tick of the bar clock: update the quiet time, close the bars that are
@@ -346,6 +494,7 @@ class Ingestor:
             return []
         with self._lock:
             closed = self.engine.on_clock(close_at)
+            self._store_clock_closed_book()
             if self.tap is not None:
                 for symbol, bar in closed:
                     self.tap.bar(symbol, bar.as_row())
@@ -362,6 +511,7 @@ class Ingestor:
         the publisher's clock, ``ingest/bus/follow.py``); stored when writing."""
         with self._lock:
             closed = self.engine.on_clock(int(close_ms))
+            self._store_clock_closed_book()
         if self.write:
             for symbol, bar in closed:
                 self.store.add_bar(symbol, bar.as_row())
@@ -378,6 +528,13 @@ class Ingestor:
                 bar = self.engine.open_bar(symbol, 1_000)
                 if bar is not None:
                     self.store.add_bar(symbol, bar.as_row())
+                    n += 1
+            # the open 1 s book bars too (its quote standing to the second's end); a
+            # restart's first updates are taken from the end of that second on
+            for name in list(self._quotes):
+                book = self.engine.open_book_bar(name)
+                if book is not None:
+                    self.store.add_book_bar(name, book.as_row())
                     n += 1
         return n
 
@@ -420,7 +577,7 @@ class Ingestor:
         ``RING_REFILL_MS`` of ticks. Returns what was restored.
         """
         started = time.perf_counter()
-        n_bars = n_replayed = n_ring = 0
+        n_bars = n_replayed = n_ring = n_book = 0
         last_ids = self.store.last_trade_ids()
         stored_breaks = self.store.read_breaks()
         for symbol in sorted(set(self.symbols) | set(last_ids)):
@@ -435,13 +592,27 @@ class Ingestor:
             self._counts[symbol] = self.store.count_trades(symbol)
             cols = self.store.read_recent_trades(symbol, 1)
             if len(cols.time_ms) == 0:
+                n_book += self._restore_book(symbol, None)  # quotes but no trade yet
                 continue
             last_ms = int(cols.time_ms[-1])
             replay_from = self.engine.replay_start_ms(last_ms)
             stored = self.store.read_bars(symbol, start_ms=last_ms - DAY_MS, end_ms=replay_from)
+            # Bars close after their trades are stored (the bar clock's delay; with
+            # several markets the slowest one's clock), so a restore while another
+            # process writes may find trades before replay_from whose bars are not
+            # stored yet: replay from the coarse bucket of the first such trade.
+            tail = int(stored.ts[-1]) + 1_000 if len(stored.ts) else last_ms - DAY_MS
+            if tail < replay_from:
+                unbarred = self.store.read_trades(symbol, start_ms=tail, end_ms=replay_from,
+                                                  limit=1)
+                if len(unbarred.time_ms):
+                    replay_from = self.engine.replay_start_ms(int(unbarred.time_ms[0]))
+                    stored = self.store.read_bars(
+                        symbol, start_ms=last_ms - DAY_MS, end_ms=replay_from)
             bars = Bars.from_columns({f: getattr(stored, f) for f in BAR_FIELDS}, tf_ms=1000)
             self.engine.load_bars(symbol, bars)
             n_bars += len(bars)
+            n_book += self._restore_book(symbol, last_ms - DAY_MS)
             ticks = self.store.read_trades(symbol, start_ms=replay_from)
             for i in range(len(ticks.time_ms)):
                 closed = self.engine.on_trade(
@@ -465,7 +636,8 @@ class Ingestor:
             if self._data_ms is None or last_ms > self._data_ms:
                 self._data_ms = last_ms
         report = RestoreReport(
-            len(self.symbols), n_bars, n_replayed, n_ring, time.perf_counter() - started
+            len(self.symbols), n_bars, n_replayed, n_ring, time.perf_counter() - started,
+            book_bars=n_book,
         )
         self.restored = report
         log.info(
@@ -494,7 +666,12 @@ class DbFollower(threading.Thread):
 
     def run(self) -> None:
         store = self.ingestor.store
-        self.last_ids = store.last_trade_ids()
+        # where the restore stopped (the rings' last trades), not the store's last ids
+        # now: trades stored between the restore and this thread's start are read too
+        self.last_ids = {
+            name: int(last.trade_id) for name, ring in list(self.ingestor.rings.items())
+            if (last := ring.last()) is not None
+        }
         while not self._stop_event.wait(self.interval_s):
             try:
                 for symbol, last in store.last_trade_ids().items():
@@ -502,16 +679,22 @@ class DbFollower(threading.Thread):
                     if last <= seen:
                         continue
                     cols = store.read_trades_after_id(symbol, seen)
+                    # the bare symbol and market (the ingestor names it), or without
+                    # a universe the store's name as the symbol, as before instruments
+                    inst = store.instrument(symbol)
+                    bare = inst.symbol if self.ingestor.universe is not None else symbol
                     for i in range(len(cols.trade_id)):
                         self.ingestor.on_trade(
                             Trade(
-                                symbol,
+                                bare,
                                 int(cols.trade_id[i]),
                                 int(cols.time_ms[i]),
                                 float(cols.price[i]),
                                 float(cols.qty[i]),
                                 bool(cols.buyer_is_maker[i]),
                                 int(cols.time_ms[i]),
+                                inst.market,
+                                inst.venue,
                             )
                         )
                     if len(cols.trade_id):

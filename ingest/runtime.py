@@ -4,11 +4,15 @@ A :class:`Runtime` owns, in start order: the SQLite store (writer thread), the m
 engine, the :class:`~ingest.pipeline.Ingestor` (rings, restore, bar clock), and one
 source of trades:
 
-* live: one :class:`~ingest.feeds.client.TradeFeed` per market (the protocol from the
-  feed registry, ``ingest.feeds.feed_protocol``) on the venue's URL (or ``--feed-url``),
-  each with its own REST back-fill and status;
+* live: one :class:`~ingest.feeds.client.TradeFeed` per market of the run's
+  :class:`~analytics.instruments.Universe` (the protocol from the feed registry,
+  ``ingest.feeds.feed_protocol``) with that market's bare symbols, on the venue's URL
+  (or that market's ``--feed-url``), each with its own REST back-fill, resume ids,
+  reconnects, gap count and status (docs/markets.md);
 * replay: the built-in :class:`~ingest.replay.server.ReplayServer` on a free loopback port,
-  and a ``TradeFeed`` pointed at it, so the real client code runs offline;
+  and one ``TradeFeed`` per market pointed at it (``ws_base`` + the market's path), so
+  the real client code runs offline; without files it plays the bundled spot AND perp
+  tapes (only ``--market``'s when given);
 * follow (``--no-ingest``): a :class:`~ingest.pipeline.DbFollower` over a DB that
   another process writes, or with ``--bus`` a :class:`~ingest.bus.follow.BusFeed`
   over the live bus that process publishes to (``ingest/bus/``).
@@ -31,6 +35,7 @@ import threading
 import time
 
 from analytics.engine import MarketEngine
+from analytics.instruments import Instrument, Universe, normalize_market
 from ingest.alert_service import AlertService
 from ingest.feeds import FeedProtocol, feed_protocol
 from ingest.feeds.client import TradeFeed
@@ -66,34 +71,17 @@ class Runtime:
                 probe(cfg.bus)
             except BusUnavailable as exc:
                 raise SystemExit(f"error: --bus: {exc}") from None
-        symbols, market, stream = cfg.symbols, cfg.market, cfg.stream
+        universe, market, stream = cfg.universe, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
-            from ingest.replay import APP_LOOP_SEAM_IDS, ReplayServer
-            from ingest.replay.tapes import default_sample_files, load_tape, shift_times
-
-            files = list(cfg.replay) or default_sample_files()
-            tape = load_tape(files)
-            if cfg.replay_rebase:
-                tape = shift_times(tape, int(time.time() * 1000) - tape.first_time_ms)
-            if not cfg.symbols_given:
-                symbols = tuple(tape.symbols)
-            if not cfg.market_given:
-                market = "spot"
-            if not cfg.stream_given:
-                stream = "trade" if "trade" in tape.kinds else "aggTrade"
-            self.replay = ReplayServer(
-                tape,
-                port=0,
-                speed=cfg.replay_speed,
-                loop=cfg.replay_loop,
-                profile=market,
-                loop_seam_ids=APP_LOOP_SEAM_IDS if cfg.replay_loop else 0,
-            )
-        self.symbols = tuple(symbols)
+            universe, market, stream = self._make_replay(cfg)
+        self.universe: Universe = universe
         self.market, self.stream = market, stream
-        # the registry's protocol per market (fails here, naming the known feeds)
+        # the registry's protocol per market (fails here, naming the known feeds); the
+        # default market's first: a one-market run has exactly one
         protocol = feed_protocol(market=market)  # the default venue (Binance)
-        self.feed_protocols: dict[str, FeedProtocol] = {protocol.market: protocol}
+        self.feed_protocols: dict[str, FeedProtocol] = {
+            m: feed_protocol(market=m) for m in universe.markets
+        } if cfg.ingest else {protocol.market: protocol}
         readonly = not cfg.ingest
         try:  # before any file is made: a URL this build cannot open
             db_file = backend_for(cfg.db).local_file(cfg.db)
@@ -123,6 +111,13 @@ class Runtime:
         except StoreUnavailable as exc:  # e.g. a database server that does not answer
             raise SystemExit(f"error: --db: {exc}") from None
         self.store, self.datasets = stores.trades, stores.datasets
+        if readonly:  # a follower shows what the writer stores
+            held = self.store.instruments()
+            if held:
+                self.universe = Universe(held, self.store.default_market)
+        # store names = run names (C1); before the restore reads any name
+        self.store.use_universe(self.universe)
+        self.symbols = self.universe.names
         self.engine = MarketEngine(list(self.symbols))
         self.ingestor = Ingestor(
             list(self.symbols),
@@ -130,12 +125,29 @@ class Runtime:
             self.engine,
             ring_capacity=cfg.ring_capacity,
             write=not readonly,
+            universe=self.universe,
         )
         # Alert rules and events (same DB file, own tables and connection); evaluated
         # where trades are ingested (with --no-ingest, by the ingesting process).
         self.alerts = AlertService(
             self.engine, self.ingestor, stores.alerts, evaluate=cfg.ingest
         )
+        # Alert delivery (#20): the outbox worker of the ingesting process, on its own
+        # thread and store connection (ingest/delivery/worker.py)
+        self.delivery = None
+        if cfg.ingest and not readonly:
+            from ingest.delivery.worker import DeliverySettings, DeliveryWorker
+            from ingest.store import open_alert_store
+
+            self.delivery = DeliveryWorker(
+                lambda: open_alert_store(cfg.db),
+                DeliverySettings(
+                    max_age_s=getattr(cfg, "delivery_max_age_s", 3600.0),
+                    timeout_s=getattr(cfg, "delivery_timeout_s", 10.0),
+                    cap_s=getattr(cfg, "delivery_backoff_cap_s", 300.0),
+                ),
+            )
+            self.alerts.delivery = self.delivery
         self.feed_url: str | None = None
         self.started_ms = int(time.time() * 1000)
         self.memory = HeapTrimmer()
@@ -144,6 +156,41 @@ class Runtime:
         # moment would stay locked forever in the child, and SQLite connections must not
         # cross a fork. So the child gets fresh locks and opens its own connections.
         os.register_at_fork(after_in_child=self._after_fork_in_child)
+
+    def _make_replay(self, cfg) -> tuple[Universe, str, str]:
+        """The replay server (C2) and what it implies: the universe (the tape's
+        instruments unless ``--symbols``), the default market, the stream kind."""
+        from ingest.replay import APP_LOOP_SEAM_IDS, ReplayServer
+        from ingest.replay.tapes import default_sample_files, load_tape, shift_times
+
+        market = cfg.market if cfg.market_given else "spot"
+        # no files: both markets' bundled tapes, or only --market's
+        files = list(cfg.replay) or default_sample_files(
+            normalize_market(cfg.market) if cfg.market_given else None)
+        tape = load_tape(files, default_market=normalize_market(market))
+        if cfg.replay_rebase:
+            tape = shift_times(tape, int(time.time() * 1000) - tape.first_time_ms)
+        held = tape.markets
+        if not cfg.market_given and len(held) == 1:  # a one-market recording's own
+            market = "futures" if held[0] == "perp" else held[0]
+        universe = tape_universe(tape, market)
+        if cfg.symbols_given:  # bare symbols on the recording's market
+            universe = Universe.parse(cfg.symbols, market)
+        stream = cfg.stream
+        if not cfg.stream_given:
+            stream = "trade" if "trade" in tape.kinds else "aggTrade"
+        self.replay = ReplayServer(
+            tape,
+            port=0,
+            speed=cfg.replay_speed,
+            loop=cfg.replay_loop,
+            profile=market,
+            loop_seam_ids=APP_LOOP_SEAM_IDS if cfg.replay_loop else 0,
+            # one feed per market: the tape starts once each has subscribed, so none
+            # misses its first trades (two markets at --replay-speed 0)
+            wait_markets=universe.markets,
+        )
+        return universe, market, stream
 
     def _after_fork_in_child(self) -> None:
         forget_in_child(self.writer_lock)
@@ -159,6 +206,8 @@ class Runtime:
         self.ingestor.restore()
         self.ingestor.start_clock()
         self.alerts.start()
+        if self.delivery is not None:
+            self.delivery.start()
         if not self.cfg.ingest:
             if self.cfg.bus:
                 self._start_bus_feed()
@@ -175,6 +224,7 @@ class Runtime:
             self._start_feed(protocol)
         self.feed_url = " ".join(f.url for f in self.feeds.values())
         self.ingestor.quiet_probe = self._feeds_pending
+        self.ingestor.quiet_probes = {m: f.has_pending for m, f in self.feeds.items()}
 
     def _start_publisher(self) -> None:
         """Publish what the ingestor accepts from now on (after the restore)."""
@@ -204,21 +254,45 @@ class Runtime:
         )
         self.bus_feed.start()
 
+    def market_symbols(self, market: str) -> list[str]:
+        """The bare symbols the run ingests on ``market`` (one feed's streams)."""
+        return [i.symbol for i in self.universe if i.market == market]
+
+    def _last_ids_of(self, market: str) -> dict[str, int]:
+        """Highest stored id per bare symbol of ``market``: where that market's feed
+        resumes (another market's ids of the same symbol are another sequence)."""
+        out = {}
+        for name, last in self.store.last_trade_ids().items():
+            inst = self.store.instrument(name)
+            if inst.market == market and inst.venue == protocol_venue(self.feed_protocols,
+                                                                      market):
+                out[inst.symbol] = last
+        return out
+
     def _start_feed(self, protocol: FeedProtocol) -> None:
-        """The feed thread of one market, and its back-fill."""
-        base = self.cfg.feed_url
+        """The feed thread of one market (its symbols, URL, resume ids), and its
+        back-fill."""
+        market = protocol.market
+        base = self.cfg.feed_url_for(market)
         if self.replay is not None:  # the replay is a bare host: add the market's path
             base = self.replay.ws_base + protocol.ws_path_prefix
-        url = protocol.stream_url(self.symbols, self.stream, base)
+        # top of book (docs/book.md): the book streams ride the trades' connection
+        book = getattr(self.cfg, "book", True) and protocol.book_stream is not None
+        url = protocol.stream_url(self.market_symbols(market), self.stream, base,
+                                  **({"book": True} if book else {}))
         backfill = self._start_backfill(protocol)
         feed = TradeFeed(
             url,
             self.ingestor.on_trade,
-            on_gap=functools.partial(self._on_gap, protocol.market),
-            last_ids=self.store.last_trade_ids(),
+            on_gap=functools.partial(self._on_gap, market),
+            last_ids=self._last_ids_of(market),
             watchdog_s=self.cfg.watchdog_s,
             verify_trade=None if backfill is None else backfill.verify,
             protocol=protocol,
+            on_book=self.ingestor.on_book if book else None,
+            # spot book updates carry no time: stamped at receive, in replay by the
+            # replay's tape clock (the exchange's frame), else by the wall clock
+            clock_ms=None if self.replay is None else self.replay.tape_clock_ms,
         )
         self.feeds[protocol.market] = feed
         if backfill is not None:
@@ -234,7 +308,9 @@ class Runtime:
         left unfilled are resumed, minus the ids that did get stored."""
         from ingest.feeds.backfill import Backfiller
 
-        rest = getattr(self.cfg, "rest_url", None)
+        market = protocol.market
+        rest = self.cfg.rest_url_for(market) if hasattr(self.cfg, "rest_url_for") \
+            else getattr(self.cfg, "rest_url", None)
         if rest == "off":
             return None
         own_replay = self.replay is not None and self.replay.rest_base is not None and not rest
@@ -242,49 +318,59 @@ class Runtime:
             rest = self.replay.rest_base
         backfill = Backfiller(
             protocol=protocol, stream=self.stream, base_url=rest or None,
-            deliver=self.ingestor.on_backfill, on_filled=self._on_filled,
-            on_unrecoverable=self._on_unrecoverable,
+            deliver=functools.partial(self._on_backfill, market),
+            on_filled=functools.partial(self._on_filled, market),
+            on_unrecoverable=functools.partial(self._on_unrecoverable, market),
             # the built-in replay's REST serves the whole tape: ids it lacks (a loop
             # seam) never come, so its first "no such ids" is final and the seam is a
             # session break within one round trip (alerts hold until then)
             **({"hole_attempts": 1} if own_replay else {}),
         )
         for gap in self.store.unfilled_gaps():
-            if len(self.feed_protocols) > 1 and getattr(gap, "market", None) != protocol.market:
+            inst = gap.instrument or self.store.instrument(gap.symbol)
+            if inst.market != market or inst.venue != protocol.venue:
                 continue  # another market's back-fill resumes it
-            for first, last in self.store.missing_ranges(
-                gap.symbol, gap.first_id, gap.last_id
-            ):
-                backfill.submit(gap.symbol, first, last, gap_first=gap.first_id)
-            if not self.store.missing_ranges(gap.symbol, gap.first_id, gap.last_id):
-                self.store.mark_gap_filled(gap.symbol, gap.first_id, int(time.time() * 1000))
+            name = gap.symbol
+            for first, last in self.store.missing_ranges(name, gap.first_id, gap.last_id):
+                backfill.submit(inst.symbol, first, last, gap_first=gap.first_id)
+            if not self.store.missing_ranges(name, gap.first_id, gap.last_id):
+                self.store.mark_gap_filled(name, gap.first_id, int(time.time() * 1000))
         backfill.start()
         return backfill
 
-    def _on_filled(self, symbol: str, first_id: int, filled_ms: int) -> None:
-        self.store.mark_gap_filled(symbol, first_id, filled_ms)
-        self.ingestor.settle_gap(symbol, first_id)
+    # Feeds and back-fills speak bare symbols of their market; the ingestor and the
+    # store take the run's name (Ingestor.market_name), so spot and perp ids of one
+    # symbol never meet.
+    def _on_backfill(self, market: str, symbol: str, trades: list) -> None:
+        self.ingestor.on_backfill(self.ingestor.market_name(market, symbol), trades)
+
+    def _on_filled(self, market: str, symbol: str, first_id: int, filled_ms: int) -> None:
+        name = self.ingestor.market_name(market, symbol)
+        self.store.mark_gap_filled(name, first_id, filled_ms)
+        self.ingestor.settle_gap(name, first_id)
 
     def _on_gap(self, market: str, symbol: str, first_id: int, last_id: int) -> None:
-        self.ingestor.on_gap(symbol, first_id, last_id)
+        name = self.ingestor.market_name(market, symbol)
+        self.ingestor.on_gap(name, first_id, last_id)
         backfill = self.backfills.get(market)
         if backfill is not None:
-            self.ingestor.hold_gap(symbol, first_id, last_id)  # alerts wait for it
+            self.ingestor.hold_gap(name, first_id, last_id)  # alerts wait for it
             backfill.submit(symbol, first_id, last_id)
         else:  # nothing can fill it: the trade that revealed it starts a new session
             self.ingestor.break_at_next_trade(
-                symbol, f"ids {first_id}..{last_id} missing, back-fill off"
+                name, f"ids {first_id}..{last_id} missing, back-fill off"
             )
 
     def _on_unrecoverable(
-        self, symbol: str, first_id: int, last_id: int, next_ms: int | None
+        self, market: str, symbol: str, first_id: int, last_id: int, next_ms: int | None
     ) -> None:
         """Ids the exchange cannot give back (an outage beyond REST, a replay loop
         seam): a session break at the first trade after them."""
+        name = self.ingestor.market_name(market, symbol)
         try:
-            self._mark_unrecoverable(symbol, first_id, last_id, next_ms)
+            self._mark_unrecoverable(name, first_id, last_id, next_ms)
         finally:  # the break is in the engine: alerts may evaluate past the gap
-            self.ingestor.settle_gap(symbol, first_id, last_id)
+            self.ingestor.settle_gap(name, first_id, last_id)
 
     def _mark_unrecoverable(
         self, symbol: str, first_id: int, last_id: int, next_ms: int | None
@@ -318,6 +404,8 @@ class Runtime:
         if self.publisher is not None:  # what the feeds delivered before they stopped
             self.ingestor.tap = None
             self.publisher.close(5.0)
+        if self.delivery is not None:
+            self.delivery.stop()
         self.alerts.stop()
         if self.replay is not None:
             self.replay.stop()
@@ -332,9 +420,17 @@ class Runtime:
         """The JSON of ``GET /api/health`` (see README, "Health")."""
         store = {"rows": self.ingestor.total_ticks(), **self.store.status()}
         symbols = {}
+        # keyed by instrument ("perp:BTCUSDT") and, where the run names it by its bare
+        # symbol (always in a one-market run), also by that name (the same entry), as
+        # before instruments, so existing clients keep working
         for sym, ring in self.ingestor.rings.items():
             last = ring.last()
-            symbols[sym] = {
+            key = self.store.instrument(sym).key
+            if ":" not in sym:
+                symbols[key] = symbols[sym] = {}
+            else:
+                symbols[key] = {}
+            symbols[key].update({
                 "last_price": None if last is None else last.price,
                 "last_trade_id": None if last is None else last.trade_id,
                 "last_trade_ms": None if last is None else last.time_ms,
@@ -343,13 +439,16 @@ class Runtime:
                 "msgs_per_s": self.ingestor.rate(sym),
                 "late_trades": self.ingestor.late_trades.get(sym, 0),
                 "session_breaks": self._breaks_of(sym),
-            }
+            })
         return {
             "feed": self.feed_health(store),
             "symbols": symbols,
             "store": store,
             "replay": None if self.replay is None else self.replay.status(),
             "bus": self.bus_health(),
+            # alert delivery worker (#20): lanes in flight, attempts, last error
+            "delivery": None if getattr(self, "delivery", None) is None
+            else self.delivery.status(),
             "started_ms": self.started_ms,
             "process": self.memory.status(),
             "restore": None if self.ingestor.restored is None else {
@@ -452,11 +551,32 @@ class Runtime:
         return feed
 
 
+def protocol_venue(protocols: dict[str, FeedProtocol], market: str) -> str:
+    """Venue of the run's feed of ``market`` (Binance today)."""
+    protocol = protocols.get(market)
+    return "binance" if protocol is None else protocol.venue
+
+
+def tape_universe(tape, default_market: str) -> Universe:
+    """The instruments a replay tape holds: each event's market (``TapeEvent.market``
+    where the tape knows it, else ``default_market``) and symbol, in tape order."""
+    default = normalize_market(default_market)
+    seen: dict[tuple[str, str], None] = {}
+    for ev in tape:
+        if ev.kind not in ("trade", "aggTrade"):  # book events name no new instrument
+            continue
+        key = (ev.market or default, ev.symbol)
+        if key not in seen:
+            seen[key] = None
+    insts = sorted(Instrument("binance", normalize_market(m), sym) for m, sym in seen)
+    return Universe(insts, default)
+
+
 #: Counters that add up across markets when several feeds run.
 _SUMMED_FEED_KEYS = (
     "messages", "trades", "msgs_per_s", "bad_frames", "other_frames", "duplicates",
     "reconnects", "gaps", "gaps_detected", "gaps_filled", "rejected_times", "quarantined",
-    "clean_closes",
+    "clean_closes", "book_updates", "book_per_s", "book_rejected",
 )
 
 
@@ -472,6 +592,8 @@ def _combined_feed_health(per_market: dict[str, dict]) -> dict:
         if key in out:
             out[key] = sum(f[key] for f in feeds)
     out["msgs_per_s"] = round(out["msgs_per_s"], 1)
+    if "book_per_s" in out:
+        out["book_per_s"] = round(out["book_per_s"], 1)
     backfills = [f["backfill"] for f in feeds if "backfill" in f]
     if backfills:
         out["backfill"] = {
@@ -486,7 +608,7 @@ def _combined_feed_health(per_market: dict[str, dict]) -> dict:
         }
     for key in ("gap_ranges", "quarantine"):
         out[key] = [item for f in feeds for item in f[key]]
-    for key in ("last_message_ms", "last_trade_ms", "lag_ms"):
+    for key in ("last_message_ms", "last_trade_ms", "lag_ms", "last_book_ms"):
         values = [f[key] for f in feeds if f.get(key) is not None]
         out[key] = max(values) if values else None
     errors = [f"{m}: {f['error']}" for m, f in per_market.items() if f["error"]]

@@ -75,7 +75,7 @@ def db_ids(db: Path) -> dict[str, list[int]]:
 
 @pytest.fixture(scope="module")
 def tape():
-    return load_tape(default_sample_files())
+    return load_tape(default_sample_files("spot"))
 
 
 def source_ids(tape) -> dict[str, list[int]]:
@@ -87,7 +87,7 @@ def source_ids(tape) -> dict[str, list[int]]:
 
 def test_replay_full_speed_stores_every_trade_once(tmp_path, tape):
     port, db = free_port(), tmp_path / "m.db"
-    proc = start(["app.py", "--replay", "--replay-speed", "0", "--replay-once",
+    proc = start(["app.py", "--replay", "--market", "spot", "--replay-speed", "0", "--replay-once",
                   "--db", str(db), "--port", str(port)], tmp_path / "app.log")
     try:
         h = wait_health(
@@ -122,8 +122,8 @@ def test_drops_skips_kill9_and_restart_store_every_trade_exactly_once(tmp_path, 
     ws_port, rest_port, port, db = free_port(), free_port(), free_port(), tmp_path / "m.db"
     # speed 40 = ~2,100 msgs/s of real trades; looped, so however slow this machine is
     # to restart the app, the gap it left is always followed by more trades.
-    replay = start(["-m", "ingest.replay", "--port", str(ws_port), "--rest-port",
-                    str(rest_port), "--speed", "40", "--loop", "--rate-limit", "0",
+    replay = start(["-m", "ingest.replay", "--market", "spot", "--port", str(ws_port),
+                    "--rest-port", str(rest_port), "--speed", "40", "--loop", "--rate-limit", "0",
                     "--drop-after", "2500", "--skip", "4000", "300"],
                    tmp_path / "replay.log")
     app_args = ["app.py", "--feed-url", f"ws://127.0.0.1:{ws_port}", "--market", "spot",
@@ -274,7 +274,8 @@ def test_sigterm_stops_cleanly_flushing_the_last_batch_and_open_bars(tmp_path, e
     from tests.ingest.test_stall_bars import assert_bars_equal_resample, stored_trades_and_bars
 
     db = tmp_path / "m.db"
-    args = [*entry, "--replay", "--replay-speed", "1", "--db", str(db), "--rest-url", "off"]
+    args = [*entry, "--replay", "--market", "spot", "--replay-speed", "1", "--db", str(db),
+            "--rest-url", "off"]
     if entry == ["app.py"]:
         args += ["--port", str(free_port())]
     proc = start(args, tmp_path / "run.log")

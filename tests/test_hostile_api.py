@@ -60,9 +60,9 @@ ABSURD = [
 SOFT = ["", " ", "-1", "-0.5", "0", "БТК", "💥", "\u202e", "[]", "{}", "null"]
 # Valid values to satisfy a route's other parameters.
 VALID = {
-    "symbol": "BTCUSDT",
-    "a": "BTCUSDT",
-    "b": "ETHUSDT",
+    "symbol": "spot:BTCUSDT",
+    "a": "spot:BTCUSDT",
+    "b": "perp:ETHUSDT",
     "timeframe": "1m",
     "tf": "1m",
     "window": "20",
@@ -77,6 +77,10 @@ VALID = {
     "entry": "2",
     "exit": "0.5",
     "stop": "4",
+    "perp": "perp:BTCUSDT",
+    "spot": "spot:BTCUSDT",
+    "source": "trade",
+    "fills": "last",
 }
 DEFAULT_VALID = "1"
 
@@ -127,6 +131,13 @@ RULES = api_rules()
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory):
+    """One app over the bundled spot AND perp tapes (``--replay`` without files): every
+    route is hit with instrument names (``spot:BTCUSDT``), and the basis has its legs.
+    One app per module: the Dash callbacks read process-global services."""
+    yield from _client(tmp_path_factory, [])
+
+
+def _client(tmp_path_factory, market_args: list[str]):
     from dashapp import create_app
     from dashapp.facade import LiveMarketData
     from ingest.runtime import Runtime
@@ -135,6 +146,7 @@ def client(tmp_path_factory):
     cfg = parse_config(
         [
             "--replay",
+            *market_args,
             "--replay-speed",
             "0",
             "--replay-once",
@@ -219,7 +231,7 @@ def discover_params(client, rule: str) -> tuple[dict[str, str], list[str]]:
     return query, read
 
 
-REQUIRED_CANDIDATES = ["1", "10", "60", "300", "BTCUSDT", "ols", "json"]
+REQUIRED_CANDIDATES = ["1", "10", "60", "300", "spot:BTCUSDT", "ols", "json"]
 
 
 def _fill_path(rule: str, value: str) -> str:
@@ -652,12 +664,12 @@ def test_state_changing_routes_refuse_a_foreign_origin_or_host(client, headers, 
 
 
 HEAVY_ROUTES = {
-    "/api/backtest": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s", "window": "30"},
-    "/api/adf": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s", "window": "30"},
-    "/api/pair": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s", "window": "31",
+    "/api/backtest": {"a": "spot:BTCUSDT", "b": "perp:ETHUSDT", "timeframe": "1s", "window": "30"},
+    "/api/adf": {"a": "spot:BTCUSDT", "b": "perp:ETHUSDT", "timeframe": "1s", "window": "30"},
+    "/api/pair": {"a": "spot:BTCUSDT", "b": "perp:ETHUSDT", "timeframe": "1s", "window": "31",
                   "regression": "huber"},
     "/api/screener": {"timeframe": "1s", "window": "30"},
-    "/api/leadlag": {"a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s"},
+    "/api/leadlag": {"a": "spot:BTCUSDT", "b": "perp:ETHUSDT", "timeframe": "1s"},
 }
 
 

@@ -182,7 +182,7 @@ def servers():
 
 @pytest.fixture(scope="module")
 def tape():
-    return load_tape(default_sample_files())
+    return load_tape(default_sample_files("spot"))
 
 
 def tape_ids(tape) -> dict[str, list[int]]:
@@ -232,7 +232,7 @@ def test_ingest_two_workers_kill9_alerts_and_gunicorn_on_postgres_and_redis(
     try:
         # 0. the reference: one process, SQLite, the same tape at full speed, same times
         procs.start("ref-sqlite", py(
-            "app.py", "--replay", "--replay-speed", "0", "--replay-once",
+            "app.py", "--replay", "--market", "spot", "--replay-speed", "0", "--replay-once",
             "--replay-keep-times", "--db", str(tmp_path / "ref.sqlite"),
             "--port", str(p_ref)))
         # 1. the schema, so the workers can start before the first trade; the replay's
@@ -241,7 +241,8 @@ def test_ingest_two_workers_kill9_alerts_and_gunicorn_on_postgres_and_redis(
 
         open_store(url, readonly=False, market="spot").close()
         procs.start("replay", py(
-            "-m", "ingest.replay", "--port", str(ws), "--rest-port", str(rest),
+            "-m", "ingest.replay", "--market", "spot", "--port", str(ws), "--rest-port",
+            str(rest),
             "--speed", str(SPEED), "--rate-limit", "0", "--rest-weight-limit", "0"))
         procs.start("worker1", py(
             "app.py", "--no-ingest", "--db", url, "--bus", bus, "--port", str(p_w1), *common))

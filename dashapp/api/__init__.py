@@ -7,6 +7,7 @@ and :mod:`dashapp.trader_queries` the pages call, so both show the same numbers:
 * :mod:`~dashapp.api.trader`   ``/api/backtest``, ``/api/screener``, ``/api/leadlag``;
 * :mod:`~dashapp.api.datasets` ``/api/upload``, ``/api/datasets``;
 * :mod:`~dashapp.api.alerts`   ``/api/alerts``, ``/api/alerts/<id>``, ``/api/alerts/events``;
+* :mod:`~dashapp.api.basis`    ``/api/basis`` (a perp against its spot);
 
 and what they share: :mod:`~dashapp.api.params` (validation: a bad value is a 400 naming
 it), :mod:`~dashapp.api.downloads` (file names, formula-safe CSV, Parquet) and
@@ -22,7 +23,7 @@ import flask
 def register(server: flask.Flask) -> None:
     """Mount every route, the shared error handlers and the JSON 404 of ``/api``."""
     from dashapp import heavy
-    from dashapp.api import alerts, datasets, market, trader, webguard
+    from dashapp.api import alerts, basis, datasets, market, trader, webguard
 
     webguard.register(server)  # Origin/Host checks on state-changing requests, JSON 414
     server.register_error_handler(heavy.TooHeavy, market.too_heavy)  # every blueprint's
@@ -31,6 +32,7 @@ def register(server: flask.Flask) -> None:
     trader.register(server)  # /api/backtest, /api/screener, /api/leadlag
     datasets.register(server)  # /api/upload, /api/datasets
     alerts.register(server)  # /api/alerts, /api/alerts/<id>, /api/alerts/events
+    basis.register(server)  # /api/basis
 
     # Dash's page router catches every path (``/<path:path>`` -> 200 HTML); this more
     # specific rule keeps unknown /api URLs a JSON 404 in the full app too.

@@ -11,6 +11,13 @@
 ``GET /api/alerts/events``         ``since`` (ISO-8601 or epoch ms: events stored after
                                    it), ``after_id``, ``rule_id``, ``limit`` (1-10000,
                                    default 1000), ``format=json|csv``
+``GET|POST /api/alerts/channels``  delivery channels; POST ``{"kind", "name", "url",
+                                   "secret"?}`` -> 201 (URL masked, never the secret)
+``GET|PUT|DELETE .../channels/ID`` one channel; PUT with an empty ``secret`` keeps it
+``POST .../channels/ID/test``      send a sample now: ``{"ok", "status", "error",
+                                   "latency_ms"}``
+``GET /api/alerts/deliveries``     the delivery log, newest first: ``rule_id``,
+                                   ``channel_id``, ``status``, ``limit`` (1-10000, 200)
 =================================  ====================================================
 
 A rule: ``{"metric": "zscore", "a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s",
@@ -36,7 +43,7 @@ from analytics.alerts import RuleError
 from dashapp.api import params
 from dashapp.api.downloads import file_stem, frame_bytes, iso_ms
 from dashapp.api.params import BadParam
-from dashapp.facade import AlertsReadOnly, RuleNotFound
+from dashapp.facade import AlertsReadOnly, ChannelError, ChannelNotFound, RuleNotFound
 from dashapp.services import get_services
 
 log = logging.getLogger(__name__)
@@ -115,6 +122,16 @@ def _not_found(exc: RuleNotFound):
     return _json({"error": str(exc)}, 404)
 
 
+@bp.errorhandler(ChannelError)
+def _channel_error(exc: ChannelError):
+    return _json({"error": f"invalid channel: {exc}", "fields": exc.fields}, 400)
+
+
+@bp.errorhandler(ChannelNotFound)
+def _channel_not_found(exc: ChannelNotFound):
+    return _json({"error": str(exc)}, 404)
+
+
 @bp.errorhandler(AlertsReadOnly)
 def _read_only(exc: AlertsReadOnly):
     return _json({"error": str(exc)}, 409)
@@ -169,6 +186,71 @@ def events():
         resp.headers["Content-Disposition"] = f'attachment; filename="{stem}.csv"'
         return resp
     return _json([event_payload(e) for e in evs])
+
+
+# ------------------------------------------------------------------ delivery (#20)
+DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
+
+
+def _channel_body() -> dict:
+    try:
+        data = flask.request.get_json(silent=True)
+    except RecursionError:
+        raise ChannelError("body", "JSON nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ChannelError("body", "must be a JSON object (Content-Type: application/json)")
+    return data
+
+
+@bp.route("/channels", methods=["GET"])
+def list_channels():
+    return _json(get_services().alerts.channels())
+
+
+@bp.route("/channels", methods=["POST"])
+def create_channel():
+    channel = get_services().alerts.add_channel(_channel_body())
+    resp = _json(channel, 201)
+    resp.headers["Location"] = f"/api/alerts/channels/{channel['id']}"
+    return resp
+
+
+@bp.route("/channels/<int:channel_id>", methods=["GET"])
+def get_channel(channel_id: int):
+    return _json(get_services().alerts.channel(channel_id))
+
+
+@bp.route("/channels/<int:channel_id>", methods=["PUT"])
+def edit_channel(channel_id: int):
+    return _json(get_services().alerts.update_channel(channel_id, _channel_body()))
+
+
+@bp.route("/channels/<int:channel_id>", methods=["DELETE"])
+def delete_channel(channel_id: int):
+    return _json(get_services().alerts.delete_channel(channel_id))
+
+
+@bp.route("/channels/<int:channel_id>/test", methods=["POST"])
+def test_channel(channel_id: int):
+    return _json(get_services().alerts.test_channel(channel_id))
+
+
+@bp.route("/deliveries", methods=["GET"])
+def deliveries():
+    a = flask.request.args
+    rule_id = params.integer(a, "rule_id", None, 0, 2**62)
+    channel_id = params.integer(a, "channel_id", None, 0, 2**62)
+    status = a.get("status")
+    if status is not None and status.strip() != "":
+        status = status.strip().lower()
+        if status not in DELIVERY_STATUSES:
+            raise BadParam("status", f"{status[:40]!r} is not one of "
+                           f"{', '.join(DELIVERY_STATUSES)}")
+    else:
+        status = None
+    limit = params.integer(a, "limit", 200, 1, 10_000)
+    return _json(get_services().alerts.deliveries(
+        rule_id=rule_id, channel_id=channel_id, status=status, limit=limit))
 
 
 def register(server: flask.Flask) -> None:

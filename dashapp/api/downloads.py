@@ -72,7 +72,8 @@ def file_stem(kind: str, symbols: list[str] | tuple[str, ...], tf_ms: int | None
         start = pd.Timestamp(int(np.min(ts_ms)), unit="ms").strftime(fmt)
         end = pd.Timestamp(int(np.max(ts_ms)), unit="ms").strftime(fmt)
         rng = f"{start}-{end}"
-    parts = [kind, "-".join(symbols) if symbols else "all"]
+    # an instrument name's ':' (perp:BTCUSDT) is no file-name character: perp.BTCUSDT
+    parts = [kind, "-".join(s.replace(":", ".") for s in symbols) if symbols else "all"]
     if tf_ms is not None:
         parts.append(format_timeframe(tf_ms))
     parts.append(rng)

@@ -2,9 +2,12 @@
 
 =====================  =====================================================================
 ``GET /api/health``    feed, per-symbol and store status (JSON)
-``GET /api/bars``      ``symbol, timeframe=1s, format=json|csv``: closed bars of the last day
+``GET /api/bars``      ``symbol, timeframe=1s, format=json|csv``: closed bars of the last day,
+                       ``analytics.registry.BAR_COLUMNS`` (the trades' OHLCV, then the top
+                       of book as of each bucket's end: bid, ask, ..., spread_bps_twa)
 ``GET /api/pair``      ``a, b, timeframe=1s, window=60, regression=ols|huber|theilsen|kalman,
-                       prices=raw|log, format=json|csv``: the pair columns declared in
+                       prices=raw|log, source=trade|mid, format=json|csv``: the pair
+                       columns (on the legs' mids with ``source=mid``) declared in
                        ``analytics.registry.PAIR_COLUMNS`` (ts, price_a, price_b, alpha,
                        beta, spread, zscore, corr, ...), then session
 ``GET /api/adf``       ``a, b, timeframe=1s, window=60, regression, prices``: ADF of the spread,
@@ -115,6 +118,12 @@ def _known(dataset: str | None = None) -> set[str]:
     return set(get_services().names())
 
 
+def _resolver(dataset: str | None):
+    """The facade's instrument resolution for live data (``spot:BTCUSDT`` in a run
+    that names it ``BTCUSDT``); a dataset's symbols are matched as typed."""
+    return None if dataset is not None else get_services().resolve
+
+
 def _dataset(a) -> str | None:
     """``dataset=NAME`` (an uploaded dataset) or None for live data."""
     raw = a.get("dataset")
@@ -134,7 +143,7 @@ def _timeframe(a, dataset: str | None) -> int:
 def bars():
     a = flask.request.args
     dataset = _dataset(a)
-    symbol = params.symbol(a, "symbol", _known(dataset))
+    symbol = params.symbol(a, "symbol", _known(dataset), _resolver(dataset))
     tf = _timeframe(a, dataset)
     fmt = params.fmt(a)
     start, end, limit = params.row_range(a)
@@ -144,8 +153,8 @@ def bars():
 
 def _pair_args(a, *, dataset: str | None = None) -> dict:
     known = _known(dataset)
-    sym_a = params.symbol(a, "a", known)
-    sym_b = params.symbol(a, "b", known)
+    sym_a = params.symbol(a, "a", known, _resolver(dataset))
+    sym_b = params.symbol(a, "b", known, _resolver(dataset))
     if sym_a == sym_b:
         raise BadParam("b", "must differ from a")
     tf_ms = _timeframe(a, dataset)
@@ -165,6 +174,7 @@ def _pair_args(a, *, dataset: str | None = None) -> dict:
         window=params.window(a),
         regression=params.regression(a),
         prices=params.prices(a),
+        source=params.source(a),
     )
 
 
@@ -180,8 +190,9 @@ def pair():
         est,
         lambda: queries.pair_frame(**args, dataset=dataset, start=start, end=end, limit=limit),
     )
+    kind = "pair" if args["source"] == "trade" else f"pair_{args['source']}"
     return table_response(
-        frame, fmt, file_stem("pair", [args["a"], args["b"]], args["tf_ms"], frame["ts"].to_numpy())
+        frame, fmt, file_stem(kind, [args["a"], args["b"]], args["tf_ms"], frame["ts"].to_numpy())
     )
 
 

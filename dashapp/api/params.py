@@ -21,8 +21,9 @@ from collections.abc import Mapping
 
 import pandas as pd
 
+from analytics.backtest import FILLS
 from analytics.instruments import SYMBOL_RE
-from analytics.pair import PRICE_MODES, REGRESSIONS
+from analytics.pair import PRICE_MODES, REGRESSIONS, SOURCES
 from analytics.timeframes import parse_timeframe
 
 #: An integer as sent in a URL: ASCII digits, an optional sign (``\d`` would take any
@@ -51,13 +52,44 @@ def _required(args, name: str) -> str:
     return str(value).strip()
 
 
-def symbol(args, name: str, known: set[str] | list[str]) -> str:
-    value = _required(args, name).upper()
-    if not SYMBOL_RE.match(value):
-        raise BadParam(name, f"{value[:40]!r} is not a symbol (2-20 letters/digits)")
-    if value not in known:
-        raise BadParam(name, f"{value} is not ingested; known: {', '.join(sorted(known))}")
-    return value
+def instrument_text(text: str) -> str:
+    """What a user typed, in the case names use: ``Perp:btcusdt`` -> ``perp:BTCUSDT``
+    (market and venue lower case, the symbol upper case)."""
+    *prefix, sym = str(text).strip().split(":")
+    return ":".join([p.strip().lower() for p in prefix] + [sym.strip().upper()])
+
+
+def symbol(args, name: str, known: set[str] | list[str], resolve=None) -> str:
+    """``name`` as one of the ``known`` instrument names (``BTCUSDT``, ``perp:BTCUSDT``).
+
+    A bare symbol names the one instrument of that symbol; on two markets it is a 400
+    listing the choices. ``resolve`` (the facade's, for live data) maps the instrument
+    syntax onto a one-market run's bare names (``spot:BTCUSDT`` -> ``BTCUSDT`` when spot
+    is the run's market)."""
+    value = _required(args, name)
+    text = instrument_text(value)
+    if text in known:
+        return text
+    sym = text.rsplit(":", 1)[-1]
+    if not SYMBOL_RE.match(sym) or text.count(":") > 2:
+        raise BadParam(
+            name, f"{value[:40]!r} is not an instrument (SYMBOL or market:SYMBOL, "
+            "such as BTCUSDT or perp:BTCUSDT)")
+    if resolve is not None and ":" in text:
+        try:
+            got = resolve(text)
+        except ValueError as exc:  # InstrumentError: unknown, ambiguous (lists the choices)
+            raise BadParam(name, str(exc)) from None
+        if got in known:
+            return got
+    elif ":" not in text:
+        hits = sorted(k for k in known if k.rsplit(":", 1)[-1] == text)
+        if len(hits) == 1:
+            return hits[0]
+        if len(hits) > 1:
+            raise BadParam(
+                name, f"{text} is on {len(hits)} markets here: use one of {', '.join(hits)}")
+    raise BadParam(name, f"{text} is not ingested; known: {', '.join(sorted(known))}")
 
 
 def timeframe(args, name: str = "timeframe", default: str = "1s") -> int:
@@ -181,6 +213,17 @@ def regression(args) -> str:
 
 def prices(args) -> str:
     return choice(args, "prices", PRICE_MODES, "raw")
+
+
+def source(args) -> str:
+    """``source=trade|mid``: a pair on the bars' last trades (default) or on their mids."""
+    return choice(args, "source", SOURCES, "trade")
+
+
+def fills(args) -> str:
+    """``fills=last|quote``: backtest legs fill at the pair's prices (default) or buy at
+    the ask and sell at the bid."""
+    return choice(args, "fills", FILLS, "last")
 
 
 def fmt(args) -> str:

@@ -3,9 +3,10 @@
 =======================  ===================================================================
 ``GET /api/backtest``    ``a, b, timeframe=1s, window=60, regression, prices, entry=2,
                          exit=0, stop, max_hold, fee_bps=0, slippage_bps=0, dataset,
-                         curve=0|1``: trades (ISO times), total_pnl, sharpe, max_drawdown,
-                         hit_rate, ... (and the per-bar equity curve with ``curve=1``)
-``GET /api/screener``    ``timeframe=1s, window=60, regression, prices, lookback``: every
+                         source=trade|mid, fills=last|quote, curve=0|1``: trades (ISO
+                         times), total_pnl, gross_pnl, total_spread_cost, sharpe, ...
+                         (and the per-bar equity curve with ``curve=1``)
+``GET /api/screener``    ``timeframe=1s, window=60, regression, prices, lookback, source``: every
                          pair of ingested symbols, ranked (coint p-value, half-life, |z|,
                          correlation, liquidity)
 ``GET /api/leadlag``     ``a, b, timeframe=1s, max_lag=10, lookback``: correlation of
@@ -75,7 +76,7 @@ def backtest():
 def screener():
     args = tq.screen_args(flask.request.args)
     result = heavy.run_heavy(job_sizes.screen_job(**args), lambda: tq.screen(**args))
-    return _json(tq.screen_payload(result))
+    return _json(tq.screen_payload(result, args.get("source", "trade")))
 
 
 @bp.route("/leadlag")

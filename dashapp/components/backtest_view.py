@@ -29,6 +29,10 @@ GRID_THEME = {
 }
 REG_OPTIONS = [{"label": r, "value": r} for r in ("ols", "huber", "theilsen", "kalman")]
 PRICE_OPTIONS = [{"label": "raw", "value": "raw"}, {"label": "log", "value": "log"}]
+#: ``source=trade|mid`` (#17): the pair on the bars' last trades or on their mids.
+SOURCE_OPTIONS = [{"label": "trade", "value": "trade"}, {"label": "mid", "value": "mid"}]
+#: ``fills=last|quote`` (#17): legs fill at the pair's prices, or cross the spread.
+FILLS_OPTIONS = [{"label": "last", "value": "last"}, {"label": "quote", "value": "quote"}]
 
 
 def labelled(label: str, control, width: int = 2) -> dbc.Col:
@@ -47,7 +51,7 @@ def _fmt(v, spec: str = ",.2f", suffix: str = "") -> str:
     return f"{v:{spec}}{suffix}"
 
 
-def kpi_card(title: str, value: str, *, hint: str | None = None, color: str | None = None):
+def kpi_card(title: str, value, *, hint=None, color: str | None = None):
     return dbc.Col(
         dbc.Card(dbc.CardBody([
             html.Div(title, className="small text-muted"),
@@ -110,7 +114,28 @@ def backtest_kpis(r: BacktestResult) -> dbc.Row:
         kpi_card("Trades", f"{len(r.trades)}",
                  hint=f"fees {_fmt(r.total_fees, ',.2f')}, slip "
                       f"{_fmt(r.total_slippage, ',.2f')}, open {_fmt(r.open_pnl, '+,.2f')}"),
+        pnl_breakdown_card(r),
     ], className="g-2", id="backtest-kpi-row")
+
+
+def pnl_breakdown(r: BacktestResult) -> dict[str, str]:
+    """Closed trades' gross PnL, spread cost, fees (+ slippage) and net, as shown:
+    ``net = gross − spread − fees − slippage`` (:mod:`analytics.backtest`)."""
+    return {"gross": _fmt(r.gross_pnl, "+,.2f"), "spread": _fmt(r.total_spread_cost, ",.2f"),
+            "fees": _fmt(r.total_fees + r.total_slippage, ",.2f"),
+            "net": _fmt(r.total_pnl, "+,.2f")}
+
+
+def pnl_breakdown_card(r: BacktestResult):
+    """Gross, spread cost, fees and net apart; the spread line says how legs filled."""
+    p = pnl_breakdown(r)
+    how = ("fills at the quote: buys at the ask, sells at the bid"
+           if r.params.fills == "quote" else "fills at the pair's prices: no spread paid")
+    return kpi_card(
+        "Gross → net", html.Span([p["gross"], html.Span(" → ", className="text-muted"),
+                                  html.Span(p["net"], id="backtest-net")]),
+        hint=html.Span([f"spread −{p['spread']}, fees & slip −{p['fees']}",
+                        html.Br(), how], id="backtest-breakdown"))
 
 
 def _layout(fig: go.Figure, *, height: int, uirevision: str, title: str) -> go.Figure:
@@ -166,6 +191,15 @@ TRADE_COLS = [
     ("exit_b", "B out", 76, 1.1), ("pnl_a", "PnL A", 78, 1.1), ("pnl_b", "PnL B", 78, 1.1),
     ("fees", "Fees", 64, 1), ("slippage", "Slip", 58, 1),
 ]
+#: With ``fills=quote`` (after :data:`TRADE_COLS`; the grid then scrolls sideways): the
+#: trade's spread cost, each leg's fill and the quote it crossed ("bid × ask").
+QUOTE_COLS = [
+    ("spread_cost", "Spread", 64, 1),
+    ("entry_fill_a", "A fill in", 84, 1.2), ("entry_quote_a", "A quote in", 150, 1.6),
+    ("exit_fill_a", "A fill out", 84, 1.2), ("exit_quote_a", "A quote out", 150, 1.6),
+    ("entry_fill_b", "B fill in", 76, 1.1), ("entry_quote_b", "B quote in", 130, 1.5),
+    ("exit_fill_b", "B fill out", 76, 1.1), ("exit_quote_b", "B quote out", 130, 1.5),
+]
 #: ``2024-08-08T23:55:00.000Z`` -> ``2024-08-08 23:55:00`` (bar times are whole seconds;
 #: any milliseconds stay); "open" (a trade still open) as is. Plain string replaces: the
 #: grid's function-string evaluator has no regular expressions.
@@ -175,7 +209,9 @@ _TIME = ("params.value == null ? '' : params.value.replace('T', ' ')"
 #: significant digits, money (quote currency) to cents.
 _FORMATS = {"entry_a": ",.8~g", "exit_a": ",.8~g", "entry_b": ",.8~g", "exit_b": ",.8~g",
             "beta": ",.6~g", "hedge": ",.6~g", "pnl": ",.2f", "pnl_a": ",.2f",
-            "pnl_b": ",.2f", "fees": ",.2f", "slippage": ",.2f"}
+            "pnl_b": ",.2f", "fees": ",.2f", "slippage": ",.2f", "spread_cost": ",.2f",
+            "entry_fill_a": ",.8~g", "exit_fill_a": ",.8~g", "entry_fill_b": ",.8~g",
+            "exit_fill_b": ",.8~g"}
 TRADES_THEME = {
     "function": GRID_THEME["function"].replace(
         "fontSize: 12", "fontSize: 12, dataFontSize: 12, rowHeight: 30, "
@@ -183,9 +219,11 @@ TRADES_THEME = {
 }
 
 
-def trades_grid(id_: str) -> dag.AgGrid:
+def trade_column_defs(fills: str = "last") -> list[dict]:
+    """The trades grid's columns: :data:`TRADE_COLS`, plus :data:`QUOTE_COLS` with
+    ``fills=quote``."""
     cols = []
-    for field, name, width, flex in TRADE_COLS:
+    for field, name, width, flex in TRADE_COLS + (QUOTE_COLS if fills == "quote" else []):
         col = {"field": field, "headerName": name, "minWidth": width, "flex": flex,
                "sortable": True, "headerTooltip": name}
         if field.endswith("_ts"):
@@ -200,20 +238,37 @@ def trades_grid(id_: str) -> dag.AgGrid:
             col["headerTooltip"] = ("Entry fill (UTC): the close of the bar after the signal; "
                                     "hover a cell for the signal bar")
         if field == "pnl":
-            col["headerTooltip"] = "Net PnL: gross minus fees and slippage"
+            col["headerTooltip"] = "Net PnL: gross minus spread cost, fees and slippage"
             col["cellClassRules"] = {"text-success": "params.value > 0",
                                      "text-danger": "params.value < 0"}
+        if field == "spread_cost":
+            col["headerTooltip"] = ("Spread cost (fills=quote): what crossing the bid/ask cost "
+                                    "against the pair's prices, all four leg fills")
+        if "_quote_" in field:
+            col["headerTooltip"] = "The quote the fill crossed: bid × ask at the fill bar"
         cols.append(col)
-    return dag.AgGrid(id=id_, columnDefs=cols, rowData=[],
+    return cols
+
+
+def trades_grid(id_: str) -> dag.AgGrid:
+    return dag.AgGrid(id=id_, columnDefs=trade_column_defs(), rowData=[],
                       dashGridOptions={"theme": TRADES_THEME, "animateRows": False,
                                        "tooltipShowDelay": 300},
                       style={"height": "320px"})
 
 
+def _quote_text(bid: float | None, ask: float | None) -> str:
+    return "" if bid is None or ask is None else f"{bid:,.8g} × {ask:,.8g}"
+
+
 def trade_rows(r: BacktestResult) -> list[dict]:
     rows = []
     for t in r.trades:
-        row = {f: getattr(t, f) for f, *_ in TRADE_COLS}
+        row = {f: getattr(t, f) for f, *_ in TRADE_COLS + QUOTE_COLS if "_quote_" not in f}
+        for when in ("entry", "exit"):
+            for leg in ("a", "b"):
+                row[f"{when}_quote_{leg}"] = _quote_text(getattr(t, f"{when}_bid_{leg}"),
+                                                         getattr(t, f"{when}_ask_{leg}"))
         row["signal_ts"] = t.signal_ts
         row["side"] = "long" if t.side > 0 else "short"
         for f in ("signal_ts", "entry_ts", "exit_ts"):

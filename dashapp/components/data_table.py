@@ -14,6 +14,7 @@ tables): paging, sorting and filtering only slice the cached frame.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from analytics.book import book_columns
 from analytics.features import (
     FEATURE_COLUMNS,
     PairFeatures,
@@ -173,6 +175,7 @@ def compute_features(table: Table) -> PairFeatures:
         bars_a, bars_b = market.bars(sel.a, sel.tf_ms), market.bars(sel.b, sel.tf_ms)
         series = snap.series
         breaks = snap.breaks  # no return or position spans a session break
+        books = {"a": market.book_bars(sel.a, sel.tf_ms), "b": market.book_bars(sel.b, sel.tf_ms)}
     else:
         bars_a = queries.dataset_bars(sel.dataset, sel.a, sel.tf_ms)
         bars_b = queries.dataset_bars(sel.dataset, sel.b, sel.tf_ms)
@@ -184,7 +187,8 @@ def compute_features(table: Table) -> PairFeatures:
             prices=sel.prices,
         )
         breaks = None
-    return pair_features(
+        books = {}
+    return with_book(pair_features(
         bars_a,
         bars_b,
         series,
@@ -194,7 +198,33 @@ def compute_features(table: Table) -> PairFeatures:
         entry=sel.entry,
         adf_every=table.adf_every,
         breaks=breaks,
-    )
+    ), books)
+
+
+#: Top-of-book columns of each leg in the table (``a_bid``...; :mod:`analytics.book`):
+#: the book as of each row's bucket end, NaN before the first quote, for a dataset, and
+#: while the leg's book second is not final yet (a quote of it may still come).
+LEG_BOOK = ("bid", "ask", "spread_bps_twa")
+BOOK_TABLE_COLUMNS = tuple(f"{leg}_{c}" for leg in ("a", "b") for c in LEG_BOOK)
+#: Every column of the table: the features, then the legs' book.
+TABLE_COLUMNS = (*FEATURE_COLUMNS, *BOOK_TABLE_COLUMNS)
+
+
+def with_book(features: PairFeatures, books: dict) -> PairFeatures:
+    """``features`` with :data:`BOOK_TABLE_COLUMNS` (``books``: leg ``"a"``/``"b"`` ->
+    :class:`analytics.book.BookBars` at the table's timeframe, or None)."""
+    frame = features.frame.copy()
+    ts = frame["ts"].to_numpy()
+    tf = features.tf_ms
+    for leg in ("a", "b"):
+        book = books.get(leg)
+        cols = book_columns(ts, tf, book)
+        if book is not None and book.final_ms is not None:
+            open_rows = ts + tf > book.final_ms  # not final: not known yet
+            cols = {c: np.where(open_rows, np.nan, v) for c, v in cols.items()}
+        for c in LEG_BOOK:
+            frame[f"{leg}_{c}"] = cols[c]
+    return dataclasses.replace(features, frame=frame)
 
 
 def features_for(table: Table) -> PairFeatures:
@@ -366,10 +396,9 @@ def export_frame(
     shown = view(features.frame, request).copy()
     adf_ts = shown["adf_ts"].to_numpy()
     shown["adf_ts"] = _iso_col(adf_ts).to_numpy()
-    ren = {f"a_{c}": f"{sel.a}_{c}" for c in ("open", "high", "low", "close", "volume")}
-    ren.update(
-        {f"b_{c}": f"{sel.b}_{c}" for c in ("open", "high", "low", "close", "volume")}
-    )
+    leg_cols = ("open", "high", "low", "close", "volume", *LEG_BOOK)
+    ren = {f"a_{c}": f"{sel.a}_{c}" for c in leg_cols}
+    ren.update({f"b_{c}": f"{sel.b}_{c}" for c in leg_cols})
     ren.update({"vol_a": f"vol_{sel.a}", "vol_b": f"vol_{sel.b}"})
     return shown.rename(columns=ren).reset_index(drop=True)
 
@@ -414,6 +443,15 @@ TOOLTIPS = {
     "adf_ts": "bar the ADF p-value was computed at",
     "signal": "+1 long spread, -1 short, 0 flat (entry/exit rules of the backtest)",
 }
+TOOLTIPS.update({
+    f"{leg}_{c}": text
+    for leg in ("a", "b")
+    for c, text in (
+        ("bid", "best bid as of the bar's end (last book update, carried)"),
+        ("ask", "best ask as of the bar's end (last book update, carried)"),
+        ("spread_bps_twa", "quoted spread 1e4·(ask−bid)/mid, time-weighted over the bar"),
+    )
+})
 
 
 #: Grid column order: the signal and the pair statistics first, the legs' OHLCV after
@@ -431,6 +469,7 @@ GRID_ORDER = (
     "vol_a",
     "vol_b",
     *(c for c in FEATURE_COLUMNS if c.startswith(("a_", "b_"))),
+    *BOOK_TABLE_COLUMNS,
 )
 
 
@@ -441,7 +480,7 @@ def column_defs(a: str, b: str) -> list[dict]:
         if c.startswith(("a_", "b_")):
             leg, field = c.split("_", 1)
             header = f"{a if leg == 'a' else b} {field}"
-            kind = "num" if field == "volume" else "price"
+            kind = "num" if field in ("volume", "spread_bps_twa") else "price"
         elif c in ("vol_a", "vol_b"):
             header = f"Vol {a if c == 'vol_a' else b}"
             kind = "pct"

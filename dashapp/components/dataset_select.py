@@ -39,6 +39,8 @@ __all__ = [
     "Source",
     "dataset_label",
     "dataset_of",
+    "label_of",
+    "labelled",
     "options",
     "pick_legs",
     "query",
@@ -158,6 +160,23 @@ def symbol_options(dataset: str | None) -> list[str]:
     return [] if info is None else list(info.symbols)
 
 
+def label_of(name: str) -> str:
+    """What a picker shows for an instrument name: ``BTCUSDT · perp`` where the name
+    carries its market (a symbol on two markets), the bare name otherwise (one-market
+    runs and datasets look as before)."""
+    if ":" not in name:
+        return name
+    try:
+        return get_services().instrument(name).label
+    except (KeyError, ValueError):
+        return name
+
+
+def labelled(names) -> list[dict]:
+    """Select options ``{"label": label_of(name), "value": name}``, in the given order."""
+    return [{"label": label_of(n), "value": n} for n in names]
+
+
 def timeframe_options(dataset: str | None, live_tfs: tuple[str, ...]) -> list[str]:
     """Timeframes of the source: ``live_tfs`` for the feed; a dataset's own timeframe and
     the coarser :data:`DATASET_TFS` that are whole multiples of it (resampled exactly)."""
@@ -180,7 +199,7 @@ def pick_legs(symbols: list[str], a: str | None, b: str | None) -> tuple[str | N
 
 
 def follow(source: object, a: str | None, b: str | None, tf: str | None,
-           live_tfs: tuple[str, ...]) -> tuple[list[str], str | None, list[str], str | None,
+           live_tfs: tuple[str, ...]) -> tuple[list[dict], str | None, list[dict], str | None,
                                                 list[str], str]:
     """What a page's leg and timeframe selects become when the source changes:
     ``(a options, a, b options, b, timeframe options, timeframe)``; the legs and the
@@ -189,7 +208,8 @@ def follow(source: object, a: str | None, b: str | None, tf: str | None,
     symbols = symbol_options(name)
     a, b = pick_legs(symbols, a, b)
     tfs = timeframe_options(name, live_tfs)
-    return symbols, a, symbols, b, tfs, tf if tf in tfs else tfs[0]
+    opts = labelled(symbols)
+    return opts, a, opts, b, tfs, tf if tf in tfs else tfs[0]
 
 
 def query(dataset: str | None) -> dict:

@@ -13,7 +13,7 @@ from analytics.pair import REGRESSIONS
 from analytics.registry import KPI_FIGURES
 from analytics.timeframes import LIVE_TIMEFRAMES
 from dashapp import figures
-from dashapp.components import dataset_select
+from dashapp.components import basis_link, dataset_select
 from dashapp.components.kpi import kpi_card
 from dashapp.ids import Pair
 from dashapp.selection import MAX_WINDOW, NUM_HI, NUM_LO, Selection
@@ -80,7 +80,7 @@ def controls(
     i: int, sel: Selection, symbols: list[str], tfs=None, source_options=None
 ) -> dbc.Row:
     pid = Pair.pid
-    sym_opts = [{"label": s, "value": s} for s in sorted(symbols)]
+    sym_opts = dataset_select.labelled(sorted(symbols))  # "BTCUSDT · perp"
     src_opts = source_options if source_options is not None else source_options_list()
     return dbc.Row(
         [
@@ -101,18 +101,21 @@ def controls(
                     value=sel.a,
                     id=pid(Pair.A, i),
                     size="sm",
-                    style={"width": 112},
+                    style={"width": 140},
                 ),
             ),
             _labelled(
                 "B",
-                dbc.Select(
-                    options=sym_opts,
-                    value=sel.b,
-                    id=pid(Pair.B, i),
-                    size="sm",
-                    style={"width": 112},
-                ),
+                html.Div([
+                    dbc.Select(
+                        options=sym_opts,
+                        value=sel.b,
+                        id=pid(Pair.B, i),
+                        size="sm",
+                        style={"width": 140},
+                    ),
+                    basis_link.link(i),  # shown when A/B are one symbol on two markets
+                ], className="d-flex align-items-center"),
             ),
             _labelled(
                 "Timeframe",
@@ -152,6 +155,17 @@ def controls(
                     id=pid(Pair.PRICES, i),
                     size="sm",
                     style={"width": 70},
+                ),
+            ),
+            _labelled(
+                "Price",
+                dbc.Select(
+                    options=[{"label": "last trade", "value": "trade"},
+                             {"label": "mid (bid+ask)/2", "value": "mid"}],
+                    value=sel.source,
+                    id=pid(Pair.PRICE_SOURCE, i),
+                    size="sm",
+                    style={"width": 140},
                 ),
             ),
             _labelled(
@@ -275,8 +289,8 @@ def body(i: int, sel: Selection, charts: list) -> list:
                         "live z (tick)",
                         "–",
                         value_id=pid(Pair.LIVE_Z, i),
-                        title="z of the latest traded prices against the last "
-                        "closed window, every 500 ms",
+                        title="z of the latest traded prices (Price: mid, of the latest "
+                        "quotes' mids) against the last closed window, every 500 ms",
                     ),
                     width=6,
                     md=2,

@@ -2,6 +2,12 @@
 
 Every number is its own element with a pattern id, so the 500 ms refresh sends short
 strings (a few kB for five symbols), never component trees.
+
+Top of book (#17): each card's third line is the latest quote (``MarketData.quote``):
+best bid, best ask, the quoted spread ``1e4 (ask - bid) / mid`` in bps
+(:func:`analytics.book.quote_spread_bps`) and the imbalance
+``bid_qty / (bid_qty + ask_qty)`` (1: all size on the bid), "–" before the first
+quote (or with ``--no-book``).
 """
 
 from __future__ import annotations
@@ -13,7 +19,10 @@ from dashapp import updates
 from dashapp.ids import Markets
 
 #: stat name -> label (the change % has its own element: it is coloured)
-STATS = {"span": "over", "vol": "vol", "vwap": "VWAP", "tps": "trades/s", "tpm": "/min"}
+STATS = {"span": "over", "vol": "vol", "vwap": "VWAP", "tps": "trades/s", "tpm": "/min",
+         "bid": "bid", "ask": "ask", "sprd": "spread", "imb": "imb"}
+#: the top-of-book stats (:func:`quote_values`)
+QUOTE_STATS = ("bid", "ask", "sprd", "imb")
 FEED_BADGES = ("status", "rate", "lag", "reconnects", "gaps")
 
 
@@ -52,6 +61,8 @@ def symbol_card(sym: str) -> dbc.Col:
                                 ]
                             ),
                             html.Div([_stat(sym, "vwap"), _stat(sym, "tps"), _stat(sym, "tpm")]),
+                            html.Div([_stat(sym, s) for s in QUOTE_STATS],
+                                     className="sym-book"),
                         ],
                         className="sym-stat mt-1",
                     ),
@@ -82,6 +93,28 @@ def stat_values(st: updates.SymbolStats) -> dict[str, str]:
         "vwap": updates.format_price(st.vwap),
         "tps": f"{st.trades_per_s:,.1f}",
         "tpm": f"{st.trades_per_min:,.0f}",
+    }
+
+
+def quote_spread_bps(quote) -> float | None:
+    """Quoted spread of a quote (bps of its mid), None without one."""
+    if quote is None:
+        return None
+    from analytics.book import quote_spread_bps as spread_bps
+
+    return float(spread_bps(quote.bid, quote.ask))
+
+
+def quote_values(quote) -> dict[str, str]:
+    """The card's top-of-book texts (module notes); "–" each without a quote."""
+    if quote is None:
+        return dict.fromkeys(QUOTE_STATS, "–")
+    size = quote.bid_qty + quote.ask_qty
+    return {
+        "bid": updates.format_price(quote.bid),
+        "ask": updates.format_price(quote.ask),
+        "sprd": f"{quote_spread_bps(quote):,.2f} bps",
+        "imb": "–" if size <= 0 else f"{quote.bid_qty / size:.2f}",
     }
 
 

@@ -7,17 +7,36 @@ Disabling only pauses a rule: its last value and last firing stay on show.
 Rules are evaluated by the engine-side service (``Runtime.alerts``), never here: the
 page only lists, edits and reads. Adding and editing go through the shell's rule modal
 (:mod:`dashapp.components.alert_modal`), opened by writing ``ids.Shell.ALERT_PREFILL``.
+
+Alerts leave the app through **channels** (webhook, Slack, Discord, Telegram, e-mail:
+:mod:`dashapp.components.channel_modal`), which a rule names in its modal; the
+**delivery log** (:mod:`dashapp.components.delivery_log`) shows each (event, channel)
+of the outbox the backend worker sends. The **browser notifications** switch asks the
+Notification permission; showing is clientside (``assets/notifications.js``).
 """
 
 from __future__ import annotations
 
 import dash
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, clientside_callback, ctx, dcc, html, no_update
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
 
 from dashapp import ids, stores
 from dashapp.api.alerts import events_frame, iso
 from dashapp.api.downloads import file_stem, send_frame
+from dashapp.components import channel_modal, delivery_log
 from dashapp.services import get_services
 
 dash.register_page(__name__, path="/alerts", name="Alerts", order=40)
@@ -61,6 +80,8 @@ def layout(**_query) -> html.Div:
                     dbc.Col(dbc.Switch(id=ids.Alerts.NOTIFY_SWITCH, value=False,
                                        label="Browser notifications", persistence=True),
                             width="auto", className="ms-auto"),
+                    dbc.Col(html.Span(id=ids.Alerts.NOTIFY_STATE,
+                                      className="text-muted small"), width="auto"),
                 ],
                 className="align-items-center g-3 mb-2",
             ),
@@ -79,16 +100,28 @@ def layout(**_query) -> html.Div:
                 className="align-items-center g-3 mt-4 mb-2",
             ),
             html.Div(id=ids.Alerts.EVENTS),
+            channel_modal.section(),
+            delivery_log.section(),
         ]
     )
 
 
-def rules_table(rules: list[dict]) -> dbc.Table | html.Div:
+def channels_text(channel_ids, names: dict[int, str]) -> str:
+    """A rule's channels by name ("–": none; a deleted one by its id)."""
+    if not channel_ids:
+        return "–"
+    return ", ".join(names.get(c, f"#{c}") for c in channel_ids)
+
+
+def rules_table(rules: list[dict], channel_names: dict[int, str] | None = None
+                ) -> dbc.Table | html.Div:
+    names = channel_names or {}
     if not rules:
         return html.Div("No rules yet: add one with “New rule”, or from a pair page.",
                         className="text-muted")
     head = html.Thead(html.Tr([html.Th(h) for h in (
-        "#", "Rule", "Cooldown", "State", "Last value", "Last fired (data time)", "On", "")]))
+        "#", "Rule", "Cooldown", "State", "Last value", "Last fired (data time)", "On",
+        "Channels", "")]))
     rows = []
     for r in rules:
         st = r["status"]
@@ -105,6 +138,7 @@ def rules_table(rules: list[dict]) -> dbc.Table | html.Div:
                     className="font-monospace"),
             html.Td(iso(st["last_fired_ms"]) or "–", className="font-monospace small"),
             html.Td(dbc.Switch(id=ids.Alerts.enable(r["id"]), value=r["enabled"])),
+            html.Td(channels_text(r.get("channels"), names), className="small"),
             html.Td([
                 dbc.Button("Edit", id=ids.Alerts.edit(r["id"]), size="sm",
                            color="secondary", className="me-1"),
@@ -140,11 +174,13 @@ def events_table(events) -> dbc.Table | html.Div:
     Output(ids.Alerts.EVENTS, "children"),
     Input(ids.Alerts.REFRESH, "n_intervals"),
     Input(ids.Alerts.CHANGED, "data"),
+    Input(ids.Alerts.CHANNELS_CHANGED, "data"),
 )
-def refresh_tables(_n, _changed):
+def refresh_tables(_n, _changed, _channels_changed):
     """Rule states and the log change as the service evaluates: re-read both."""
     svc = get_services().alerts
-    return rules_table(svc.rules_json()), events_table(svc.events(limit=EVENT_ROWS))
+    names = channel_modal.channel_names(svc.channels())
+    return rules_table(svc.rules_json(), names), events_table(svc.events(limit=EVENT_ROWS))
 
 
 @callback(
@@ -267,14 +303,10 @@ def download_events(_n):
 
 
 clientside_callback(
-    """
-    function(on) {
-        if (on && ("Notification" in window) && Notification.permission === "default") {
-            try { Notification.requestPermission(); } catch (e) {}
-        }
-        return !!on;
-    }
-    """,
+    # assets/notifications.js: asks the permission when switched on; the opt-in is kept
+    # in localStorage (read by every tab's shell)
+    ClientsideFunction(namespace="alerts", function_name="toggle"),
     Output(ids.Alerts.NOTIFY_ENABLED, "data"),
+    Output(ids.Alerts.NOTIFY_STATE, "children"),
     Input(ids.Alerts.NOTIFY_SWITCH, "value"),
 )

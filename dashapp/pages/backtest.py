@@ -13,7 +13,7 @@ import dash_bootstrap_components as dbc
 import plotly.graph_objects as go
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from analytics.errors import InsufficientData
+from analytics.errors import InsufficientData, NoQuotes
 from analytics.timeframes import SUPPORTED_UI, format_timeframe
 from dashapp import ids
 from dashapp import trader_queries as tq
@@ -27,15 +27,19 @@ dash.register_page(__name__, path="/backtest", name="Backtest", order=40)
 
 B = ids.Backtest
 FORM = (B.SOURCE, B.A, B.B, B.TF, B.WINDOW, B.REG, B.PRICES, B.ENTRY, B.EXIT, B.STOP,
-        B.MAX_HOLD, B.FEE, B.SLIPPAGE)
+        B.MAX_HOLD, B.FEE, B.SLIPPAGE, B.PRICE_SOURCE, B.FILLS)
 ARG_NAMES = ("dataset", "a", "b", "timeframe", "window", "regression", "prices", "entry",
-             "exit", "stop", "max_hold", "fee_bps", "slippage_bps")
+             "exit", "stop", "max_hold", "fee_bps", "slippage_bps", "source", "fills")
 #: URL parameter -> control: the address bar carries the whole form (a link re-runs it).
 URL_FIELDS = {
     dataset_select.URL_PARAM: B.SOURCE, "a": B.A, "b": B.B, "tf": B.TF, "w": B.WINDOW,
     "reg": B.REG, "prices": B.PRICES, "entry": B.ENTRY, "exit": B.EXIT, "stop": B.STOP,
     "max_hold": B.MAX_HOLD, "fee_bps": B.FEE, "slippage_bps": B.SLIPPAGE,
+    "source": B.PRICE_SOURCE, "fills": B.FILLS,
 }
+#: left out of the URL at their defaults (today's links stay as they were)
+URL_OMIT = {dataset_select.URL_PARAM: dataset_select.LIVE_VALUE, "source": "trade",
+            "fills": "last"}
 
 
 def _num(raw, default):
@@ -51,15 +55,17 @@ def _num(raw, default):
 def layout(dataset: str | None = None, a: str | None = None, b: str | None = None,
            tf: str | None = None, w: str = "60", reg: str = "ols", prices: str = "raw",
            entry=None, exit=None, stop=None, max_hold=None, fee_bps=None,  # noqa: A002
-           slippage_bps=None, **_query) -> html.Div:
-    """``/backtest?dataset=NAME&a=..&b=..&tf=..&w=..&reg=..&prices=..&entry=..&exit=..``
-    opens with that form (``dataset`` absent: the live feed; an unknown one falls back to
-    live with a note under the source select)."""
-    source = dataset_select.resolve(dataset)
+           slippage_bps=None, source: str = "trade", fills: str = "last",
+           **_query) -> html.Div:
+    """``/backtest?dataset=NAME&a=..&b=..&tf=..&w=..&reg=..&prices=..&entry=..&exit=..
+    &source=trade|mid&fills=last|quote`` opens with that form (``dataset`` absent: the
+    live feed; an unknown one falls back to live with a note under the source select; an
+    unknown ``source``/``fills`` is kept, and the run names it)."""
+    price_source, source = source, dataset_select.resolve(dataset)
     symbols = dataset_select.symbol_options(source.dataset)
     a, b = dataset_select.pick_legs(symbols, a, b)
     tfs = dataset_select.timeframe_options(source.dataset, SUPPORTED_UI)
-    sym_opts = [{"label": s, "value": s} for s in symbols]
+    sym_opts = dataset_select.labelled(symbols)  # "BTCUSDT · perp"
     dd = dict(size="sm")
     controls = dbc.Row([
         dataset_select.selector(B.SOURCE, source, width=2),
@@ -81,13 +87,20 @@ def layout(dataset: str | None = None, a: str | None = None, b: str | None = Non
         view.labelled("Fee bps/leg", view.num_input(B.FEE, _num(fee_bps, 1.0)), 1),
         view.labelled("Slippage bps/leg", view.num_input(B.SLIPPAGE, _num(slippage_bps, 0.0)),
                       1),
+        view.labelled("Price", dbc.RadioItems(id=B.PRICE_SOURCE, options=_options(
+            view.SOURCE_OPTIONS, price_source), value=price_source, inline=True), 1),
+        view.labelled("Fills", dbc.RadioItems(id=B.FILLS, options=_options(
+            view.FILLS_OPTIONS, fills), value=fills, inline=True), 1),
     ], className="g-2 align-items-end")
     return html.Div([
         html.H4("Backtest: mean reversion of the spread's z-score", className="mb-1"),
         html.P("Short the spread (sell 1 A, buy β B) when z > entry, long when z < −entry; "
                "short closes when z ≤ exit, long when z ≥ −exit; a signal at the close of "
                "bar t fills at the close of t+1 with β of the signal bar, frozen. Costs in "
-               "bps of each leg's notional per fill.", className="small text-muted"),
+               "bps of each leg's notional per fill. Price: the pair on the bars' last trades "
+               "or their mids (bid+ask)/2; fills: at those prices, or at the quote (buy at "
+               "the ask, sell at the bid), the spread cost shown apart.",
+               className="small text-muted"),
         controls,
         html.Div([
             dbc.Button("Run backtest", id=B.RUN, color="primary", size="sm", className="me-2"),
@@ -113,6 +126,13 @@ def layout(dataset: str | None = None, a: str | None = None, b: str | None = Non
     ])
 
 
+def _options(options: list[dict], value) -> list[dict]:
+    """The radio's options, plus a URL's unknown value (so the run names the field)."""
+    if value in [o["value"] for o in options] or value is None:
+        return options
+    return [*options, {"label": str(value)[:20], "value": value}]
+
+
 def _args(values) -> dict:
     """The form as request-style arguments (``dataset`` empty for the live feed)."""
     args = {k: ("" if v is None else str(v)) for k, v in zip(ARG_NAMES, values, strict=True)}
@@ -127,15 +147,17 @@ def _empty(title: str, height: int) -> go.Figure:
 def cleared(message) -> tuple:
     """Page outputs when a run cannot be shown: the message, and no KPIs, curves, trades
     or run (a previous run's result must not stay under a message about this one)."""
-    return (message, None, _empty("Equity", 300), _empty("Drawdown", 200), [], None)
+    return (message, None, _empty("Equity", 300), _empty("Drawdown", 200), [], None,
+            no_update)
 
 
 def run_spec(args: dict) -> tuple:
-    """Page outputs for one run (message, KPIs, figures, rows, spec): the callback body."""
+    """Page outputs for one run (message, KPIs, figures, rows, spec, the trades grid's
+    columns: the fills and quotes too with ``fills=quote``): the callback body."""
     try:
         pair, bt = tq.backtest_args(args)
         result = tq.backtest(**pair, bt=bt)
-    except BadParam as exc:
+    except (BadParam, NoQuotes) as exc:
         return cleared(dbc.Alert(str(exc), color="warning", className="py-2"))
     except InsufficientData as exc:
         return cleared(dbc.Alert(f"collecting: {exc.have} of {exc.needed} bars ({exc.what}); "
@@ -143,19 +165,24 @@ def run_spec(args: dict) -> tuple:
     rev = f"{pair['dataset']}-{pair['a']}-{pair['b']}-{pair['tf_ms']}-{pair['window']}"
     spec = {**args, "since_ts": int(result.ts[0]), "until_ts": int(result.ts[-1])}
     source = "live feed" if pair["dataset"] is None else f"dataset {pair['dataset']}"
+    price = "mid prices" if pair["source"] == "mid" else "trade prices"
+    fills = "fills at the quote" if bt.fills == "quote" else "fills at the pair's prices"
     note = html.Div(
         f"{pair['a']} vs {pair['b']} ({source}), {format_timeframe(pair['tf_ms'])} bars, "
-        f"w={pair['window']} {pair['regression']} ({pair['prices']}): {result.n_bars:,} bars "
+        f"w={pair['window']} {pair['regression']} ({pair['prices']}), {price}, {fills}: "
+        f"{result.n_bars:,} bars "
         f"from {tq.iso_ms(result.ts[:1])[0]} to {tq.iso_ms(result.ts[-1:])[0]}",
         className="small text-muted mb-2", id="backtest-range")
     return (note, view.backtest_kpis(result), view.equity_figure(result, rev),
-            view.drawdown_figure(result, rev), view.trade_rows(result), spec)
+            view.drawdown_figure(result, rev), view.trade_rows(result), spec,
+            view.trade_column_defs(bt.fills))
 
 
 @callback(
     Output(B.MESSAGE, "children"), Output(B.KPIS, "children"),
     Output(B.EQUITY_GRAPH, "figure"), Output(B.DRAWDOWN_GRAPH, "figure"),
     Output(B.TRADES, "rowData"), Output(B.RUN_SPEC, "data"),
+    Output(B.TRADES, "columnDefs"),
     Input(B.RUN, "n_clicks"),
     *(State(i, "value") for i in FORM),
     background=True,
@@ -179,8 +206,7 @@ def follow_source(source, a, b, tf):
     return dataset_select.follow(source, a, b, tf, SUPPORTED_UI)
 
 
-sync_query("/backtest", B.URL_SINK, URL_FIELDS,
-           omit={dataset_select.URL_PARAM: dataset_select.LIVE_VALUE})
+sync_query("/backtest", B.URL_SINK, URL_FIELDS, omit=URL_OMIT)
 
 
 def _rerun(spec: dict):

@@ -53,8 +53,10 @@ def _controls(
     row1 = dbc.Row(
         [
             dataset_select.selector(ids.Data.SOURCE, source, width=3, size=None),
-            _field("Leg A", dbc.Select(id=ids.Data.A, options=symbols, value=a)),
-            _field("Leg B", dbc.Select(id=ids.Data.B, options=symbols, value=b)),
+            _field("Leg A", dbc.Select(id=ids.Data.A, options=dataset_select.labelled(symbols),
+                                       value=a)),
+            _field("Leg B", dbc.Select(id=ids.Data.B, options=dataset_select.labelled(symbols),
+                                       value=b)),
             _field(
                 "Timeframe",
                 dbc.Select(id=ids.Data.TF, options=tfs, value=tf),
@@ -570,7 +572,8 @@ def follow_source(source, a, b, tf):
     if choice is None:
         return (no_update,) * 6
     symbols, a, b, tfs, tf = choice
-    return symbols, a, symbols, b, tfs, tf
+    opts = dataset_select.labelled(symbols)  # "BTCUSDT · perp"
+    return opts, a, opts, b, tfs, tf
 
 
 # The address bar follows the selection: a link opens the same table again.

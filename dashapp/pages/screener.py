@@ -16,7 +16,8 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Input, Output, State, callback, dcc, html, no_update
 
-from analytics.errors import InsufficientData
+from analytics.errors import InsufficientData, NoQuotes
+from analytics.screener import same_asset
 from analytics.timeframes import SUPPORTED_UI, format_timeframe
 from dashapp import ids, stores
 from dashapp import trader_queries as tq
@@ -33,13 +34,19 @@ MIN_REFRESH_S = 10
 
 def layout(dataset: str | None = None, tf: str | None = None, w: str = "60",
            reg: str = "ols", prices: str = "raw", lookback: str | None = None,
-           **_query) -> html.Div:
-    """``/screener?dataset=NAME&tf=..&w=..&reg=..&prices=..&lookback=..`` (``dataset``
-    absent: the live feed; an unknown one falls back to live with a note)."""
-    source = dataset_select.resolve(dataset)
+           source: str = "trade", **_query) -> html.Div:
+    """``/screener?dataset=NAME&tf=..&w=..&reg=..&prices=..&lookback=..&source=trade|mid``
+    (``dataset`` absent: the live feed; an unknown one falls back to live with a note;
+    ``source=mid``: every pair on its legs' mids)."""
+    price_source, source = source, dataset_select.resolve(dataset)
     symbols = dataset_select.symbol_options(source.dataset)
     tfs = dataset_select.timeframe_options(source.dataset, SUPPORTED_UI)
-    opts = [{"label": s, "value": s} for s in symbols]
+    opts = dataset_select.labelled(symbols)  # "BTCUSDT · perp"
+    # lead-lag opens on a symbol's perp against its spot when both are ingested
+    basis = [(p, q) for p in symbols for q in symbols if p.startswith("perp:")
+             and same_asset(p, q)]
+    ll_a, ll_b = basis[0] if basis else (symbols[0] if symbols else None,
+                                         symbols[1] if len(symbols) > 1 else None)
     dd = dict(size="sm")
     return html.Div([
         html.H4("Pair screener", className="mb-1"),
@@ -57,6 +64,10 @@ def layout(dataset: str | None = None, tf: str | None = None, w: str = "60",
                                                      value=reg, **dd), 1),
             view.labelled("Prices", dbc.RadioItems(id=S.PRICES, options=view.PRICE_OPTIONS,
                                                    value=prices, inline=True), 1),
+            view.labelled("Price", dbc.RadioItems(
+                id=S.PRICE_SOURCE, options=view.SOURCE_OPTIONS,
+                value=price_source if price_source in ("trade", "mid") else "trade",
+                inline=True), 1),
             view.labelled("Lookback (bars)", view.num_input(
                 S.LOOKBACK, lookback or None, step=1,
                 placeholder="1 day" if source.is_live else "all bars"), 1),
@@ -73,12 +84,10 @@ def layout(dataset: str | None = None, tf: str | None = None, w: str = "60",
             dbc.Col([
                 html.H6("Lead-lag of one pair", className="mt-3"),
                 dbc.Row([
-                    view.labelled("A", dbc.Select(
-                        id=S.LL_A, options=opts, value=symbols[0] if symbols else None,
-                        **dd), 4),
-                    view.labelled("B", dbc.Select(id=S.LL_B, options=opts,
-                                                    value=symbols[1] if len(symbols) > 1 else None,
-                                                    **dd), 4),
+                    view.labelled("A", dbc.Select(id=S.LL_A, options=opts, value=ll_a, **dd),
+                                  4),
+                    view.labelled("B", dbc.Select(id=S.LL_B, options=opts, value=ll_b, **dd),
+                                  4),
                     view.labelled("Max lag (bars)", view.num_input(S.LL_K, 10, step=1), 4),
                 ], className="g-2"),
                 html.Div(id=S.LL_NOTE, className="small text-muted"),
@@ -93,11 +102,12 @@ def layout(dataset: str | None = None, tf: str | None = None, w: str = "60",
     ])
 
 
-def _screen_args(source, tf, window, reg, prices, lookback) -> dict:
+def _screen_args(source, tf, window, reg, prices, lookback, price_source="trade") -> dict:
     return tq.screen_args({"dataset": dataset_select.dataset_of(source) or "",
                            "timeframe": tf, "window": "" if window is None else str(window),
                            "regression": reg, "prices": prices,
-                           "lookback": "" if lookback is None else str(lookback)})
+                           "lookback": "" if lookback is None else str(lookback),
+                           "source": price_source or "trade"})
 
 
 @callback(
@@ -126,28 +136,31 @@ def watch_bars(_n, tf, source, last):
     Output(S.MESSAGE, "children"), Output(S.LAST, "data"),
     Input(S.RUN, "n_clicks"), Input(S.TRIGGER, "data"), Input(S.SOURCE, "value"),
     Input(S.TF, "value"), Input(S.WINDOW, "value"), Input(S.REG, "value"),
-    Input(S.PRICES, "value"), Input(S.LOOKBACK, "value"), State(S.LL_K, "value"),
+    Input(S.PRICES, "value"), Input(S.LOOKBACK, "value"), Input(S.PRICE_SOURCE, "value"),
+    State(S.LL_K, "value"),
     background=True,
     running=[(Output(S.RUN, "disabled"), True, False),
              (Output(S.INTERVAL, "disabled"), True, False),  # no re-trigger mid-screen
              (Output(S.SPINNER, "style"), {"display": "inline"}, {"display": "none"})],
 )
-def run_screen(_n, _trigger, source, tf, window, reg, prices, lookback, k):
+def run_screen(_n, _trigger, source, tf, window, reg, prices, lookback, price_source, k):
     """The screen runs coint on every pair: a background job, never the request path."""
     try:
-        args = _screen_args(source, tf, window, reg, prices, lookback)
+        args = _screen_args(source, tf, window, reg, prices, lookback, price_source)
         dataset = args.get("dataset")
         count = tq.bar_count(args["tf_ms"], dataset)
         result = tq.screen(**args)
         k = tq.max_lag_arg({"max_lag": "" if k is None else str(k)})
         matrix = tq.lead_lag_all(args["tf_ms"], k, args["max_bars"], dataset)
-    except BadParam as exc:
+    except (BadParam, NoQuotes) as exc:
         return no_update, no_update, no_update, dbc.Alert(str(exc), color="warning"), no_update
     except InsufficientData as exc:
         return ([], no_update, f"collecting: {exc.have} of {exc.needed} ({exc.what})", None,
                 {"count": -1, "t": time.time()})
     rows = tq.screen_payload(result)["rows"]
     where = "live feed" if dataset is None else f"dataset {dataset}"
+    if args.get("source") == "mid":
+        where += ", mid prices; liquidity: quote updates/min"
     status = (f"{len(rows)} pairs, {format_timeframe(args['tf_ms'])} bars ({where}), "
               f"w={args['window']}; screened at {time.strftime('%H:%M:%S', time.gmtime())} UTC")
     return (rows, view.leadlag_heatmap(matrix, f"ll-{tf}"), html.Span(status, id="screener-done"),
@@ -158,17 +171,18 @@ def run_screen(_n, _trigger, source, tf, window, reg, prices, lookback, k):
     Output(S.URL, "href"),
     Input(S.GRID, "cellClicked"), State(S.GRID, "virtualRowData"), State(S.SOURCE, "value"),
     State(S.TF, "value"), State(S.WINDOW, "value"), State(S.REG, "value"),
-    State(S.PRICES, "value"),
+    State(S.PRICES, "value"), State(S.PRICE_SOURCE, "value"),
     prevent_initial_call=True,
 )
-def open_pair(cell, rows, source, tf, window, reg, prices):
+def open_pair(cell, rows, source, tf, window, reg, prices, price_source="trade"):
     """A click on a screener row opens that pair on the pair page (on the same source)."""
     if not cell or not rows or cell.get("rowIndex") is None:
         return no_update
     row = rows[cell["rowIndex"]]
     query = urlencode({**dataset_select.query(dataset_select.dataset_of(source)),
                        "a": row["a"], "b": row["b"], "tf": tf, "w": window or 60,
-                       "reg": reg, "prices": prices})
+                       "reg": reg, "prices": prices,
+                       **({"source": "mid"} if price_source == "mid" else {})})
     return f"/pair?{query}"
 
 
@@ -210,5 +224,5 @@ def follow_source(source, a, b, tf):
 
 sync_query("/screener", S.URL_SINK, {
     dataset_select.URL_PARAM: S.SOURCE, "tf": S.TF, "w": S.WINDOW, "reg": S.REG,
-    "prices": S.PRICES, "lookback": S.LOOKBACK,
-}, omit={dataset_select.URL_PARAM: dataset_select.LIVE_VALUE})
+    "prices": S.PRICES, "lookback": S.LOOKBACK, "source": S.PRICE_SOURCE,
+}, omit={dataset_select.URL_PARAM: dataset_select.LIVE_VALUE, "source": "trade"})

@@ -18,6 +18,7 @@ import orjson
 from analytics.instruments import Instrument, parse_instrument
 from ingest.bus.interface import (
     BarClosed,
+    BookBatch,
     BusEvent,
     ClockAdvanced,
     FeedHealth,
@@ -25,10 +26,10 @@ from ingest.bus.interface import (
     SessionBreak,
     TradeBatch,
 )
-from ingest.models import Trade
+from ingest.models import BookTicker, Trade
 
 PREFIX = "pairs:v1"
-#: Per-instrument kinds (``book``: reserved for order-book updates).
+#: Per-instrument kinds (``book``: best bid/ask updates, docs/book.md).
 KINDS = ("trades", "bars", "gaps", "breaks", "book")
 #: Global streams.
 CLOCK, HEALTH = "clock", "health"
@@ -77,6 +78,21 @@ def encode_trades(trades: list[Trade], prev_id: int | None, backfill: bool) -> b
     })
 
 
+def encode_books(books: list[BookTicker]) -> bytes:
+    """Book updates of one instrument as columns (u, time, bid, bid qty, ask, ask qty,
+    push time, time source 1 = ``T`` / 0 = receive)."""
+    return orjson.dumps({
+        "u": [b.update_id for b in books],
+        "t": [b.time_ms for b in books],
+        "b": [b.bid for b in books],
+        "B": [b.bid_qty for b in books],
+        "a": [b.ask for b in books],
+        "A": [b.ask_qty for b in books],
+        "e": [b.event_ms for b in books],
+        "s": [1 if b.time_source == "T" else 0 for b in books],
+    })
+
+
 def encode_bar(row: tuple) -> bytes:
     return orjson.dumps(list(row), option=orjson.OPT_SERIALIZE_NUMPY)
 
@@ -115,6 +131,15 @@ def decode(kind: str, instrument: Instrument | None, data: bytes) -> BusEvent:
             )
         )
         return TradeBatch(instrument, trades, obj["v"], bool(obj["f"]))
+    if kind == "book":
+        market, venue, sym = instrument.market, instrument.venue, instrument.symbol
+        books = tuple(
+            BookTicker(sym, u, b, bq, a, aq, t, e, market, venue, "T" if s else "receive")
+            for u, t, b, bq, a, aq, e, s in zip(
+                obj["u"], obj["t"], obj["b"], obj["B"], obj["a"], obj["A"], obj["e"],
+                obj["s"], strict=True)
+        )
+        return BookBatch(instrument, books)
     if kind == "bars":
         return BarClosed(instrument, tuple(obj))
     if kind == CLOCK:

@@ -34,6 +34,7 @@ from dataclasses import replace
 from analytics.instruments import Instrument
 from ingest.bus.interface import (
     BarClosed,
+    BookBatch,
     BusError,
     BusEvent,
     BusFollower,
@@ -151,6 +152,7 @@ class BusFeed(threading.Thread):
         self.clocks_applied = 0
         self.clocks_forced = 0
         self.bars_seen = 0
+        self.books_seen = 0  # best bid/ask updates applied (Ingestor.on_book)
         self.gaps_seen = 0
         self.publisher_feed: dict | None = None
         self.publisher_health_ms: int | None = None
@@ -188,6 +190,11 @@ class BusFeed(threading.Thread):
         for ev in events:
             if isinstance(ev, TradeBatch):
                 self._trades(ev)
+            elif isinstance(ev, BookBatch):  # top of book: the same engine path
+                on_book = self.ingestor.on_book
+                for book in ev.books:
+                    on_book(book)
+                self.books_seen += len(ev.books)
             elif isinstance(ev, ClockAdvanced):
                 self._clocks.append((ev, time.monotonic()))
             elif isinstance(ev, SessionBreak):
@@ -298,6 +305,7 @@ class BusFeed(threading.Thread):
             "clocks_pending": len(self._clocks),
             "clocks_forced": self.clocks_forced,
             "bars_seen": self.bars_seen,
+            "books_seen": self.books_seen,
             "gaps_seen": self.gaps_seen,
             "publisher_health_ms": self.publisher_health_ms,
         }

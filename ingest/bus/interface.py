@@ -17,8 +17,8 @@ ingest process's, seconds after restoring history from the store.
   id range (:attr:`TradeBatch.prev_id`), so the caller can read them from the store.
 
 Kinds of event, one stream per instrument and kind (``trades``, ``bars``, ``gaps``,
-``breaks``) plus the global ``clock`` and ``health`` streams; ``book`` is reserved
-for order-book updates (a later part of issue #18).
+``breaks``, ``book``: the best bid/ask updates, issue #17, docs/book.md) plus the
+global ``clock`` and ``health`` streams.
 """
 
 from __future__ import annotations
@@ -31,10 +31,11 @@ from typing import TYPE_CHECKING
 from analytics.instruments import Instrument
 
 if TYPE_CHECKING:
-    from ingest.models import Trade
+    from ingest.models import BookTicker, Trade
 
 __all__ = [
     "BarClosed",
+    "BookBatch",
     "BusError",
     "BusEvent",
     "BusFollower",
@@ -74,6 +75,17 @@ class TradeBatch:
     trades: tuple[Trade, ...]
     prev_id: int | None = None
     backfill: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BookBatch:
+    """Best bid/ask updates of one instrument, in the order the publisher's ingestor
+    took them, with the times it bucketed them by (futures ``T``, spot the receive
+    stamp): a follower hands them to ``Ingestor.on_book``, so its engine builds the
+    same 1 s book bars, closed by the publisher's clock like the trade bars."""
+
+    instrument: Instrument
+    books: tuple[BookTicker, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +134,8 @@ class FeedHealth:
     sent_ms: int = 0
 
 
-BusEvent = TradeBatch | BarClosed | ClockAdvanced | GapSeen | SessionBreak | FeedHealth
+BusEvent = (TradeBatch | BookBatch | BarClosed | ClockAdvanced | GapSeen | SessionBreak
+            | FeedHealth)
 
 
 # ------------------------------------------------------------------------ roles
@@ -145,6 +158,11 @@ class BusPublisher(ABC):
         """Queue a batch of live trades, in order."""
         for t in trades:
             self.trade(t)
+
+    def book(self, book: BookTicker) -> None:
+        """Queue one best bid/ask update the ingestor took (the hot path, like
+        :meth:`trade`). A backend without it publishes no top of book."""
+        return None
 
     @abstractmethod
     def backfill(self, symbol: str, trades: list[Trade]) -> None:

@@ -140,6 +140,10 @@ class RedisPublisher(BusPublisher):
             put(("t", t))
         self._queued += len(trades)
 
+    def book(self, book) -> None:
+        self._q.put(("q", book))
+        self._queued += 1
+
     def backfill(self, symbol: str, trades: list[Trade]) -> None:
         self._put(("f", symbol, list(trades)))
 
@@ -258,9 +262,21 @@ class RedisPublisher(BusPublisher):
             stream = cmds[idx][0]
             cmds[idx] = (stream, codec.encode_trades(trades, prev, False), "trades", len(trades))
 
+        books: dict[str, tuple[int, list]] = {}  # key -> open (cmd idx, updates) entry
+        book_entries: list[tuple[int, list]] = []
+
         for item in items:
             kind = item[0]
-            if kind == "t":
+            if kind == "q":  # best bid/ask updates: an entry per instrument and drain
+                b = item[1]
+                inst = b.instrument
+                entry = books.get(inst.key)
+                if entry is None or len(entry[1]) >= codec.MAX_BATCH_TRADES:
+                    cmds.append((codec.stream_name("book", inst, self._prefix), None, "book", 0))
+                    entry = books[inst.key] = (len(cmds) - 1, [])
+                    book_entries.append(entry)
+                entry[1].append(b)
+            elif kind == "t":
                 t: Trade = item[1]
                 key = t.instrument.key
                 batch = open_batch.get(key)
@@ -294,6 +310,8 @@ class RedisPublisher(BusPublisher):
                                  codec.encode_break(*item[2:]), "breaks", 0))
         for key in list(open_batch):
             close_batch(key)
+        for idx, updates in book_entries:
+            cmds[idx] = (cmds[idx][0], codec.encode_books(updates), "book", 0)
         return cmds
 
     def _send_until_done(self, cmds: list[tuple]) -> None:
@@ -326,7 +344,7 @@ class RedisPublisher(BusPublisher):
         pipe = self._client.pipeline(transaction=True)
         streams = set()
         for stream, data, kind, _n in cmds:
-            maxlen = (self._trades_maxlen if kind == "trades"
+            maxlen = (self._trades_maxlen if kind in ("trades", "book")
                       else HEALTH_MAXLEN if kind == codec.HEALTH else OTHER_MAXLEN)
             pipe.xadd(stream, {codec.FIELD: data}, maxlen=maxlen, approximate=True)
             streams.add(stream)

@@ -13,20 +13,22 @@ REST endpoints or heartbeats. The registry (``ingest/feeds/__init__.py``) maps
 ``(venue, market)`` to the one protocol object; docs/feeds.md says how to add one.
 
 Every trade a protocol parses carries the protocol's market (``Trade.market``), so
-the same symbol on two markets never mixes.
+the same symbol on two markets never mixes. A protocol with a top-of-book stream
+(``book_stream``, e.g. Binance's ``bookTicker``) also parses its frames into
+:class:`~ingest.models.BookTicker` (docs/book.md).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from analytics.instruments import Instrument
-from ingest.models import ControlReply, ServerShutdown, Trade
+from ingest.models import BookTicker, ControlReply, ServerShutdown, Trade
 
-#: What one frame can carry: trades, a control reply, a restart notice; () for
-#: market events that are not trades (book updates, klines, ...).
-FrameItem = Trade | ControlReply | ServerShutdown
+#: What one frame can carry: trades, best bid/ask updates, a control reply, a restart
+#: notice; () for other market events (depth updates, klines, ...).
+FrameItem = Trade | BookTicker | ControlReply | ServerShutdown
 
 #: The data members every protocol declares, with their types (checked by
 #: :func:`check_protocol` when a protocol is registered).
@@ -70,6 +72,9 @@ class FeedProtocol(ABC):
         pings, for the watchdog's and the replay's reasoning.
     ``rest_max_limit``
         the most trades one REST page may return.
+    ``book_stream``
+        the best bid/ask stream's kind (Binance: ``"bookTicker"``), or None: the
+        venue streams no top of book (optional; None when not declared).
     """
 
     venue: str
@@ -84,6 +89,7 @@ class FeedProtocol(ABC):
     client_ping_timeout_s: float | None
     server_ping_interval_s: float
     rest_max_limit: int
+    book_stream: str | None = None
 
     # ------------------------------------------------------------------ streaming
     @abstractmethod
@@ -98,6 +104,8 @@ class FeedProtocol(ABC):
         """The URL that streams ``stream`` trades of ``symbols`` once connected.
 
         ``base_url`` replaces :attr:`ws_base` (a mirror, the local replay server).
+        A protocol with a :attr:`book_stream` also takes ``book=True``: the URL then
+        carries each symbol's top-of-book stream too.
         Raises ``ValueError`` naming the bad symbol, stream or base.
         """
 
@@ -115,6 +123,14 @@ class FeedProtocol(ABC):
         frame. Raises :class:`~ingest.models.BadFrame` for a malformed frame (the
         client counts it and carries on). Trades carry this protocol's market.
         """
+
+    def parse_frame_clocked(
+        self, raw: bytes | str, clock_ms: Callable[[], int]
+    ) -> Sequence[FrameItem]:
+        """:meth:`parse_frame`, with the feed's receive clock for items that carry no
+        time of their own (Binance spot book updates are stamped ``clock_ms()``).
+        Default: the frame has no such items."""
+        return self.parse_frame(raw)
 
     # ------------------------------------------------------------------ back-fill
     @abstractmethod

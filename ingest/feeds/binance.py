@@ -20,24 +20,27 @@ raises :class:`~ingest.models.BadFrame`, which the feed counts and skips.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import orjson
 
 from analytics.instruments import check_symbol
 from ingest.feeds.base import FeedProtocol, FrameItem
-from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
+from ingest.models import BadFrame, BookTicker, ControlReply, ServerShutdown, Trade
 
 STREAM_KINDS = ("trade", "aggTrade")
+#: The best bid/ask stream (every change of the top of the book, real time).
+BOOK_STREAM = "bookTicker"
 MAX_STREAMS_PER_CONNECTION = 1024
 
 # Event types Binance pushes on market-data sockets that carry no trade. We ignore
 # them (return None) instead of flagging them as bad: a client subscribed to more
-# than trades must not count every book update as an error.
+# than trades must not count every book update as an error. ``bookTicker`` is not
+# here: it is parsed into a :class:`~ingest.models.BookTicker`.
 NON_TRADE_EVENTS = frozenset(
     {
-        "bookTicker",
         "depthUpdate",
         "kline",
         "continuous_kline",
@@ -65,11 +68,16 @@ MAX_INT64 = 2**63 - 1
 # URLs
 
 
-def stream_names(symbols: Iterable[str], stream: str = "aggTrade") -> list[str]:
+def stream_names(
+    symbols: Iterable[str], stream: str = "aggTrade", *, book: bool = False
+) -> list[str]:
     """Binance stream names for ``symbols``, e.g. ``["btcusdt@aggTrade", ...]``.
 
     Stream names use the lower-case symbol; the kind keeps Binance's camel case.
     Duplicates are dropped (order kept) because Binance would subscribe once anyway.
+    ``book=True`` adds each symbol's ``<sym>@bookTicker`` after the trade streams
+    (one connection carries both: the trades and the quotes of a symbol share its
+    ordering and its reconnects).
     """
     if stream not in STREAM_KINDS:
         raise ValueError(f"invalid stream {stream!r}: expected one of {STREAM_KINDS}")
@@ -77,11 +85,14 @@ def stream_names(symbols: Iterable[str], stream: str = "aggTrade") -> list[str]:
         symbols = [symbols]
     names: list[str] = []
     seen: set[str] = set()
-    for symbol in symbols:
-        name = f"{check_symbol(symbol).lower()}@{stream}"
-        if name not in seen:
-            seen.add(name)
-            names.append(name)
+    symbols = [check_symbol(symbol).lower() for symbol in symbols]
+    kinds = (stream, BOOK_STREAM) if book else (stream,)
+    for kind in kinds:
+        for symbol in symbols:
+            name = f"{symbol}@{kind}"
+            if name not in seen:
+                seen.add(name)
+                names.append(name)
     if not names:
         raise ValueError("no symbols given: need at least one")
     if len(names) > MAX_STREAMS_PER_CONNECTION:
@@ -157,13 +168,114 @@ def _get_decimal(ev: dict, key: str) -> float:
     return number
 
 
+def wall_clock_ms() -> int:
+    """Receive time of a frame on the wall clock (ms since epoch): the default stamp
+    of spot book updates, which carry no time of their own."""
+    return time.time_ns() // 1_000_000
+
+
+def parse_book_ticker(
+    ev: dict,
+    *,
+    market: str = "spot",
+    time_unit_us: bool = False,
+    clock_ms: Callable[[], int] | None = None,
+) -> BookTicker:
+    """One decoded ``bookTicker`` event -> :class:`BookTicker` (``BadFrame`` if malformed).
+
+    USD-M futures (``T`` = transaction time, the time it is bucketed by)::
+
+        {"e":"bookTicker","u":5123107839020,"s":"BTCUSDT","b":"61800.20","B":"2.507",
+         "a":"61800.30","A":"2.510","T":1723161256313,"E":1723161256313}
+
+    Spot (no event type, no time at all)::
+
+        {"u":35346671867,"s":"ETHUSDT","b":"2682.50000000","B":"2.54580000",
+         "a":"2682.51000000","A":"50.97390000"}
+
+    A frame with ``T`` is timed by ``T`` (``time_source "T"``); one without is timed
+    by ``clock_ms()`` read now, at receive (``time_source "receive"``; default: the
+    wall clock, in replay the replay's tape clock). Prices must be finite and > 0,
+    quantities finite and > 0 (an empty level is no quote), and ``bid < ask``: a
+    crossed or locked top of book cannot stand on a continuous book, so such a frame
+    is corrupt and bad, never a quote.
+    """
+    # Fast path (the hot one: ~200 book updates/s per busy symbol): the same checks
+    # as below in fewer steps; anything unusual falls through to the checked path,
+    # which raises the precise BadFrame.
+    try:
+        symbol, update_id = ev["s"], ev["u"]
+        b, bq, a, aq = ev["b"], ev["B"], ev["a"], ev["A"]
+        if (type(symbol) is str and symbol and type(update_id) is int
+                and 0 <= update_id <= MAX_INT64 and type(b) is str and type(bq) is str
+                and type(a) is str and type(aq) is str):
+            text = b + bq + a + aq
+            if text.isascii() and "_" not in text:
+                bid, bid_qty, ask, ask_qty = float(b), float(bq), float(a), float(aq)
+                if (0.0 < bid < ask < _FLOAT_INF and 0.0 < bid_qty < _FLOAT_INF
+                        and 0.0 < ask_qty < _FLOAT_INF):
+                    t = ev.get("T")
+                    if t is None:
+                        if "T" not in ev:
+                            recv_ms = wall_clock_ms() if clock_ms is None else int(clock_ms())
+                            return BookTicker(symbol, update_id, bid, bid_qty, ask, ask_qty,
+                                              recv_ms, recv_ms, market, "binance", "receive")
+                    elif type(t) is int and 0 <= t <= MAX_INT64 and not time_unit_us:
+                        e = ev.get("E", t)
+                        if type(e) is int and 0 <= e <= MAX_INT64:
+                            return BookTicker(symbol, update_id, bid, bid_qty, ask, ask_qty,
+                                              t, e, market, "binance", "T")
+    except (KeyError, ValueError):
+        pass
+    return _parse_book_checked(ev, market, time_unit_us, clock_ms)
+
+
+def _parse_book_checked(
+    ev: dict, market: str, time_unit_us: bool, clock_ms: Callable[[], int] | None
+) -> BookTicker:
+    """:func:`parse_book_ticker`, every field checked in turn: the precise BadFrame."""
+    symbol = ev.get("s")
+    if type(symbol) is not str or not symbol:
+        raise _bad("s", "expected a non-empty symbol string", symbol)
+    update_id = _get_int(ev, "u")
+    bid = _get_decimal(ev, "b")
+    bid_qty = _get_decimal(ev, "B")
+    ask = _get_decimal(ev, "a")
+    ask_qty = _get_decimal(ev, "A")
+    # Chained comparisons are False for NaN, so these also reject non-finite values.
+    if not 0.0 < bid < _FLOAT_INF:
+        raise _bad("b", "expected a finite bid price > 0", ev["b"])
+    if not 0.0 < ask < _FLOAT_INF:
+        raise _bad("a", "expected a finite ask price > 0", ev["a"])
+    if not 0.0 < bid_qty < _FLOAT_INF:
+        raise _bad("B", "expected a finite bid quantity > 0", ev["B"])
+    if not 0.0 < ask_qty < _FLOAT_INF:
+        raise _bad("A", "expected a finite ask quantity > 0", ev["A"])
+    if not bid < ask:
+        raise BadFrame(f"crossed book: bid {ev['b']} >= ask {ev['a']}")
+    if "T" in ev:
+        time_ms = _get_int(ev, "T")
+        event_ms = _get_int(ev, "E") if "E" in ev else time_ms
+        if time_unit_us:
+            time_ms //= 1000
+            event_ms //= 1000
+        return BookTicker(symbol, update_id, bid, bid_qty, ask, ask_qty, time_ms,
+                          event_ms, market, "binance", "T")
+    recv_ms = wall_clock_ms() if clock_ms is None else int(clock_ms())
+    return BookTicker(symbol, update_id, bid, bid_qty, ask, ask_qty, recv_ms, recv_ms,
+                      market, "binance", "receive")
+
+
 def parse_event(
-    ev: dict, *, time_unit_us: bool = False, market: str = "spot"
-) -> Trade | ServerShutdown | ControlReply | None:
+    ev: dict, *, time_unit_us: bool = False, market: str = "spot",
+    clock_ms: Callable[[], int] | None = None,
+) -> Trade | BookTicker | ServerShutdown | ControlReply | None:
     """Classify one *decoded* event object (bare, i.e. already unwrapped).
 
     Trades carry ``market`` (``"spot"`` | ``"perp"``): the frame itself does not say
-    which market it came from, the connection does.
+    which market it came from, the connection does. Book updates (``bookTicker``)
+    become :class:`BookTicker` (:func:`parse_book_ticker`; ``clock_ms`` stamps spot
+    ones, which carry no time).
 
     Split out of :func:`parse_frame` so that loaders which decode whole files
     (``ingest.replay.tapes``) validate events with exactly the same rules.
@@ -198,8 +310,12 @@ def parse_event(
         id_key = "t"
     elif e == "aggTrade":
         id_key = "a"
+    elif e == BOOK_STREAM:
+        return parse_book_ticker(
+            ev, market=market, time_unit_us=time_unit_us, clock_ms=clock_ms
+        )
     elif e is None:
-        return _parse_no_event_type(ev)
+        return _parse_no_event_type(ev, market, clock_ms)
     elif type(e) is not str:
         raise _bad("e", "expected a string event type", e)
     elif e in NON_TRADE_EVENTS:
@@ -233,7 +349,9 @@ def parse_event(
     return Trade(symbol, trade_id, time_ms, price, qty, maker, event_ms, market)
 
 
-def _parse_no_event_type(ev: dict) -> ControlReply | None:
+def _parse_no_event_type(
+    ev: dict, market: str = "spot", clock_ms: Callable[[], int] | None = None
+) -> ControlReply | BookTicker | None:
     """Frames without ``e``: control replies, errors, spot bookTicker, snapshots.
 
     {"result": null, "id": 1}          reply to SUBSCRIBE / UNSUBSCRIBE
@@ -257,22 +375,24 @@ def _parse_no_event_type(ev: dict) -> ControlReply | None:
         if req_id is not None and type(req_id) not in (int, str):
             req_id = None
         return ControlReply(req_id, None, error_code=code, error_msg=msg)
-    if "u" in ev and "b" in ev and "a" in ev:
-        return None  # spot bookTicker carries no "e"
+    if "u" in ev and "b" in ev and "a" in ev:  # spot bookTicker carries no "e"
+        return parse_book_ticker(ev, market=market, clock_ms=clock_ms)
     if "lastUpdateId" in ev:
         return None  # REST depth snapshot (appears in raw captures)
     raise BadFrame(f"unrecognised object without 'e' (keys {sorted(ev)[:8]})")
 
 
 def parse_frame(
-    raw: bytes | str, time_unit_us: bool = False, market: str = "spot"
-) -> Trade | ServerShutdown | ControlReply | None:
+    raw: bytes | str, time_unit_us: bool = False, market: str = "spot",
+    clock_ms: Callable[[], int] | None = None,
+) -> Trade | BookTicker | ServerShutdown | ControlReply | None:
     """Parse one WebSocket text frame from a Binance market-data connection.
 
-    Returns a :class:`Trade` for ``trade``/``aggTrade`` events, a
-    :class:`ServerShutdown` for ``serverShutdown``, a :class:`ControlReply` for
-    replies and errors, and ``None`` for other market events (bookTicker,
-    depthUpdate, kline, ...). Raises :class:`BadFrame` for anything malformed.
+    Returns a :class:`Trade` for ``trade``/``aggTrade`` events, a :class:`BookTicker`
+    for ``bookTicker`` events (spot ones stamped with ``clock_ms()``, the receive
+    clock), a :class:`ServerShutdown` for ``serverShutdown``, a :class:`ControlReply`
+    for replies and errors, and ``None`` for other market events (depthUpdate,
+    kline, ...). Raises :class:`BadFrame` for anything malformed.
 
     Combined stream (what the app subscribes to)::
 
@@ -301,10 +421,12 @@ def parse_frame(
     if data is not None:
         if type(data) is not dict:
             raise _bad("data", "expected an event object", data)
-        return parse_event(data, time_unit_us=time_unit_us, market=market)
+        return parse_event(
+            data, time_unit_us=time_unit_us, market=market, clock_ms=clock_ms
+        )
     if "stream" in obj:
         raise BadFrame("data: missing in a combined-stream frame")
-    return parse_event(obj, time_unit_us=time_unit_us, market=market)
+    return parse_event(obj, time_unit_us=time_unit_us, market=market, clock_ms=clock_ms)
 
 
 # ---------------------------------------------------------------------------
@@ -403,6 +525,7 @@ class BinanceFeed(FeedProtocol):
     client_ping_interval_s: float = 0.0
     client_ping_timeout_s: float | None = None
     rest_max_limit: int = REST_MAX_LIMIT
+    book_stream: str | None = BOOK_STREAM
 
     def stream_url(
         self,
@@ -411,29 +534,40 @@ class BinanceFeed(FeedProtocol):
         base_url: str | None = None,
         *,
         combined: bool = True,
+        book: bool = False,
     ) -> str:
-        """WebSocket URL for the trade streams of ``symbols``.
+        """WebSocket URL for the trade streams of ``symbols`` (``book=True``: and
+        their ``@bookTicker`` streams).
 
         >>> from ingest.feeds.binance_spot import BINANCE_SPOT
         >>> BINANCE_SPOT.stream_url(["BTCUSDT", "ETHUSDT"], "trade")
         'wss://stream.binance.com:9443/stream?streams=btcusdt@trade/ethusdt@trade'
+        >>> BINANCE_SPOT.stream_url(["BTCUSDT"], "trade", book=True)
+        'wss://stream.binance.com:9443/stream?streams=btcusdt@trade/btcusdt@bookTicker'
         """
-        names = stream_names(symbols, stream)
+        names = stream_names(symbols, stream, book=book)
         base = _base(base_url, self.ws_base, ("ws://", "wss://"), "base_url")
         return compose_stream_url(base, names, combined=combined)
 
     def subscribe_message(
-        self, symbols: Iterable[str], stream: str = "aggTrade", request_id: int = 1
+        self, symbols: Iterable[str], stream: str = "aggTrade", request_id: int = 1,
+        *, book: bool = False,
     ) -> str:
         """``{"method":"SUBSCRIBE","params":["btcusdt@aggTrade"],"id":1}``; Binance
         answers ``{"result":null,"id":1}`` (a :class:`ControlReply`)."""
-        names = stream_names(symbols, stream)
+        names = stream_names(symbols, stream, book=book)
         return orjson.dumps(
             {"method": "SUBSCRIBE", "params": names, "id": request_id}
         ).decode()
 
     def parse_frame(self, raw: bytes | str) -> tuple[FrameItem, ...]:
         item = parse_frame(raw, market=self.market)
+        return () if item is None else (item,)
+
+    def parse_frame_clocked(
+        self, raw: bytes | str, clock_ms: Callable[[], int]
+    ) -> tuple[FrameItem, ...]:
+        item = parse_frame(raw, market=self.market, clock_ms=clock_ms)
         return () if item is None else (item,)
 
     def rest_endpoint(self, stream: str) -> RestEndpoint:

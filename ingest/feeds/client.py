@@ -49,6 +49,16 @@ a bucket no later trade can reach. So, before a trade touches ``last_ids``:
   stored the bad id): a run of ``QUARANTINE_ACCEPT_RUN`` consecutive ids far below the
   mark abandons it, and the run's first ids go to the back-fill as a gap.
 
+**Top of book.** With ``on_book`` the feed also hands every best bid/ask update
+(:class:`~ingest.models.BookTicker`, the protocol's ``book_stream``) to ``on_book``, in
+arrival order. Futures updates are timed by their transaction time ``T`` (checked
+against ``E`` like a trade's); spot updates carry no time and are stamped with
+``clock_ms()`` when the frame is parsed, i.e. at receive (the wall clock; the replay
+passes its tape clock, docs/book.md). Book updates have no ids to de-duplicate or
+gap-check (``u`` only grows, with holes by design); a reconnect simply resumes the
+stream. Counted in ``book_updates`` (and ``book_per_s``); malformed or crossed ones
+in ``bad_frames``, implausibly timed ones in ``book_rejected``.
+
 The feed thread is the only writer of :class:`FeedStats`; readers call
 :meth:`TradeFeed.status`, which returns a frozen :class:`FeedStatus` copy.
 """
@@ -56,6 +66,7 @@ The feed thread is the only writer of :class:`FeedStats`; readers call
 from __future__ import annotations
 
 import collections
+import functools
 import logging
 import random
 import select
@@ -68,7 +79,8 @@ from dataclasses import dataclass, field
 import websocket
 
 from ingest.feeds.base import FeedProtocol
-from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
+from ingest.feeds.binance import wall_clock_ms
+from ingest.models import BadFrame, BookTicker, ControlReply, ServerShutdown, Trade
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +171,10 @@ class FeedStatus:
     quarantine: tuple[dict, ...] = ()
     clean_closes: int = 0
     last_backoff_s: float | None = None
+    book_updates: int = 0
+    book_per_s: float = 0.0
+    book_rejected: int = 0
+    last_book_ms: int | None = None  # time_ms of the last book update
 
     def as_dict(self) -> dict:
         return {
@@ -185,6 +201,10 @@ class FeedStatus:
             "quarantine": [dict(q) for q in self.quarantine],
             "clean_closes": self.clean_closes,
             "last_backoff_s": self.last_backoff_s,
+            "book_updates": self.book_updates,
+            "book_per_s": round(self.book_per_s, 1),
+            "book_rejected": self.book_rejected,
+            "last_book_ms": self.last_book_ms,
         }
 
 
@@ -212,6 +232,10 @@ class FeedStats:
     quarantine: list[dict] = field(default_factory=list)
     clean_closes: int = 0
     last_backoff_s: float | None = None
+    book_updates: int = 0
+    book_per_s: float = 0.0
+    book_rejected: int = 0
+    last_book_ms: int | None = None
 
 
 class TradeFeed(threading.Thread):
@@ -236,6 +260,14 @@ class TradeFeed(threading.Thread):
     protocol : FeedProtocol
         The venue-market's wire protocol (``ingest.feeds.feed_protocol``): parses the
         frames, says whether ids are contiguous and whether we send pings.
+    on_book : callable(BookTicker), optional
+        Called in the feed thread for every best bid/ask update, in arrival order
+        (the URL must carry the book streams: ``protocol.stream_url(..., book=True)``).
+        None: book frames are counted as other frames, as before.
+    clock_ms : callable() -> int, optional
+        The receive clock that stamps updates without a time of their own (spot
+        book updates): ms since epoch, default the wall clock; the replay passes
+        its tape clock so the stamps land in the tape's time frame.
     """
 
     def __init__(
@@ -253,12 +285,21 @@ class TradeFeed(threading.Thread):
         name: str | None = None,
         verify_trade: Callable[[Trade], bool | None] | None = None,
         protocol: FeedProtocol,
+        on_book: Callable[[BookTicker], None] | None = None,
+        clock_ms: Callable[[], int] | None = None,
     ) -> None:
         name = name or f"{protocol.venue}-{protocol.market}-feed"
         super().__init__(name=name, daemon=True)
         self.url = url
         self.protocol = protocol
-        self._parse_frame = protocol.parse_frame
+        self._on_book = on_book
+        self.clock_ms = clock_ms or wall_clock_ms
+        if on_book is None:
+            self._parse_frame = protocol.parse_frame
+        else:
+            self._parse_frame = functools.partial(
+                protocol.parse_frame_clocked, clock_ms=self.clock_ms
+            )
         self._on_trade = on_trade
         self._on_gap = on_gap
         self._last_id: dict[str, int] = dict(last_ids or {})
@@ -329,6 +370,10 @@ class TradeFeed(threading.Thread):
             quarantine=tuple(s.quarantine),
             clean_closes=s.clean_closes,
             last_backoff_s=s.last_backoff_s,
+            book_updates=s.book_updates,
+            book_per_s=s.book_per_s,
+            book_rejected=s.book_rejected,
+            last_book_ms=s.last_book_ms,
         )
 
     def has_pending(self) -> bool:
@@ -415,12 +460,16 @@ class TradeFeed(threading.Thread):
         """Watchdog + msgs/s meter, every 0.5 s."""
         # msgs/s over the last ~2 s (4 samples of 0.5 s): steady enough to read,
         # fresh enough to show a stall within a second.
-        samples = collections.deque([(time.monotonic(), self.stats.messages)], maxlen=5)
+        stats = self.stats
+        samples = collections.deque(
+            [(time.monotonic(), stats.messages, stats.book_updates)], maxlen=5
+        )
         while not self._stop_event.wait(0.5):
             now = time.monotonic()
-            samples.append((now, self.stats.messages))
-            t0, n0 = samples[0]
-            self.stats.msgs_per_s = (samples[-1][1] - n0) / (now - t0)
+            samples.append((now, stats.messages, stats.book_updates))
+            t0, n0, b0 = samples[0]
+            stats.msgs_per_s = (samples[-1][1] - n0) / (now - t0)
+            stats.book_per_s = (samples[-1][2] - b0) / (now - t0)
             last = self.stats.last_message_mono or self._connected_mono
             if self._connected and last is not None and now - last > self.watchdog_s:
                 self._conn_failed = True
@@ -491,7 +540,12 @@ class TradeFeed(threading.Thread):
             return
         try:
             for item in items:
-                if isinstance(item, Trade):
+                if type(item) is BookTicker:
+                    if self._on_book is None:
+                        stats.other_frames += 1
+                    else:
+                        self._accept_book(item)
+                elif isinstance(item, Trade):
                     self._accept(item, now_s)
                 elif isinstance(item, ServerShutdown):
                     log.warning("feed: serverShutdown announced; reconnecting now")
@@ -555,6 +609,22 @@ class TradeFeed(threading.Thread):
         lag = now_ms - trade.time_ms
         stats.lag_ms = lag if abs(lag) <= MAX_PLAUSIBLE_LAG_MS else None
         self._on_trade(trade)
+
+    def _accept_book(self, book: BookTicker) -> None:
+        """A best bid/ask update: a ``T``-timed one must sit near its ``E`` (as a
+        trade's time must); then counted and handed to ``on_book``."""
+        stats = self.stats
+        if book.time_source == "T":
+            t, e = book.time_ms, book.event_ms
+            if t - e > MAX_T_AHEAD_OF_E_MS or e - t > MAX_T_BEHIND_E_MS:
+                stats.book_rejected += 1
+                if stats.book_rejected <= 10 or stats.book_rejected % 1000 == 0:
+                    log.warning("feed: %s book update %d rejected (#%d): T=%d, E=%d",
+                                book.symbol, book.update_id, stats.book_rejected, t, e)
+                return
+        stats.book_updates += 1
+        stats.last_book_ms = book.time_ms
+        self._on_book(book)
 
     def _poisoned_mark(self, symbol: str, tid: int, last: int) -> bool:
         """A run of consecutive ids far below the high-water mark: the mark is the

@@ -1,14 +1,17 @@
 """The local exchange: recorded trades replayed over Binance's WebSocket and REST protocols.
 
 A WebSocket server that Binance clients cannot tell from Binance, with Binance's REST
-trade history beside it, so tests and demos never need the internet.
+trade history beside it, so tests and demos never need the internet. One server plays
+spot and USD-M futures recordings together on one clock, and ``@bookTicker`` (best
+bid/ask) from raw captures in order with the trades (docs/replay.md).
 
 Clients connect exactly as they would to Binance (only the host differs)::
 
     ws://127.0.0.1:PORT/stream?streams=btcusdt@trade/ethusdt@trade   wrapped frames
-    ws://127.0.0.1:PORT/ws/btcusdt@trade/ethusdt@trade              bare events
+    ws://127.0.0.1:PORT/ws/btcusdt@trade/btcusdt@bookTicker          bare events
     ws://127.0.0.1:PORT/ws  or  /stream                              then SUBSCRIBE
-    the same under /market/... (USD-M futures since 2026) and /public/...
+    the same under /market/... (USD-M futures since 2026) and /public/...: the
+    futures events of a tape holding both markets (a one-market tape: every path)
 
 One module per job:
 

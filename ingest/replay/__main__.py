@@ -1,7 +1,9 @@
 """``python -m ingest.replay [FILE…]``: the replay exchange alone, until Ctrl-C or SIGTERM.
 
 Point any Binance client at the printed ``ws://`` base; ``--help`` lists the flags,
-including the fault switches (:class:`~ingest.replay.faults.FaultPlan`).
+including the fault switches (:class:`~ingest.replay.faults.FaultPlan`). Files holding
+spot and futures recordings are served together: spot on the root paths, futures under
+``/market`` (one example URL printed per market).
 """
 
 from __future__ import annotations
@@ -31,7 +33,13 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "files", nargs="*", type=Path,
         help="recordings (jsonl, raw capture, trades CSV, Binance dump); "
-        "default: the sample_data spot BTCUSDT+ETHUSDT tapes",
+        "default: the sample_data spot + futures BTCUSDT+ETHUSDT tapes of the "
+        "overlapping window (--market: that market's bundled tapes only)",
+    )
+    parser.add_argument(
+        "--market", choices=("spot", "perp", "futures"), default=None,
+        help="market of recordings whose frames and file name do not show theirs "
+        "(default spot); with no FILE: play only that market's bundled tapes",
     )
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
@@ -42,7 +50,11 @@ def _build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--loop", action="store_true", help="restart at the end (ids/times shifted)"
     )
-    parser.add_argument("--profile", choices=sorted(PROFILES), default="spot")
+    parser.add_argument(
+        "--profile", choices=sorted(PROFILES), default=None,
+        help="Binance limits and pings to imitate (default: futures with --market "
+        "perp/futures, else spot)",
+    )
     parser.add_argument(
         "--rate-limit",
         type=float,
@@ -115,12 +127,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     rest_port = args.rest_port
     if rest_port is None:  # default --port + 1, or any free port if that one is taken
         rest_port = args.port + 1 if args.port else 0
-    files = args.files or default_sample_files()
+    if args.profile is None:
+        args.profile = "futures" if args.market in ("perp", "futures") else "spot"
+    files = args.files or default_sample_files(args.market)
     server = ReplayServer(
         files, host=args.host, port=args.port, speed=args.speed, loop=args.loop,
         profile=args.profile, faults=plan, rest=not args.no_rest, rest_port=rest_port,
         max_lifetime_s=args.max_lifetime, rest_port_fallback=args.rest_port is None,
-        **optional,
+        default_market=args.market, **optional,
     )
     stop = threading.Event()
 
@@ -133,14 +147,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     server.start()
     tape = server.tape
     kinds = "+".join(sorted({name.split("@", 1)[1] for name in server.streams}))
-    prefix = "/market" if args.profile == "futures" else ""
-    example = f"{server.ws_base}{prefix}/stream?streams=" + "/".join(
-        f"{s.lower()}@{tape.kind_of[s]}" for s in tape.symbols
-    )
+    if len(server.markets) == 1:
+        prefix = "/market" if args.profile == "futures" else ""
+        examples = f"{server.ws_base}{prefix}/stream?streams=" + "/".join(
+            f"{s.lower()}@{tape.kind_of[s]}" for s in tape.symbols
+        )
+    else:
+        examples = " and ".join(
+            f"{m} {server.url(_example_kind(tape, m), market=m)}" for m in server.markets
+        )
     print(
         f"{server.ws_base} replaying {len(tape)} events of {','.join(tape.symbols)} "
         f"({kinds}) speed={'max' if not args.speed else args.speed} "
-        f"loop={'on' if args.loop else 'off'} profile={args.profile}; try {example}"
+        f"loop={'on' if args.loop else 'off'} profile={args.profile} "
+        f"markets={','.join(server.markets)}; try {examples}"
         + (f"; REST {server.rest_base}" if server.rest_base else ""),
         flush=True,
     )
@@ -150,6 +170,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.wait()
     server.stop()
     return 0
+
+
+def _example_kind(tape, market: str) -> str:
+    kinds = {tape.kind_of[n] for n in tape.symbols if tape.instrument_of[n][0] == market}
+    return "trade" if "trade" in kinds or not kinds else kinds.pop()
 
 
 if __name__ == "__main__":

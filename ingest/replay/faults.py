@@ -187,7 +187,7 @@ class FaultInjection:
         log.warning("replay: fault duplicate: resending events %d..%d", lo + 1, pos)
         for j in range(lo, pos):
             item = self._items[j % n]
-            clients = self._fanout.get(item.stream)
+            clients = self._fanout.get(item.route)
             if clients:
                 await self._deliver(clients, item, j // n, False)
                 self.duplicates_sent += 1
@@ -196,16 +196,17 @@ class FaultInjection:
         """Send one forged copy of event ``pos`` (the last one played): id + id_add,
         T and E + ms_add. Trade tapes only (the ``@trade`` stream)."""
         n = len(self._items)
-        j = max(pos - 1, 0)
+        j = self._last_trade_index(max(pos - 1, 0))
         item = self._items[j % n]
         data = dict(item.event.data)
         key = "a" if data.get("e") == "aggTrade" else "t"
-        data[key] += id_add + (j // n) * self._id_span[item.event.symbol]
+        data[key] += id_add + (j // n) * self._id_span[item.name]
         data["T"] += ms_add + (j // n) * self._time_shift_ms
         data["E"] += ms_add + (j // n) * self._time_shift_ms
         bare = orjson.dumps(data)
-        forged = Item(item.stream, bare, wrap(item.stream.encode(), bare), item.event)
-        clients = self._fanout.get(item.stream, ())
+        forged = Item(item.stream, bare, wrap(item.stream.encode(), bare), item.event,
+                      item.name, item.route)
+        clients = self._fanout.get(item.route, ())
         self._note_fault(name, pos, symbol=item.event.symbol, trade_id=data[key],
                          time_ms=data["T"], clients=len(clients))
         log.warning("replay: fault %s: %s id %d T %d", name, item.event.symbol,
@@ -228,8 +229,17 @@ class FaultInjection:
     def _note_fault(self, name: str, pos: int, **details: object) -> None:
         self.faults_fired.append({"fault": name, "position": pos, **details})
 
+    def _last_trade_index(self, j: int) -> int:
+        """``j``, or the nearest earlier position holding a trade event (the forged and
+        garbage frames are modelled on a trade; a book update has no trade id)."""
+        n = len(self._items)
+        for back in range(min(n, j + 1)):
+            if self._items[(j - back) % n].event.kind != "bookTicker":
+                return j - back
+        return j
+
     async def _fault_garbage(self, pos: int, count: int) -> None:
-        item = self._items[pos % len(self._items)]
+        item = self._items[self._last_trade_index(pos) % len(self._items)]
         clients = [c for c in self._clients.values() if not c.closing]
         self._note_fault("garbage", pos, count=count, clients=len(clients))
         log.warning(
@@ -259,10 +269,11 @@ class FaultInjection:
 
     def _record_skip(self, item: Item, index: int) -> None:
         ev = item.event
-        extend_range(self.skipped_ids, ev.symbol, ev.trade_id)
+        if ev.kind != "bookTicker":  # a book update has no trade id to lose
+            extend_range(self.skipped_ids, item.name, ev.trade_id)
         if self._aggs is not None and index in self._aggs:
             agg_id = self._aggs[index].event.trade_id
-            extend_range(self.skipped_agg_ids, ev.symbol, agg_id)
+            extend_range(self.skipped_agg_ids, item.name, agg_id)
         if not any(f["fault"] == "skip" for f in self.faults_fired):
             skip = self.faults.skip
             assert skip is not None

@@ -16,19 +16,30 @@ from ingest.replay.tapes import TapeEvent
 
 @dataclass(slots=True)
 class Item:
-    """One pre-encoded event: what the player sends for it."""
+    """One pre-encoded event: what the player sends for it.
+
+    ``route`` = ``(market, stream)``: the fan-out key (a spot ``btcusdt@trade`` is not
+    the perp one); ``name`` is the tape's name of the instrument (ids spans are keyed
+    by it)."""
 
     stream: str
     bare: bytes
     wrapped: bytes
     event: TapeEvent
+    name: str = ""
+    route: tuple[str, str] = ("spot", "")
 
 
-def encode_event(ev: TapeEvent) -> Item:
-    """The :class:`Item` of a tape event, its bytes held at their exact size."""
+def encode_event(ev: TapeEvent, name: str | None = None) -> Item:
+    """The :class:`Item` of a tape event, its bytes held at their exact size.
+
+    A recorded object re-encodes to the recorded bytes (orjson keeps key order and
+    writes compact JSON, as Binance does), so the frame is the one that was received."""
     stream = f"{ev.symbol.lower()}@{ev.kind}"
     bare = exact_bytes(orjson.dumps(ev.data))
-    return Item(stream, bare, wrap(stream.encode(), bare), ev)
+    return Item(
+        stream, bare, wrap(stream.encode(), bare), ev, name or ev.symbol, (ev.market, stream)
+    )
 
 
 def encode_frame(data: dict, stream: str, combined: bool) -> bytes:

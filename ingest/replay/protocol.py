@@ -28,7 +28,9 @@ PROFILES: dict[str, dict[str, float]] = {
 }
 MAX_STREAMS = 1024
 
-_KINDS = {"trade": "trade", "aggtrade": "aggTrade"}
+_KINDS = {"trade": "trade", "aggtrade": "aggTrade", "bookticker": "bookTicker"}
+#: Path prefixes of Binance USD-M futures market data (ingest/feeds/binance_perp.py).
+FUTURES_PREFIXES = ("/market", "/public")
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +40,7 @@ class Route:
     combined: bool
     streams: tuple[str, ...]
     micro: bool  # timeUnit=MICROSECOND
+    market: str = "spot"  # "perp" under /market and /public (USD-M futures paths)
 
 
 def parse_path(path: str) -> Route:
@@ -46,13 +49,15 @@ def parse_path(path: str) -> Route:
     /ws/btcusdt@trade/ethusdt@trade          bare events
     /stream?streams=btcusdt@trade/ethusdt@trade&timeUnit=MICROSECOND
     /ws/stream?streams=...                    combined
-    /market/..., /public/...                  USD-M futures prefixes
+    /market/..., /public/...                  USD-M futures prefixes (market "perp")
     """
     parts = urlsplit(path)
     route = parts.path.rstrip("/") or "/"
-    for prefix in ("/market", "/public"):
+    market = "spot"
+    for prefix in FUTURES_PREFIXES:
         if route == prefix or route.startswith(prefix + "/"):
             route = route[len(prefix) :] or "/"
+            market = "perp"
             break
     query = parse_qs(parts.query, keep_blank_values=True)
     micro = False
@@ -76,11 +81,12 @@ def parse_path(path: str) -> Route:
         raise ValueError(
             f"{len(streams)} streams: at most {MAX_STREAMS} per connection"
         )
-    return Route(combined, tuple(streams), micro)
+    return Route(combined, tuple(streams), micro, market)
 
 
 def canonical_stream(name: str) -> str:
-    """``BTCUSDT@aggtrade`` -> ``btcusdt@aggTrade`` (Binance's spelling)."""
+    """``BTCUSDT@aggtrade`` -> ``btcusdt@aggTrade``, ``@bookticker`` -> ``@bookTicker``
+    (Binance's spelling)."""
     symbol, sep, kind = name.partition("@")
     if not sep:
         return name.lower()
@@ -99,6 +105,7 @@ class Client:
     cid: int
     combined: bool
     micro: bool
+    market: str = "spot"  # whose events this connection sees (its path's market)
     subs: dict[str, None] = field(default_factory=dict)  # ordered set
     closing: bool = False
     sent: int = 0

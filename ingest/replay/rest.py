@@ -10,7 +10,9 @@ so the replay also answers, on its own HTTP port (``ReplayServer.rest_base``)::
     GET /fapi/v1/aggTrades?symbol=BTCUSDT&fromId=42&limit=1000         futures aggTrades
     GET /fapi/v1/historicalTrades, /fapi/v1/trades                      futures trades
 
-Only events the player has already reached are served (the skip fault withholds
+Spot paths (``/api/v3``) serve the tape's spot trades, futures paths (``/fapi/v1``) its
+perp trades, each metered with its market's weight limit; a tape holding one market
+answers on both, as it always did. Only events the player has already reached are served (the skip fault withholds
 events from the sockets, not from the exchange's history, so those are served), with
 loop passes shifted exactly as on the socket. Rows are Binance's
 (``id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch`` for trades,
@@ -49,6 +51,9 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 500
 BAN_AFTER = 5  # requests while rate limited before a 418
 WEIGHT_LIMITS = {"spot": 6000, "futures": 2400}
+
+#: The market each endpoint family serves (when the tape holds both).
+ENDPOINT_MARKETS = {"/api/v3/": "spot", "/fapi/v1/": "perp"}
 
 # path -> (kind served, request weight, fromId allowed)
 ENDPOINTS: dict[str, tuple[str, int, bool]] = {
@@ -94,6 +99,7 @@ class RestServer:
         weight_limit: int | None = None,
         window_s: float = 60.0,
         port_fallback: bool = False,
+        weight_limits: dict[str, int | None] | None = None,
     ) -> None:
         self.replay = replay
         #: When the requested port is taken, listen on a free one instead of failing
@@ -103,10 +109,19 @@ class RestServer:
         self.host = host
         self._requested_port = port
         self.weight_limit = weight_limit
+        #: per market ("spot", "perp"): Binance meters its spot and futures hosts apart
+        self.weight_limits: dict[str, int | None] = (
+            dict(weight_limits)
+            if weight_limits is not None
+            else {"spot": weight_limit, "perp": weight_limit}
+        )
         self.window_s = float(window_s)
         self._lock = threading.Lock()
-        self._indexes: dict[tuple[str, str], _Index | None] = {}
-        self._meter: dict[str, list] = {}  # ip -> [window start, used weight, strikes]
+        self._indexes: dict[tuple[str, str, str], _Index | None] = {}
+        # (ip, market) -> [window start, used weight, strikes]
+        self._meter: dict[tuple[str, str], list] = {}
+        self.requests_by_market: dict[str, int] = {"spot": 0, "perp": 0}
+        self.rows_by_market: dict[str, int] = {"spot": 0, "perp": 0}
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self.requests = 0
@@ -163,21 +178,43 @@ class RestServer:
             "banned": self.banned,
             "bad_requests": self.bad_requests,
             "weight_limit": self.weight_limit,
+            "weight_limits": dict(self.weight_limits),
         }
 
+    def market_status(self, market: str) -> dict:
+        """One market's share: its endpoints, weight limit, requests and rows."""
+        prefix = next(p for p, m in ENDPOINT_MARKETS.items() if m == market)
+        return {
+            "paths": sorted(p for p in ENDPOINTS if p.startswith(prefix)),
+            "weight_limit": self.weight_limits.get(market),
+            "requests": self.requests_by_market.get(market, 0),
+            "rows": self.rows_by_market.get(market, 0),
+        }
+
+    def market_of(self, path: str) -> str:
+        """The market a path serves: its family's, or the tape's only market."""
+        only = self.replay.markets
+        if len(only) == 1:
+            return only[0]
+        return next(m for p, m in ENDPOINT_MARKETS.items() if path.startswith(p))
+
     # ------------------------------------------------------------------ metering
-    def charge(self, ip: str, weight: int) -> tuple[int, int | None, int]:
-        """Account ``weight`` for ``ip``; return (status, retry_after_s, used)."""
-        if self.weight_limit is None:
+    def charge(
+        self, ip: str, weight: int, market: str = "spot"
+    ) -> tuple[int, int | None, int]:
+        """Account ``weight`` for ``ip`` on ``market``'s meter; return (status,
+        retry_after_s, used)."""
+        limit = self.weight_limits.get(market, self.weight_limit)
+        if limit is None:
             return 200, None, 0
         now = time.monotonic()
         with self._lock:
             start = now - now % self.window_s
-            meter = self._meter.get(ip)
+            meter = self._meter.get((ip, market))
             if meter is None or meter[0] != start:
-                meter = self._meter[ip] = [start, 0, 0]
+                meter = self._meter[(ip, market)] = [start, 0, 0]
             retry = max(1, math.ceil(start + self.window_s - now))
-            if meter[1] + weight > self.weight_limit:
+            if meter[1] + weight > limit:
                 meter[2] += 1
                 if meter[2] > BAN_AFTER:
                     return 418, retry + math.ceil(self.window_s), meter[1]
@@ -186,25 +223,26 @@ class RestServer:
             return 200, None, meter[1]
 
     # ------------------------------------------------------------------ data
-    def _index(self, symbol: str, kind: str) -> _Index | None:
-        key = (symbol, kind)
+    def _index(self, market: str, symbol: str, kind: str) -> _Index | None:
+        key = (market, symbol, kind)
         if key in self._indexes:
             return self._indexes[key]
         with self._lock:
             if key not in self._indexes:
-                self._indexes[key] = self._build_index(symbol, kind)
+                self._indexes[key] = self._build_index(market, symbol, kind)
         return self._indexes[key]
 
-    def _build_index(self, symbol: str, kind: str) -> _Index | None:
+    def _build_index(self, market: str, symbol: str, kind: str) -> _Index | None:
         replay = self.replay
-        tape_kind = replay.tape.kind_of.get(symbol)
+        name = replay.tape.name(market, symbol)
+        tape_kind = None if name is None else replay.tape.kind_of.get(name)
         if tape_kind is None:
             return None
         if tape_kind == kind:
             rows = [
                 (ev.trade_id, i, ev.data)
                 for i, ev in enumerate(replay.tape.events)
-                if ev.symbol == symbol
+                if ev.symbol == symbol and ev.market == market and ev.kind == kind
             ]
             derived = False
         elif kind == "aggTrade" and tape_kind == "trade":
@@ -212,7 +250,7 @@ class RestServer:
             rows = [
                 (item.event.trade_id, done_at, item.event.data)
                 for done_at, item in sorted(aggs.items())
-                if item.event.symbol == symbol
+                if item.event.symbol == symbol and item.event.market == market
             ]
             derived = True
         else:
@@ -274,14 +312,18 @@ class RestServer:
                     "'^[0-9]{1,20}$'.",
                 )
             from_id = int(raw_from)
-        index = self._index(symbol, kind)
+        market = self.market_of(path)
+        index = self._index(market, symbol, kind)
         if index is None:
             raise RestError(400, -1121, "Invalid symbol.")
-        return self._page(symbol, kind, index, from_id, limit), weight
+        name = self.replay.tape.name(market, symbol)
+        assert name is not None
+        return self._page(name, kind, index, from_id, limit), weight
 
     def _page(
         self, symbol: str, kind: str, index: _Index, from_id: int | None, limit: int
     ) -> list[dict]:
+        """One page of ``symbol``'s rows (``symbol``: the tape's name of it)."""
         replay = self.replay
         n_tape = len(replay.tape)
         played = replay.position  # events [0, played) of the global sequence are public
@@ -375,7 +417,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         query = parse_qs(parts.query, keep_blank_values=True)
         weight = ENDPOINTS[parts.path][1]
-        status, retry, used = rest.charge(self.client_address[0], weight)
+        market = rest.market_of(parts.path)
+        rest.requests_by_market[market] += 1
+        status, retry, used = rest.charge(self.client_address[0], weight, market)
         if status != 200:
             if status == 418:
                 rest.banned += 1
@@ -392,6 +436,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(exc.status, {"code": exc.code, "msg": exc.msg}, used)
             return
         rest.rows_served += len(rows)
+        rest.rows_by_market[market] += len(rows)
         self._send(200, rows, used)
 
     def _send(

@@ -11,6 +11,12 @@ client that connects late sees the market from "now" on, not from the start.
   no clock, so the player PAUSES whenever nobody is subscribed to a stream the
   tape can serve: a client that reconnects continues exactly where it left off.
 
+Two markets, one server: a tape may hold spot and USD-M futures events; a connection
+on ``/market/…`` or ``/public/…`` sees only the futures events, any other path only the
+spot ones (a one-market tape serves every path). ``@bookTicker`` events play in tape
+order with the trades. :meth:`ReplayServer.tape_clock_ms` is the tape's time of "now"
+in Binance's frame (docs/replay.md).
+
 The protocol's replies live in :mod:`ingest.replay.protocol`, the frames in
 :mod:`ingest.replay.frames`, loop-pass shifting in :mod:`ingest.replay.loop`, fault
 injection in :mod:`ingest.replay.faults` and the REST side in :mod:`ingest.replay.rest`.
@@ -35,6 +41,7 @@ from ingest.replay.faults import FaultInjection, FaultPlan, copy_ranges, extend_
 from ingest.replay.frames import Item, encode_event, wrap
 from ingest.replay.loop import (
     aggtrade_sub_spans,
+    book_id_spans,
     id_range_spans,
     pass_time_shift_ms,
     shift_event,
@@ -49,7 +56,13 @@ from ingest.replay.protocol import (
     canonical_stream,
     parse_path,
 )
-from ingest.replay.tapes import Tape, aggregate_trades_indexed, load_tape
+from ingest.replay.tapes import (
+    BOOK_KIND,
+    MARKETS,
+    Tape,
+    aggregate_trades_indexed,
+    load_tape,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +105,11 @@ class ReplayServer(FaultInjection):
         max_lifetime_s: float | None = None,
         rest_port_fallback: bool = False,
         loop_seam_ids: int = 0,
+        default_market: str | None = None,
+        wait_markets: Iterable[str] = (),
     ) -> None:
+        if profile == "perp":  # the market's name for the futures profile
+            profile = "futures"
         if profile not in PROFILES:
             raise ValueError(f"invalid profile {profile!r}: expected spot or futures")
         if not speed >= 0:
@@ -102,9 +119,19 @@ class ReplayServer(FaultInjection):
         if isinstance(tape_or_paths, Tape):
             self.tape = tape_or_paths
         else:
-            self.tape = load_tape(tape_or_paths)
+            if default_market is None and profile == "futures":
+                default_market = "perp"
+            self.tape = load_tape(tape_or_paths, default_market=default_market)
         if len(self.tape) == 0:
             raise ValueError("cannot replay an empty tape")
+        #: the markets the tape holds; a one-market tape serves it on every path
+        self.markets: tuple[str, ...] = self.tape.markets
+        self._only_market = self.markets[0] if len(self.markets) == 1 else None
+        #: markets that must each have a subscribed client before the player runs
+        #: (the app's own replay: one feed per market; none may miss the start)
+        self.wait_markets = frozenset(
+            "perp" if m in ("perp", "futures") else m for m in wait_markets
+        ) & frozenset(self.markets) if self._only_market is None else frozenset()
         self.host, self.speed, self.profile = host, float(speed), profile
         self.loop = loop
         self.faults = faults or FaultPlan()
@@ -114,6 +141,14 @@ class ReplayServer(FaultInjection):
             return defaults[name] if value == PROFILE_DEFAULT else value  # type: ignore
 
         self.rate_limit = pick("rate_limit", rate_limit)
+        #: per market: a tape of both markets holds each connection to its own market's
+        #: Binance limit (spot 5, futures 10 messages/s) unless one was given
+        self.rate_limits: dict[str, float | None] = dict.fromkeys(MARKETS, self.rate_limit)
+        if rate_limit == PROFILE_DEFAULT and self._only_market is None:
+            self.rate_limits = {
+                "spot": PROFILES["spot"]["rate_limit"],
+                "perp": PROFILES["futures"]["rate_limit"],
+            }
         self.ping_interval = pick("ping_interval", ping_interval)
         self.ping_timeout = pick("ping_timeout", ping_timeout)
         self.close_timeout = close_timeout
@@ -126,13 +161,16 @@ class ReplayServer(FaultInjection):
         if rest:
             from ingest.replay.rest import WEIGHT_LIMITS, RestServer
 
-            limit = (
-                WEIGHT_LIMITS[profile]
-                if rest_weight_limit == PROFILE_DEFAULT
-                else rest_weight_limit
-            )
+            if rest_weight_limit != PROFILE_DEFAULT:
+                limits = {m: rest_weight_limit for m in MARKETS}
+            elif self._only_market is not None:  # as before: the profile's limit
+                limits = {m: WEIGHT_LIMITS[profile] for m in MARKETS}
+            else:  # each market's own Binance limit
+                limits = {"spot": WEIGHT_LIMITS["spot"], "perp": WEIGHT_LIMITS["futures"]}
             self.rest = RestServer(
-                self, host=host, port=rest_port, weight_limit=limit,  # type: ignore
+                self, host=host, port=rest_port,
+                weight_limit=limits["spot" if profile == "spot" else "perp"],  # type: ignore
+                weight_limits=limits,  # type: ignore[arg-type]
                 window_s=rest_window_s, port_fallback=rest_port_fallback,
             )
         self._aggs_lock = threading.Lock()
@@ -144,11 +182,17 @@ class ReplayServer(FaultInjection):
         self._aloop: asyncio.AbstractEventLoop | None = None
         self._stop_async: asyncio.Event | None = None
 
-        kind_of = self.tape.kind_of
-        servable = {f"{s.lower()}@{kind_of[s]}" for s in self.tape.symbols}
-        servable |= {
-            f"{s.lower()}@aggTrade" for s in self.tape.symbols if kind_of[s] == "trade"
-        }
+        tape = self.tape
+        kind_of = tape.kind_of
+        servable: set[tuple[str, str]] = set()
+        for name in tape.symbols:
+            market, symbol = tape.instrument_of[name]
+            servable.add((market, f"{symbol.lower()}@{kind_of[name]}"))
+            if kind_of[name] == "trade":
+                servable.add((market, f"{symbol.lower()}@aggTrade"))
+        for name in tape.book_counts:
+            market, symbol = tape.instrument_of[name]
+            servable.add((market, f"{symbol.lower()}@{BOOK_KIND}"))
         self._servable = frozenset(servable)
         self._items: list[Item] = []
         # tape index of an aggregate's last trade -> the aggregate / its first trade
@@ -161,20 +205,34 @@ class ReplayServer(FaultInjection):
         # Each pass moves ids by the tape's span plus the seam (ids nobody ever has)
         # and times by the tape's duration + 1 s (ingest/replay/loop.py).
         self._id_span = trade_id_spans(self.tape, loop_seam_ids)
-        self._sub_span = aggtrade_sub_spans(self.tape.events, loop_seam_ids)
+        self._id_span.update(
+            {f"{n}@{BOOK_KIND}": span for n, span in book_id_spans(self.tape).items()}
+        )
+        self._sub_span = aggtrade_sub_spans(
+            self.tape.events, loop_seam_ids, self.tape.name_of
+        )
         self._time_shift_ms = pass_time_shift_ms(self.tape)
 
         self._tasks: set[asyncio.Task] = set()
         self._clients: dict[int, Client] = {}
-        self._fanout: dict[str, tuple[Client, ...]] = {}
+        self._fanout: dict[tuple[str, str], tuple[Client, ...]] = {}
         self._next_cid = 1
         self._active = 0
         self._listeners: asyncio.Event | None = None
         self._silence_over: asyncio.Event | None = None
 
         self.played = 0
+        self.played_by_market: dict[str, int] = dict.fromkeys(self.markets, 0)
         self.position = 0
         self.passes = 1
+        # the shared clock in tape terms (tape_clock_ms): the receive time reached,
+        # the one the player is waiting for and the wall time it is due at
+        first_recv = self.tape.events[0].recv_ns
+        self._clock_recv_ns = first_recv
+        self._clock_target_ns = first_recv
+        self._clock_due = 0.0
+        self._clock_pass = 0
+        self._clock_last_ms = -(2**62)
         self.ended = False
         self.faults_fired: list[dict] = []
         self.skipped_ids: dict[str, list[int]] = {}
@@ -190,7 +248,8 @@ class ReplayServer(FaultInjection):
         """Start listening in a background thread; return once it accepts clients."""
         if self._thread is not None or self._port is not None:
             raise RuntimeError("a ReplayServer can be started once")
-        self._items = [encode_event(ev) for ev in self.tape.events]
+        name_of = self.tape.name_of
+        self._items = [encode_event(ev, name_of(ev)) for ev in self.tape.events]
         self._thread = threading.Thread(
             target=self._thread_main, name="replay-server", daemon=True
         )
@@ -245,12 +304,27 @@ class ReplayServer(FaultInjection):
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"ws://{host}:{self.port}"
 
-    def url(self, kind: str = "trade", *, combined: bool = True) -> str:
-        """URL subscribing to ``kind`` for every symbol of the tape."""
-        names = "/".join(f"{s.lower()}@{kind}" for s in self.tape.symbols)
+    def url(
+        self, kind: str = "trade", *, combined: bool = True, market: str | None = None
+    ) -> str:
+        """URL subscribing to ``kind`` for every symbol of the tape (of ``market``:
+        needed when the tape holds two; perp URLs carry the ``/market`` prefix)."""
+        if market == "futures":
+            market = "perp"
+        if market is None:
+            if self._only_market is None:
+                raise ValueError(
+                    f"the tape holds markets {list(self.markets)}: pass market="
+                )
+            market = self._only_market
+        symbols = sorted(
+            {s for m, s in self.tape.instruments if m == market}
+        )
+        names = "/".join(f"{s.lower()}@{kind}" for s in symbols)
+        prefix = "/market" if market == "perp" and self._only_market is None else ""
         if combined:
-            return f"{self.ws_base}/stream?streams={names}"
-        return f"{self.ws_base}/ws/{names}"
+            return f"{self.ws_base}{prefix}/stream?streams={names}"
+        return f"{self.ws_base}{prefix}/ws/{names}"
 
     @property
     def rest_base(self) -> str | None:
@@ -263,10 +337,13 @@ class ReplayServer(FaultInjection):
         return self._time_shift_ms
 
     def id_span(self, symbol: str, kind: str, derived: bool) -> int:
-        """How far each loop pass moves ``symbol``'s ids of ``kind`` forward."""
+        """How far each loop pass moves ``symbol``'s ids of ``kind`` forward
+        (``symbol``: the tape's name, ``perp:BTCUSDT`` when on two markets)."""
         if kind == "aggTrade" and derived:
             self._ensure_aggs()
             return self._agg_span[symbol]
+        if kind == BOOK_KIND:
+            return self._id_span[f"{symbol}@{BOOK_KIND}"]
         return self._id_span[symbol]
 
     def sub_span(self, symbol: str, derived: bool) -> int:
@@ -281,8 +358,38 @@ class ReplayServer(FaultInjection):
 
     @property
     def streams(self) -> list[str]:
-        """Stream names this tape can serve (aggTrade is derived from trades)."""
-        return sorted(self._servable)
+        """Stream names this tape can serve (aggTrade is derived from trades); with
+        two markets each is prefixed by its market (``perp:btcusdt@trade``)."""
+        if self._only_market is not None:
+            return sorted(stream for _, stream in self._servable)
+        return sorted(f"{m}:{stream}" for m, stream in self._servable)
+
+    def tape_clock_ms(self) -> int:
+        """The tape time of "now" on the shared clock, in the EXCHANGE's time frame.
+
+        ``receive time reached by the player + tape.clock_offset_ms + pass × (duration
+        + 1 s)``, where at ``speed > 0`` the receive time moves with the wall clock
+        towards the next event (``× speed``, never past it): the recorded receive
+        clock mapped onto Binance's by the tape's offset (median ``E − receive``; the
+        2024 capture host ran ~1.27 s behind). Spot bookTicker frames carry no time,
+        so the feed stamps them with this in replay. Never goes backwards; callable
+        from any thread.
+        """
+        recv_ns = self._clock_recv_ns
+        target_ns = self._clock_target_ns
+        if self.speed and target_ns > recv_ns:
+            left_s = self._clock_due - time.monotonic()
+            ahead = target_ns - max(left_s, 0.0) * self.speed * 1e9
+            recv_ns = max(recv_ns, min(int(ahead), target_ns))
+        now_ms = (
+            recv_ns // 1_000_000
+            + self.tape.clock_offset_ms
+            + self._clock_pass * self._time_shift_ms
+        )
+        if now_ms < self._clock_last_ms:
+            return self._clock_last_ms
+        self._clock_last_ms = now_ms
+        return now_ms
 
     def status(self) -> dict:
         """Snapshot of the player and connections (safe to call from any thread)."""
@@ -299,6 +406,8 @@ class ReplayServer(FaultInjection):
             "connections_total": self.connections_total,
             "speed": self.speed,
             "profile": self.profile,
+            "markets": self._market_status(),
+            "tape_clock_ms": self.tape_clock_ms(),
             "faults_fired": [dict(f) for f in list(self.faults_fired)],
             "skipped_ids": copy_ranges(self.skipped_ids),
             "skipped_agg_ids": copy_ranges(self.skipped_agg_ids),
@@ -308,6 +417,24 @@ class ReplayServer(FaultInjection):
             "lifetime_closes": self.lifetime_closes,
             "rest": None if self.rest is None else self.rest.status(),
         }
+
+    def _market_status(self) -> dict[str, dict]:
+        tape = self.tape
+        out: dict[str, dict] = {}
+        for market in self.markets:
+            names = [tape.names[k] for k in tape.instruments if k[0] == market]
+            out[market] = {
+                "symbols": sorted(tape.instrument_of[n][1] for n in names),
+                "names": sorted(names),
+                "events": sum(tape.counts.get(n, 0) + tape.book_counts.get(n, 0)
+                              for n in names),
+                "trade_events": sum(tape.counts.get(n, 0) for n in names),
+                "book_events": sum(tape.book_counts.get(n, 0) for n in names),
+                "played": self.played_by_market.get(market, 0),
+                "ws_prefix": "" if market == "spot" or self._only_market else "/market",
+                "rest": None if self.rest is None else self.rest.market_status(market),
+            }
+        return out
 
     # -- thread / event loop -------------------------------------------------
 
@@ -383,7 +510,8 @@ class ReplayServer(FaultInjection):
 
     async def _handle(self, conn: ServerConnection) -> None:
         route = parse_path(conn.request.path if conn.request else "/ws")
-        client = Client(conn, self._next_cid, route.combined, route.micro)
+        market = self._only_market or route.market
+        client = Client(conn, self._next_cid, route.combined, route.micro, market)
         self._next_cid += 1
         self._clients[client.cid] = client
         self.connections_total += 1
@@ -397,10 +525,11 @@ class ReplayServer(FaultInjection):
             self._spawn(self._expire(client))
         try:
             async for message in conn:
-                if self.rate_limit and self._over_rate_limit(client):
+                limit = self.rate_limits[client.market]
+                if limit and self._over_rate_limit(client, limit):
                     log.warning(
                         "replay: client %d sent more than %s messages/s; closing 1008",
-                        client.cid, self.rate_limit,
+                        client.cid, limit,
                     )
                     await conn.close(1008, "Too many requests")
                     break
@@ -435,13 +564,13 @@ class ReplayServer(FaultInjection):
                  client.cid, self.max_lifetime_s)
         self._close_client(client, 1000, "max connection lifetime")
 
-    def _over_rate_limit(self, client: Client) -> bool:
+    def _over_rate_limit(self, client: Client, limit: float) -> bool:
         now = time.monotonic()
         times = client.msg_times
         times.append(now)
         while times and now - times[0] > 1.0:
             times.popleft()
-        return len(times) > self.rate_limit
+        return len(times) > limit
 
     def _forget(self, client: Client) -> None:
         client.closing = True
@@ -452,26 +581,31 @@ class ReplayServer(FaultInjection):
         for name in names:
             canon = canonical_stream(name)
             client.subs.setdefault(canon)
-            if canon.endswith("@aggTrade") and canon in self._servable:
+            if canon.endswith("@aggTrade") and (client.market, canon) in self._servable:
                 self._ensure_aggs()
         self._rebuild_fanout()
 
     def _rebuild_fanout(self) -> None:
-        fanout: dict[str, list[Client]] = {}
+        fanout: dict[tuple[str, str], list[Client]] = {}
         active = 0
+        served: set[str] = set()
         for client in self._clients.values():
             if client.closing:
                 continue
             serving = False
             for name in client.subs:
-                if name in self._servable:
-                    fanout.setdefault(name, []).append(client)
+                key = (client.market, name)
+                if key in self._servable:
+                    fanout.setdefault(key, []).append(client)
                     serving = True
+                    served.add(client.market)
             active += serving
         self._fanout = {k: tuple(v) for k, v in fanout.items()}
-        self._active = active
+        # wait_markets: the player starts (and at speed 0 runs) only while every one
+        # of those markets has a client
+        self._active = active if self.wait_markets <= served else 0
         if self._listeners is not None:
-            if active:
+            if self._active:
                 self._listeners.set()
             else:
                 self._listeners.clear()
@@ -498,17 +632,19 @@ class ReplayServer(FaultInjection):
             (i, ev) for i, ev in enumerate(self.tape.events) if ev.kind == "trade"
         ]
         pairs = aggregate_trades_indexed(ev for _, ev in trade_events)
-        index_of = {(ev.symbol, ev.trade_id): i for i, ev in trade_events}
+        index_of = {(ev.market, ev.symbol, ev.trade_id): i for i, ev in trade_events}
+        name_of = self.tape.name_of
         aggs: dict[int, Item] = {}
         agg_first: dict[int, int] = {}
         first: dict[str, int] = {}
         last: dict[str, int] = {}
         for sub_index, agg in pairs:
             done_at = trade_events[sub_index][0]
-            aggs[done_at] = encode_event(agg)
-            agg_first[done_at] = index_of[(agg.symbol, agg.data["f"])]
-            first.setdefault(agg.symbol, agg.trade_id)
-            last[agg.symbol] = agg.trade_id
+            name = name_of(agg)
+            aggs[done_at] = encode_event(agg, name)
+            agg_first[done_at] = index_of[(agg.market, agg.symbol, agg.data["f"])]
+            first.setdefault(name, agg.trade_id)
+            last[name] = agg.trade_id
         self._agg_span = id_range_spans(first, last, self.loop_seam_ids)
         self._agg_first = agg_first
         self._aggs = aggs
@@ -522,8 +658,10 @@ class ReplayServer(FaultInjection):
     ) -> Item:
         """Re-encode an event for a later loop pass and/or microsecond clients."""
         data = item.event.data
-        sym = item.event.symbol
-        if data.get("e") == "aggTrade":
+        sym = item.name
+        if item.event.kind == BOOK_KIND:
+            span, sub = self._id_span[f"{sym}@{BOOK_KIND}"], 0
+        elif data.get("e") == "aggTrade":
             span = self._agg_span[sym] if derived else self._id_span[sym]
             sub = self._id_span[sym] if derived else self._sub_span.get(sym, 0)
         else:
@@ -532,10 +670,14 @@ class ReplayServer(FaultInjection):
             data, pass_index, time_shift_ms=self._time_shift_ms, id_span=span, sub_span=sub
         )
         if micro:
-            data["T"] *= 1000
-            data["E"] *= 1000
+            for key in ("T", "E"):
+                if key in data:
+                    data[key] *= 1000
         bare = orjson.dumps(data)
-        return Item(item.stream, bare, wrap(item.stream.encode(), bare), item.event)
+        return Item(
+            item.stream, bare, wrap(item.stream.encode(), bare), item.event, item.name,
+            item.route,
+        )
 
     # -- the player --------------------------------------------------------------
 
@@ -555,10 +697,13 @@ class ReplayServer(FaultInjection):
 
         await listeners.wait()  # the clock starts at the first subscription
         clock0 = aloop.time()
+        # tape_clock_ms reads time.monotonic(); the loop's clock may be another one
+        mono_minus_loop = time.monotonic() - clock0
         acc_s = 0.0
         prev_recv = items[0].event.recv_ns
         pass_index = 0
         since_yield = 0
+        played_by_market = self.played_by_market
         while True:
             for i in range(n):
                 pos = self.position
@@ -573,9 +718,12 @@ class ReplayServer(FaultInjection):
                 recv = item.event.recv_ns
                 if recv > prev_recv:
                     gap = recv - prev_recv
+                    self._clock_recv_ns = prev_recv
                     prev_recv = recv
                     if speed:
                         acc_s += min(gap, cap_ns) / 1e9 / speed
+                        self._clock_due = clock0 + acc_s + mono_minus_loop
+                    self._clock_target_ns = recv
                 if skip_lo <= pos < skip_hi:
                     self._record_skip(item, i)
                     self.position = pos + 1
@@ -587,8 +735,9 @@ class ReplayServer(FaultInjection):
                         since_yield = 0
                 elif not self._active:
                     await listeners.wait()
+                self._clock_recv_ns = prev_recv  # this event's moment has come
                 fanout = self._fanout
-                clients = fanout.get(item.stream)
+                clients = fanout.get(item.route)
                 if clients:
                     await self._deliver(clients, item, pass_index, False)
                 agg = self._aggs.get(i) if self._aggs is not None else None
@@ -597,12 +746,13 @@ class ReplayServer(FaultInjection):
                         # some of its trades were skipped: the aggregate is lost too,
                         # so aggTrade clients see an id gap just like trade clients
                         agg_id = agg.event.trade_id
-                        extend_range(self.skipped_agg_ids, agg.event.symbol, agg_id)
+                        extend_range(self.skipped_agg_ids, agg.name, agg_id)
                     else:
-                        clients = fanout.get(agg.stream)
+                        clients = fanout.get(agg.route)
                         if clients:
                             await self._deliver(clients, agg, pass_index, True)
                 self.played += 1
+                played_by_market[item.route[0]] += 1
                 self.position = pos + 1
                 since_yield += 1
                 if since_yield >= YIELD_EVERY:
@@ -615,6 +765,8 @@ class ReplayServer(FaultInjection):
             pass_index += 1
             self.passes = pass_index + 1
             prev_recv = items[0].event.recv_ns
+            self._clock_recv_ns = self._clock_target_ns = prev_recv
+            self._clock_pass = pass_index
             if speed:
                 acc_s += 1.0 / speed
             log.info("replay: looped pass %d (data is a looped recording)", self.passes)

@@ -11,6 +11,15 @@ id or None when it was stored already (``_insert_event``), how states are upsert
 the alert service keeps the batch and retries), and its placeholder (``_P``). Writes
 whose SQL differs by dialect (inserting a rule and getting its id, restoring one) stay
 in the backend.
+
+Delivery (#20): ``alert_channels`` (kind, name, url, secret) and the outbox
+``alert_deliveries``, one row per ``(event_id, channel_id)``, inserted by :meth:`save`
+in the SAME transaction as the event (so an event stored is an event that will be
+delivered, crash or not), with its payload (:func:`ingest.delivery.payload.
+event_payload`). Statuses: ``pending`` (never tried), ``retrying`` (tried, due again at
+``next_attempt_ms``), ``delivered``, ``failed`` (given up: max age, a permanent refusal,
+its channel deleted). The worker (:mod:`ingest.delivery.worker`) reads the open rows
+(:meth:`open_deliveries`) and writes each attempt's outcome (:meth:`record_attempt`).
 """
 
 from __future__ import annotations
@@ -19,15 +28,77 @@ import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 
 from analytics.alerts import RuleState
+from ingest.delivery.payload import event_payload
 from ingest.store.interface import AlertStore, NewEvent, StoredEvent, StoredRule, StoreError
 
-__all__ = ["MAX_EVENTS", "SqlAlertStore", "now_ms", "real"]
+__all__ = ["DELIVERY_STATUSES", "MAX_EVENTS", "OPEN_STATUSES", "SqlAlertStore",
+           "StoredChannel", "StoredDelivery", "now_ms", "real"]
 
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 10_000
+DELIVERY_STATUSES = ("pending", "retrying", "delivered", "failed")
+OPEN_STATUSES = ("pending", "retrying")
+_DELIVERY_COLUMNS = (
+    "d.id, d.event_id, d.rule_id, d.channel_id, d.status, d.attempts, d.last_error, "
+    "d.last_status, d.created_ms, d.next_attempt_ms, d.delivered_ms, d.latency_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChannel:
+    """A delivery channel as stored (``secret`` never leaves the ingest side: the API
+    shows :func:`ingest.delivery.channels.channel_json`)."""
+
+    id: int
+    kind: str
+    name: str
+    url: str
+    secret: str | None
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StoredDelivery:
+    """One outbox row (``payload``: the JSON text sent; empty in log reads)."""
+
+    id: int
+    event_id: int
+    rule_id: int
+    channel_id: int
+    status: str
+    attempts: int
+    last_error: str | None
+    last_status: int | None
+    created_ms: int
+    next_attempt_ms: int
+    delivered_ms: int | None
+    latency_ms: float | None
+    payload: str = ""
+    channel_name: str | None = None
+
+    def as_json(self) -> dict:
+        """The row of ``GET /api/alerts/deliveries``."""
+        return {
+            "id": self.id, "event_id": self.event_id, "rule_id": self.rule_id,
+            "channel_id": self.channel_id, "channel_name": self.channel_name,
+            "status": self.status, "attempts": self.attempts, "last_error": self.last_error,
+            "last_status": self.last_status, "created_ms": self.created_ms,
+            "delivered_ms": self.delivered_ms, "latency_ms": self.latency_ms,
+            "next_attempt_ms": self.next_attempt_ms if self.status in OPEN_STATUSES
+            else None,
+        }
+
+
+def _delivery(r, payload: str = "", channel_name: str | None = None) -> StoredDelivery:
+    return StoredDelivery(
+        int(r[0]), int(r[1]), int(r[2]), int(r[3]), r[4], int(r[5]), r[6],
+        None if r[7] is None else int(r[7]), int(r[8]), int(r[9]),
+        None if r[10] is None else int(r[10]), None if r[11] is None else float(r[11]),
+        payload, channel_name)
 
 
 def now_ms() -> int:
@@ -120,6 +191,8 @@ class SqlAlertStore(AlertStore):
                 if event_id is not None:
                     stored.append(StoredEvent(event_id, ev.rule_id, ev.data_ts, now,
                                               ev.value, ev.threshold, ev.description))
+            if stored:
+                self._enqueue(conn, stored, now)
             self._save_states(conn, [
                 (rid, s.armed, real(s.last_value), s.frontier_ts, s.last_fired_ts)
                 for rid, s in states.items() if rid in live])
@@ -163,3 +236,150 @@ class SqlAlertStore(AlertStore):
     def last_event_id(self) -> int:
         (row,) = self._read("SELECT coalesce(max(id), 0) FROM alert_events")
         return int(row[0])
+
+    # ------------------------------------------------------------------ delivery (#20)
+    def _enqueue(self, conn, stored: list[StoredEvent], now: int) -> None:
+        """One outbox row per (event, channel of its rule that exists), in the caller's
+        transaction, with the payload as it will be sent."""
+        rule_ids = sorted({e.rule_id for e in stored})
+        specs: dict[int, dict] = {}
+        for rid in rule_ids:
+            row = conn.execute(self._sql("SELECT spec FROM alert_rules WHERE id = ?"),
+                               (rid,)).fetchone()
+            try:
+                specs[rid] = json.loads(row[0]) if row else {}
+            except ValueError:
+                specs[rid] = {}
+        if not any(specs[r].get("channels") for r in rule_ids):
+            return
+        existing = {int(r[0]) for r in conn.execute("SELECT id FROM alert_channels")}
+        rows = []
+        for ev in stored:
+            spec = specs[ev.rule_id]
+            channels = [c for c in spec.get("channels") or () if c in existing]
+            if not channels:
+                continue
+            body = json.dumps(event_payload(
+                ev.id, ev.rule_id, spec, description=ev.description, value=ev.value,
+                threshold=ev.threshold, data_ts=ev.data_ts, fired_ms=ev.fired_ms),
+                separators=(",", ":"))
+            rows += [(ev.id, ev.rule_id, int(c), "pending", 0, now, now, body)
+                     for c in channels]
+        if rows:  # a cursor's executemany: sqlite3 and psycopg connections alike
+            conn.cursor().executemany(self._sql(
+                "INSERT INTO alert_deliveries (event_id, rule_id, channel_id, status, "
+                "attempts, created_ms, next_attempt_ms, payload) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"), rows)
+
+    @staticmethod
+    def _channel(r) -> StoredChannel:
+        return StoredChannel(int(r[0]), r[1], r[2], r[3], r[4], int(r[5]), int(r[6]))
+
+    def channels(self) -> list[StoredChannel]:
+        rows = self._read("SELECT id, kind, name, url, secret, created_ms, updated_ms "
+                          "FROM alert_channels ORDER BY id")
+        return [self._channel(r) for r in rows]
+
+    def channel(self, channel_id: int) -> StoredChannel | None:
+        rows = self._read(self._sql(
+            "SELECT id, kind, name, url, secret, created_ms, updated_ms "
+            "FROM alert_channels WHERE id = ?"), (int(channel_id),))
+        return self._channel(rows[0]) if rows else None
+
+    def insert_channel(self, kind: str, name: str, url: str,
+                       secret: str | None) -> StoredChannel:
+        now = now_ms()
+
+        def run(conn):
+            (cid,) = conn.execute(self._sql(
+                "INSERT INTO alert_channels (kind, name, url, secret, created_ms, updated_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id"),
+                (kind, name, url, secret, now, now)).fetchone()
+            return StoredChannel(int(cid), kind, name, url, secret, now, now)
+
+        return self._write(run)
+
+    def update_channel(self, channel_id: int, kind: str, name: str, url: str,
+                       secret: str | None) -> StoredChannel | None:
+        now = now_ms()
+
+        def run(conn):
+            n = conn.execute(self._sql(
+                "UPDATE alert_channels SET kind = ?, name = ?, url = ?, secret = ?, "
+                "updated_ms = ? WHERE id = ?"),
+                (kind, name, url, secret, now, int(channel_id))).rowcount
+            if not n:
+                return None
+            (created,) = conn.execute(self._sql(
+                "SELECT created_ms FROM alert_channels WHERE id = ?"),
+                (int(channel_id),)).fetchone()
+            return StoredChannel(int(channel_id), kind, name, url, secret, int(created), now)
+
+        return self._write(run)
+
+    def delete_channel(self, channel_id: int) -> bool:
+        """Delete a channel; its open deliveries fail ("channel deleted"), its log
+        stays."""
+        now = now_ms()
+
+        def run(conn):
+            n = conn.execute(self._sql("DELETE FROM alert_channels WHERE id = ?"),
+                             (int(channel_id),)).rowcount
+            conn.execute(self._sql(
+                "UPDATE alert_deliveries SET status = 'failed', last_error = ?, "
+                "next_attempt_ms = ? WHERE channel_id = ? AND status IN "
+                "('pending', 'retrying')"), ("channel deleted", now, int(channel_id)))
+            return n > 0
+
+        return self._write(run)
+
+    def open_deliveries(self, limit: int = 5000, per_lane: int = 200) -> list[StoredDelivery]:
+        """Rows not delivered nor given up, oldest first (with their payload): at most
+        ``per_lane`` of each (rule, channel), so one long backlog cannot hide the
+        other lanes from the worker."""
+        rows = self._read(self._sql(
+            f"SELECT {_DELIVERY_COLUMNS}, d.payload FROM (SELECT *, row_number() OVER "
+            "(PARTITION BY rule_id, channel_id ORDER BY id) AS k FROM alert_deliveries "
+            "WHERE status IN ('pending', 'retrying')) d WHERE d.k <= ? ORDER BY d.id LIMIT ?"),
+            (int(per_lane), int(limit)))
+        return [_delivery(r, r[12]) for r in rows]
+
+    def record_attempt(self, delivery_id: int, *, status: str, attempts: int,
+                       last_error: str | None, last_status: int | None,
+                       next_attempt_ms: int, delivered_ms: int | None = None,
+                       latency_ms: float | None = None) -> None:
+        """The outcome of one attempt (the worker's only write)."""
+        if status not in DELIVERY_STATUSES:
+            raise ValueError(f"unknown delivery status {status!r}")
+
+        def run(conn):
+            conn.execute(self._sql(
+                "UPDATE alert_deliveries SET status = ?, attempts = ?, last_error = ?, "
+                "last_status = ?, next_attempt_ms = ?, delivered_ms = ?, latency_ms = ? "
+                "WHERE id = ?"),
+                (status, int(attempts), last_error, last_status, int(next_attempt_ms),
+                 delivered_ms, real(latency_ms), int(delivery_id)))
+
+        self._write(run)
+
+    def deliveries(self, *, rule_id: int | None = None, channel_id: int | None = None,
+                   status: str | None = None, event_id: int | None = None,
+                   limit: int = 200) -> list[StoredDelivery]:
+        """The delivery log, newest first, with each channel's name (None once the
+        channel is deleted)."""
+        where, args = [], []
+        for col, v in (("d.rule_id", rule_id), ("d.channel_id", channel_id),
+                       ("d.event_id", event_id)):
+            if v is not None:
+                where.append(f"{col} = ?")
+                args.append(int(v))
+        if status is not None:
+            where.append("d.status = ?")
+            args.append(str(status))
+        sql = (f"SELECT {_DELIVERY_COLUMNS}, c.name FROM alert_deliveries d "
+               "LEFT JOIN alert_channels c ON c.id = d.channel_id")
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY d.id DESC LIMIT ?"
+        args.append(max(1, min(int(limit), MAX_EVENTS)))
+        return [_delivery(r, "", r[12]) for r in self._read(self._sql(sql), args)]

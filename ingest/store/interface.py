@@ -20,7 +20,9 @@ Instruments: trades, bars, gaps and breaks are keyed by ``(venue, market, symbol
 venue and market (``default_market``, the run's ``--market``), ``perp:BTCUSDT`` names
 one explicitly. What a store returns keyed by text uses the same names
 (:meth:`TradeStore.name`), so a one-market run says ``"BTCUSDT"`` everywhere, as before,
-and a name a store returned always resolves back to the same instrument.
+and a name a store returned always resolves back to the same instrument. A run calls
+:meth:`TradeStore.use_universe` so the store names its instruments as the run does
+(``spot:BTCUSDT`` and ``perp:BTCUSDT`` when both are ingested; docs/markets.md).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ import numpy as np
 from analytics.instruments import DEFAULT_VENUE, Instrument, normalize_market, parse_instrument
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from analytics.alerts import RuleState
     from analytics.bars import Bars
     from analytics.upload import OhlcUpload
@@ -218,7 +222,8 @@ class NewEvent:
 
 # ------------------------------------------------------------------------ trade store
 class TradeStore(ABC):
-    """Trades, 1 s bars, gaps and session breaks of the ingested instruments.
+    """Trades, 1 s bars, 1 s top-of-book bars (docs/book.md), gaps and session breaks
+    of the ingested instruments.
 
     Writes (``add_*``, ``mark_gap_filled``, ``rebuild_bars``) are queued, O(1), callable
     from any thread, and committed by ONE writer thread in batches, in the order they
@@ -257,7 +262,10 @@ class TradeStore(ABC):
         cache = self.__dict__.setdefault("_instrument_cache", {})
         inst = cache.get(ref)
         if inst is None:
-            if ":" in ref:
+            universe = self.__dict__.get("_universe")
+            if universe is not None and ref in self.__dict__["_universe_names"]:
+                inst = universe.by_name(ref)
+            elif ":" in ref:
                 inst = parse_instrument(ref, self.default_market)
             else:
                 inst = Instrument(DEFAULT_VENUE, self.default_market, ref)
@@ -267,10 +275,28 @@ class TradeStore(ABC):
 
     def name(self, inst: Instrument) -> str:
         """The store's name of ``inst``: the bare symbol on the default venue and
-        market, else ``inst.key`` (``perp:BTCUSDT``)."""
+        market, else ``inst.key`` (``perp:BTCUSDT``). After :meth:`use_universe`, the
+        run's name (:meth:`analytics.instruments.Universe.name`) for its instruments;
+        other stored instruments keep the rule above unless their bare symbol is a
+        universe name of another instrument (then ``inst.key``: names never collide)."""
+        universe = self.__dict__.get("_universe")
+        if universe is not None:
+            if inst in universe:
+                return universe.name(inst)
+            if inst.symbol in self.__dict__["_universe_names"]:
+                return inst.key
         if inst.venue == DEFAULT_VENUE and inst.market == self.default_market:
             return inst.symbol
         return inst.key
+
+    def use_universe(self, universe) -> None:
+        """Name instruments as the run does (``Universe``): ``name()`` and
+        ``instrument()`` then agree with it, so ``spot:BTCUSDT`` read from the store,
+        a ring and a URL are one instrument; a one-market run's names are unchanged.
+        Called by the runtime before the restore (no reader has cached a name yet)."""
+        self.__dict__["_universe_names"] = frozenset(universe.names)
+        self.__dict__["_universe"] = universe
+        self.__dict__["_instrument_cache"] = {}
 
     # -- lifecycle ------------------------------------------------------------------
     @property
@@ -328,6 +354,12 @@ class TradeStore(ABC):
         """Queue a closed 1 s bar, a tuple in ``analytics.bars.BAR_FIELDS`` order
         (``ValueError`` if it has another width). A later row for the same instrument
         and ``ts`` replaces it (a bucket re-closed after late trades)."""
+
+    @abstractmethod
+    def add_book_bar(self, instrument: InstrumentRef, book_row: tuple) -> None:
+        """Queue a closed 1 s top-of-book bar, a tuple in ``analytics.book.BOOK_FIELDS``
+        order (``ValueError`` if it has another width). A later row for the same
+        instrument and ``ts`` replaces it (the open bar flushed at shutdown)."""
 
     @abstractmethod
     def add_gap(
@@ -406,6 +438,14 @@ class TradeStore(ABC):
     ) -> Bars:
         """Stored 1 s bars with ``start_ms <= ts < end_ms`` (``analytics.bars.Bars``,
         ``tf_ms=1000``); bars without trades report ids of -1."""
+
+    @abstractmethod
+    def read_book_bars(
+        self, instrument: InstrumentRef, start_ms: int | None = None, end_ms: int | None = None
+    ) -> pd.DataFrame:
+        """Stored 1 s book bars with ``start_ms <= ts < end_ms``, ordered by ``ts``: a
+        frame with the ``analytics.book.BOOK_FIELDS`` columns (their ``BOOK_DTYPES``),
+        empty (same columns) for an instrument without book data."""
 
     @abstractmethod
     def read_gaps(self, instrument: InstrumentRef | None = None) -> list[Gap]:

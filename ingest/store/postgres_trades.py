@@ -1,4 +1,4 @@
-"""PostgreSQL trade store: ticks, closed 1 s bars, feed gaps and session breaks.
+"""PostgreSQL trade store: ticks, closed 1 s bars and book bars, gaps, session breaks.
 
 The same shape as the SQLite store (callers enqueue, O(1); ONE writer thread owns the
 only write connection and commits a batch per transaction), with what makes PostgreSQL
@@ -32,10 +32,12 @@ import os
 import threading
 
 import numpy as np
+import pandas as pd
 import psycopg
 
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.instruments import Instrument, normalize_market
+from ingest.store.book_rows import BOOK_COLUMN_LIST, book_frame, empty_book_frame
 from ingest.store.interface import Break, Gap, InstrumentRef, TradeColumns
 from ingest.store.postgres_conn import connect, orphan, safe_url
 from ingest.store.postgres_lock import release_writer_lock, take_writer_lock
@@ -84,6 +86,14 @@ _UPSERT_BAR = (
     + ", ".join(["%s"] * len(BAR_FIELDS)) + ") ON CONFLICT (inst, ts) DO UPDATE SET "
     + ", ".join(f"{f} = excluded.{f}" for f in BAR_FIELDS if f != "ts")
 )
+_UPSERT_BOOK = (
+    f"INSERT INTO book_bars (inst, {BOOK_COLUMN_LIST}) VALUES "
+    "(%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (inst, ts) DO UPDATE SET "
+    "bid = excluded.bid, ask = excluded.ask, bid_qty = excluded.bid_qty, "
+    "ask_qty = excluded.ask_qty, spread_bps_twa = excluded.spread_bps_twa, "
+    "updates = excluded.updates"
+)
+_BOOK_SELECT = f"SELECT {BOOK_COLUMN_LIST} FROM book_bars WHERE inst = %s"
 _UPSERT_GAP = (
     "INSERT INTO gaps (inst, first_id, last_id, detected_ms, filled_ms) "
     "VALUES (%s, %s, %s, %s, NULL) ON CONFLICT (inst, first_id) "
@@ -355,6 +365,7 @@ class PostgresTradeStore(InstrumentReads, WriterStore):
         ids = self._ids
         rejected = 0
         work = [(_UPSERT_BAR, [(ids[k], *row) for k, row in batch.bars]),
+                (_UPSERT_BOOK, [(ids[k], *row) for k, row in batch.book_bars]),
                 (_UPSERT_GAP, [(ids[k], a, b, d) for k, a, b, d in batch.gaps]),
                 (_FILL_GAP, [(ms, ids[k], first) for k, ms, first in batch.fills])]
         with conn.cursor() as cur:
@@ -512,6 +523,21 @@ class PostgresTradeStore(InstrumentReads, WriterStore):
         arr = self._array(sql + " ORDER BY ts", params, _BAR_DTYPE)
         return Bars.from_columns({f: np.ascontiguousarray(arr[f]) for f in BAR_FIELDS},
                                  tf_ms=1000)
+
+    def read_book_bars(self, instrument: InstrumentRef, start_ms: int | None = None,
+                       end_ms: int | None = None) -> pd.DataFrame:
+        inst = self._inst(instrument)
+        if inst is None:
+            return empty_book_frame()
+        sql, params = _BOOK_SELECT, [inst]
+        if start_ms is not None:
+            sql += " AND ts >= %s"
+            params.append(int(start_ms))
+        if end_ms is not None:
+            sql += " AND ts < %s"
+            params.append(int(end_ms))
+        return self._pool.run(
+            lambda conn: book_frame(conn.execute(sql + " ORDER BY ts", params).fetchall()))
 
     def missing_ranges(self, instrument: InstrumentRef, first_id: int, last_id: int
                        ) -> list[tuple[int, int]]:

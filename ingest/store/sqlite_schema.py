@@ -10,6 +10,8 @@ which an older build checks and so refuses a newer file instead of misreading it
 * 1: trades, bars and gaps keyed by ``symbol`` alone (the schema before instruments;
   its ``user_version`` is 0, ``meta.schema_version`` '1').
 * 2: trades, bars_1s, gaps and session_breaks keyed by ``(venue, market, symbol, ...)``.
+* 3: adds ``book_bars`` (closed 1 s top-of-book bars, docs/book.md); nothing else
+  changes, so the step only creates that table.
 
 A fresh file gets :data:`TABLES` at once. An older one runs each step of
 :data:`MIGRATIONS` above its version, all in ONE transaction (a crash half-way leaves the
@@ -30,7 +32,7 @@ from ingest.store.interface import SchemaError
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # No index on trades(..., time_ms): for trade time monotonic in trade_id (Binance
 # assigns both at match time) a time range is found as an id range by binary search on
@@ -68,6 +70,23 @@ CREATE TABLE IF NOT EXISTS bars_1s (
     buy_volume    REAL,
     first_id      INTEGER,
     last_id       INTEGER,
+    PRIMARY KEY (venue, market, symbol, ts)
+) WITHOUT ROWID"""
+
+# Closed 1 s top-of-book bars (analytics.book.BOOK_FIELDS), keyed like bars_1s; only
+# seconds with at least one best bid/ask update have a row (readers carry forward).
+BOOK_BARS = """
+CREATE TABLE IF NOT EXISTS book_bars (
+    venue           TEXT NOT NULL,
+    market          TEXT NOT NULL,
+    symbol          TEXT NOT NULL,
+    ts              INTEGER NOT NULL,  -- bucket start, ms (T on futures, receive on spot)
+    bid             REAL,
+    ask             REAL,
+    bid_qty         REAL,
+    ask_qty         REAL,
+    spread_bps_twa  REAL,
+    updates         INTEGER,
     PRIMARY KEY (venue, market, symbol, ts)
 ) WITHOUT ROWID"""
 
@@ -170,10 +189,42 @@ CREATE TABLE IF NOT EXISTS alert_events (
     UNIQUE (rule_id, data_ts)
 )""",
     "CREATE INDEX IF NOT EXISTS alert_events_fired ON alert_events (fired_ms)",
+    # alert delivery (#20): channels and the outbox, one row per (event, channel)
+    """
+CREATE TABLE IF NOT EXISTS alert_channels (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind        TEXT    NOT NULL,
+    name        TEXT    NOT NULL,
+    url         TEXT    NOT NULL,
+    secret      TEXT,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+)""",
+    """
+CREATE TABLE IF NOT EXISTS alert_deliveries (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    event_id         INTEGER NOT NULL,
+    rule_id          INTEGER NOT NULL,
+    channel_id       INTEGER NOT NULL,
+    status           TEXT    NOT NULL,
+    attempts         INTEGER NOT NULL,
+    last_error       TEXT,
+    last_status      INTEGER,
+    created_ms       INTEGER NOT NULL,
+    next_attempt_ms  INTEGER NOT NULL,
+    delivered_ms     INTEGER,
+    latency_ms       REAL,
+    payload          TEXT    NOT NULL,
+    UNIQUE (event_id, channel_id)
+)""",
+    "CREATE INDEX IF NOT EXISTS alert_deliveries_open ON alert_deliveries (status, id)",
+    "CREATE INDEX IF NOT EXISTS alert_deliveries_rule ON alert_deliveries (rule_id, id)",
 )
 
 #: Every table of the current version, in creation order.
-TABLES: tuple[str, ...] = (TRADES, BARS, GAPS, BREAKS, META, *DATASET_TABLES, *ALERT_TABLES)
+TABLES: tuple[str, ...] = (
+    TRADES, BARS, BOOK_BARS, GAPS, BREAKS, META, *DATASET_TABLES, *ALERT_TABLES
+)
 
 #: v1 -> v2 copy of each instrument table: the v1 columns, with (venue, market) put
 #: in front. Literal SQL (no identifiers spliced in at run time).
@@ -221,10 +272,17 @@ def _to_v2(conn: sqlite3.Connection, market: str) -> None:
                  table, moved, DEFAULT_VENUE, market)
 
 
+def _to_v3(conn: sqlite3.Connection, market: str) -> None:
+    """Top of book: the ``book_bars`` table (no existing row changes)."""
+    conn.execute(BOOK_BARS)
+    log.info("store migration v3: book_bars created")
+
+
 #: (version reached, step). A step runs inside the migration's transaction and gets
 #: the market of rows that carry none. Adding a version = one entry here.
 MIGRATIONS: tuple[tuple[int, Callable[[sqlite3.Connection, str], None]], ...] = (
     (2, _to_v2),
+    (3, _to_v3),
 )
 
 

@@ -1,4 +1,4 @@
-"""SQLite trade store: ticks, closed 1 s bars, feed gaps and session breaks.
+"""SQLite trade store: ticks, closed 1 s bars and book bars, feed gaps, session breaks.
 
 cryptofeed's backend pattern, shared with every backend in :mod:`ingest.store.writer`:
 callers enqueue (O(1), never blocks the feed thread) and ONE writer thread owns the only
@@ -25,10 +25,12 @@ from pathlib import Path
 from urllib.parse import quote
 
 import numpy as np
+import pandas as pd
 
 from analytics.bars import BAR_FIELDS, Bars
 from analytics.instruments import Instrument, normalize_market
 from ingest.models import Trade
+from ingest.store.book_rows import BOOK_COLUMN_LIST, book_frame
 from ingest.store.interface import Break, Gap, InstrumentRef, TradeColumns
 from ingest.store.sqlite_schema import SCHEMA_VERSION, check_readable, ensure_schema
 from ingest.store.trade_reads import InstrumentReads, missing_ranges_of
@@ -50,6 +52,12 @@ _UPSERT_BAR = (
     "INSERT OR REPLACE INTO bars_1s (venue, market, symbol, " + ", ".join(BAR_FIELDS)
     + ") VALUES (" + ", ".join("?" * (3 + len(BAR_FIELDS))) + ")"
 )
+# A book bar flushed open at shutdown may be closed again: the newest version wins.
+_UPSERT_BOOK = (
+    f"INSERT OR REPLACE INTO book_bars (venue, market, symbol, {BOOK_COLUMN_LIST}) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_BOOK_SELECT = f"SELECT {BOOK_COLUMN_LIST} FROM book_bars WHERE {_KEY}"
 # The same gap detected twice (e.g. after a reconnect) keeps its first detection time
 # and fill state; only a wider upper bound is taken over.
 _UPSERT_GAP = (
@@ -276,6 +284,7 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
         trades = [(t.venue, t.market, t.symbol, t.trade_id, t.time_ms, t.price, t.qty,
                    t.buyer_is_maker) for t in batch.trades]
         bars = [(*key, *row) for key, row in batch.bars]
+        books = [(*key, *row) for key, row in batch.book_bars]
         gaps = [(*key, first, last, detected) for key, first, last, detected in batch.gaps]
         fills = [(filled, *key, first) for key, filled, first in batch.fills]
         conn.execute("BEGIN IMMEDIATE")
@@ -286,6 +295,8 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
                     inserted = conn.executemany(_INSERT_TRADE, trades).rowcount
                 if bars:
                     conn.executemany(_UPSERT_BAR, bars)
+                if books:
+                    conn.executemany(_UPSERT_BOOK, books)
                 if gaps:
                     conn.executemany(_UPSERT_GAP, gaps)
                 if fills:
@@ -295,7 +306,8 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
                               self._path)
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN IMMEDIATE")
-                inserted, rejected = self._write_rows(conn, trades, bars, gaps, fills)
+                inserted, rejected = self._write_rows(conn, trades, bars, gaps, fills,
+                                                      books)
             self._rebuild(conn, batch.steps)
             conn.execute("COMMIT")
         except BaseException:
@@ -321,11 +333,11 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
             hi = 2**63 - 1 if hi is None else hi
             conn.execute(_REBUILD_BARS, (*key, lo, hi, start_ms, end_ms))
 
-    def _write_rows(self, conn, trades, bars, gaps, fills) -> tuple[int, int]:
+    def _write_rows(self, conn, trades, bars, gaps, fills, books=()) -> tuple[int, int]:
         """Slow path for a batch holding a malformed row: skip just the bad rows."""
         inserted = rejected = 0
         for sql, rows in (
-            (_INSERT_TRADE, trades), (_UPSERT_BAR, bars),
+            (_INSERT_TRADE, trades), (_UPSERT_BAR, bars), (_UPSERT_BOOK, books),
             (_UPSERT_GAP, gaps), (_FILL_GAP, fills),
         ):
             for row in rows:
@@ -509,6 +521,21 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
         return Bars.from_columns(
             {f: np.ascontiguousarray(arr[f]) for f in BAR_FIELDS}, tf_ms=1000
         )
+
+    def read_book_bars(
+        self, instrument: InstrumentRef, start_ms: int | None = None,
+        end_ms: int | None = None,
+    ) -> pd.DataFrame:
+        """1 s book bars with ``start_ms <= ts < end_ms``, ordered by ts."""
+        sql = _BOOK_SELECT
+        params: list = [*self._key(instrument)]
+        if start_ms is not None:
+            sql += " AND ts >= ?"
+            params.append(int(start_ms))
+        if end_ms is not None:
+            sql += " AND ts < ?"
+            params.append(int(end_ms))
+        return book_frame(self._reader().execute(sql + " ORDER BY ts", params))
 
     def missing_ranges(
         self, instrument: InstrumentRef, first_id: int, last_id: int

@@ -26,6 +26,7 @@ import time
 import numpy as np
 
 from analytics.bars import BAR_FIELDS
+from analytics.book import BOOK_FIELDS
 from ingest.models import Trade
 from ingest.store.interface import InstrumentRef, TradeStore
 
@@ -39,6 +40,7 @@ RETRY_MAX_S = 5.0
 # Queue tags for everything that is not a Trade (trades go in as they are: no tuple to
 # build on the feed thread). Items: (tag, (venue, market, symbol), *values).
 BAR, GAP, FILL, FLUSH, REBUILD, BREAK = "bar", "gap", "fill", "flush", "rebuild", "break"
+BOOK = "book"
 _STOP = object()
 
 
@@ -55,33 +57,36 @@ class Batch:
     """What one transaction writes, as queued. Trades stay ``Trade`` objects until the
     backend binds them: no tuple is built per trade on the hot path twice.
 
-    ``bars``: ``(key, bar_row)``; ``gaps``: ``(key, first_id, last_id, detected_ms)``;
+    ``bars``: ``(key, bar_row)``; ``book_bars``: ``(key, book_row)``; ``gaps``: ``(key, first_id, last_id, detected_ms)``;
     ``fills``: ``(key, filled_ms, first_id)``; ``steps``: rebuilds
     ``(REBUILD, key, start_ms, end_ms)`` and breaks
     ``(BREAK, key, ts_ms, reason, created_at)`` in queue order (a rebuild must see the
     trades queued before it, so steps run last, in the same transaction).
     """
 
-    __slots__ = ("trades", "bars", "gaps", "fills", "steps")
+    __slots__ = ("trades", "bars", "book_bars", "gaps", "fills", "steps")
 
     def __init__(self) -> None:
         self.trades: list[Trade] = []
         self.bars: list = []
+        self.book_bars: list = []
         self.gaps: list = []
         self.fills: list = []
         self.steps: list = []
 
     def __bool__(self) -> bool:
-        return bool(self.trades or self.bars or self.gaps or self.fills or self.steps)
+        return bool(self.trades or self.bars or self.book_bars or self.gaps or self.fills
+                    or self.steps)
 
     def __len__(self) -> int:
-        return (len(self.trades) + len(self.bars) + len(self.gaps) + len(self.fills)
-                + len(self.steps))
+        return (len(self.trades) + len(self.bars) + len(self.book_bars) + len(self.gaps)
+                + len(self.fills) + len(self.steps))
 
     def keys(self) -> set[tuple[str, str, str]]:
         """Every instrument the batch touches."""
         keys = {(t.venue, t.market, t.symbol) for t in self.trades}
         keys.update(k for k, _ in self.bars)
+        keys.update(k for k, _ in self.book_bars)
         keys.update(g[0] for g in self.gaps)
         keys.update(f[0] for f in self.fills)
         keys.update(s[1] for s in self.steps)
@@ -207,6 +212,15 @@ class WriterStore(TradeStore):
             raise ValueError(f"bar_row needs {len(BAR_FIELDS)} fields, got {len(bar_row)}")
         self._put((BAR, self._key(instrument), tuple(plain(v) for v in bar_row)))
 
+    def add_book_bar(self, instrument: InstrumentRef, book_row: tuple) -> None:
+        """Queue a closed 1 s book bar: a tuple in ``analytics.book.BOOK_FIELDS`` order
+        (ts, bid, ask, bid_qty, ask_qty, spread_bps_twa, updates). A later row for the
+        same (instrument, ts) replaces the earlier one."""
+        if len(book_row) != len(BOOK_FIELDS):
+            raise ValueError(
+                f"book_row needs {len(BOOK_FIELDS)} fields, got {len(book_row)}")
+        self._put((BOOK, self._key(instrument), tuple(plain(v) for v in book_row)))
+
     def add_gap(self, instrument: InstrumentRef, first_id: int, last_id: int,
                 detected_ms: int) -> None:
         """Queue a detected gap of missing trade ids [first_id, last_id]."""
@@ -307,6 +321,8 @@ class WriterStore(TradeStore):
                 tag = item[0]
                 if tag is BAR:
                     batch.bars.append(item[1:])
+                elif tag is BOOK:
+                    batch.book_bars.append(item[1:])
                 elif tag is GAP:
                     batch.gaps.append(item[1:])
                 elif tag is FILL:

@@ -29,9 +29,21 @@ PAIR = {
 
 def test_issue_example_round_trips():
     rule = parse_rule(PAIR)
-    assert rule.pair_key == ("BTCUSDT", "ETHUSDT", 1000, 60, "ols", "raw")
+    assert rule.pair_key == ("BTCUSDT", "ETHUSDT", 1000, 60, "ols", "raw", "trade")
     assert rule.kind == "bar" and rule.enabled
     assert parse_rule(rule_to_json(rule)) == rule
+
+
+def test_source_mid_is_a_pair_field():
+    rule = parse_rule({**PAIR, "source": "MID"})
+    assert rule.source == "mid" and rule.pair_key[-1] == "mid"
+    assert rule_to_json(rule)["source"] == "mid"
+    assert parse_rule(rule_to_json(rule)) == rule
+    assert rule != parse_rule(PAIR)  # another selection than the trade pair
+    with pytest.raises(RuleError) as exc:
+        parse_rule({"metric": "price", "symbol": "BTCUSDT", "op": "gt", "threshold": 1,
+                    "source": "mid"})
+    assert "source" in exc.value.fields
 
 
 def test_symbol_metric_takes_symbol():
@@ -55,6 +67,7 @@ def test_symbol_metric_takes_symbol():
         ({"timeframe": "15m"}, "timeframe", "not tracked live"),
         ({"regression": "lasso"}, "regression", "is not one of"),
         ({"prices": "pct"}, "prices", "is not one of"),
+        ({"source": "bid"}, "source", "is not one of"),
         ({"b": "BTCUSDT"}, "b", "must differ from a"),
         ({"b": None}, "b", "is required"),
         ({"a": "BTC-USDT"}, "a", "is not a symbol"),

@@ -83,7 +83,9 @@ def test_bar_fields_are_the_declared_stored_ones():
     assert BAR_COLUMNS == (
         "ts", "open", "high", "low", "close", "volume", "quote_volume", "trades", "vwap",
         "buy_volume",
-    )  # fmt: skip  (the /api/bars order)
+        "bid", "ask", "bid_qty", "ask_qty", "mid", "spread_bps", "spread_bps_twa", "imbalance",
+    )  # fmt: skip  (the /api/bars order: the trade columns, then the top of book's)
+    assert not any(f.stored for f in BAR_FIGURES if f.book)  # the trade-bar row is unchanged
     empty = Bars.empty(1000)
     for f in BAR_FIELDS:
         assert getattr(empty, f).dtype == BAR_DTYPES[f], f

@@ -52,3 +52,21 @@ def test_concurrent_reader_sees_consecutive_rows():
     stop.set()
     t.join()
     assert not bad
+
+
+def test_a_growing_buffer_starts_small_and_behaves_like_a_fixed_one():
+    grow = ColumnBuffer({"ts": np.int64}, max_rows=100, initial_rows=4)
+    fixed = ColumnBuffer({"ts": np.int64}, max_rows=100)
+    assert len(grow._cols["ts"]) == 4 and len(fixed._cols["ts"]) == 200
+    views = []
+    for i in range(450):
+        grow.append((i,))
+        fixed.append((i,))
+        views.append((i, grow.view()["ts"]))
+        assert grow.view()["ts"].tolist() == fixed.view()["ts"].tolist()
+        assert len(grow._cols["ts"]) <= 200  # never past the fixed capacity
+    for i, v in views:  # a view taken before a growth or compaction is unchanged
+        assert v.tolist() == list(range(max(0, i - 99), i + 1))
+    small = ColumnBuffer({"ts": np.int64}, max_rows=100, initial_rows=4)
+    small.extend({"ts": np.arange(10)})
+    assert len(small._cols["ts"]) == 20 and small.view()["ts"].tolist() == list(range(10))

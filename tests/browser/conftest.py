@@ -67,7 +67,7 @@ def live_app(tmp_path_factory) -> Iterator[str]:
         return h is not None and h["store"]["rows"] > 500
 
     with running_app(
-        ["--replay", "--replay-speed", REPLAY_SPEED, "--db", str(tmp / "browser.db")],
+        ["--replay", "--market", "spot", "--replay-speed", REPLAY_SPEED, "--db", str(tmp / "browser.db")],
         tmp, ready=stored_500, timeout=60, what="app.py ready",
     ) as base:
         yield base

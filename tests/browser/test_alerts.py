@@ -34,7 +34,9 @@ def test_create_rule_in_modal_and_see_toast(page, live_app, shot):
         toast = page.locator(".alerts-toast").first
         toast.wait_for(timeout=90_000)
         assert "BTCUSDT price crosses above 61666.19" in toast.inner_text()
-        events = requests.get(f"{live_app}/api/alerts/events", timeout=5).json()
+        # this rule's events (another test's deleted rules keep theirs in the log)
+        events = requests.get(f"{live_app}/api/alerts/events",
+                              params={"rule_id": rules[0]["id"]}, timeout=5).json()
         assert events and events[0]["rule_id"] == rules[0]["id"]
         assert events[0]["value"] > 61666.19
         page.locator(".alerts-events").wait_for()

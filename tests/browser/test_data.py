@@ -147,6 +147,10 @@ def test_live_table_pages_from_the_server(page, app_health):
         "() => dash_ag_grid.getApi('%s').getDisplayedRowAtIndex(0).data" % GRID
     )
     assert row["ts"].startswith("20") and row["ts"].endswith("Z")
+    # each leg's top of book follows its bars (null where the run has no book yet)
+    assert {"a_bid", "a_ask", "a_spread_bps_twa", "b_bid", "b_spread_bps_twa"} <= set(row)
+    assert page.evaluate(  # a grid column (its header cell renders when scrolled to)
+        "() => dash_ag_grid.getApi('%s').getColumn('a_spread_bps_twa') !== null" % GRID)
     assert set(app_health()["symbols"]) >= {"BTCUSDT", "ETHUSDT"}
 
 

@@ -20,7 +20,8 @@ from tests.browser.test_pair import graph_js, pid, wait_for
 def looping_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("breaks-app")
     with running_app(
-        ["--replay", "--replay-speed", "60", "--db", str(tmp / "breaks.db")], tmp,
+        ["--replay", "--market", "spot", "--replay-speed", "60", "--db", str(tmp / "breaks.db")],
+        tmp,
         ready=lambda base: _health(base) is not None and bool(session_starts(base)),
         timeout=90, what="a session break",
     ) as base:

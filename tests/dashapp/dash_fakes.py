@@ -12,7 +12,8 @@ import numpy as np
 from analytics.bars import Bars
 from analytics.engine import MarketEngine, PairKey
 from analytics.instruments import Universe
-from dashapp.facade import AlertsReadOnly, DatasetError, RuleNotFound
+from dashapp.facade import AlertsReadOnly, ChannelNotFound, DatasetError, RuleNotFound
+from ingest.delivery.channels import channel_json, parse_channel
 from ingest.ring import TickRing
 
 T0 = 1_723_161_600_000  # 2024-08-09 00:00:00 UTC (a 5-minute boundary)
@@ -75,6 +76,13 @@ class FakeAlerts:
 
     def __init__(self) -> None:
         self.lines: list[tuple[str, float]] = []
+        #: channels are kept in memory, validated and masked as the live ones
+        #: (``ingest.delivery.channels``); a test sets ``delivery_log`` (newest first)
+        #: and ``test_outcome``
+        self._channels: dict[int, object] = {}
+        self._next_channel = 1
+        self.delivery_log: list[dict] = []
+        self.test_outcome = {"ok": True, "status": 200, "error": None, "latency_ms": 1.0}
 
     def rules(self) -> list:
         return []
@@ -114,9 +122,62 @@ class FakeAlerts:
         return 0
 
     def active_thresholds(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ) -> list[tuple[str, float]]:
         return list(self.lines)
+
+    def channels(self) -> list[dict]:
+        return [channel_json(c) for _, c in sorted(self._channels.items())]
+
+    def channel(self, channel_id: int) -> dict:
+        if channel_id not in self._channels:
+            raise ChannelNotFound(channel_id)
+        return channel_json(self._channels[channel_id])
+
+    def _stored(self, cid: int, spec, created_ms: int):
+        from types import SimpleNamespace
+
+        return SimpleNamespace(id=cid, kind=spec.kind, name=spec.name, url=spec.url,
+                               secret=spec.secret, created_ms=created_ms,
+                               updated_ms=created_ms)
+
+    def add_channel(self, data) -> dict:
+        spec = parse_channel(data)
+        cid, self._next_channel = self._next_channel, self._next_channel + 1
+        self._channels[cid] = self._stored(cid, spec, T0)
+        return self.channel(cid)
+
+    def update_channel(self, channel_id: int, data) -> dict:
+        old = self._channels.get(channel_id)
+        if old is None:
+            raise ChannelNotFound(channel_id)
+        spec = parse_channel(data, old=old)
+        self._channels[channel_id] = self._stored(channel_id, spec, old.created_ms)
+        return self.channel(channel_id)
+
+    def delete_channel(self, channel_id: int) -> dict:
+        if self._channels.pop(channel_id, None) is None:
+            raise ChannelNotFound(channel_id)
+        return {"id": channel_id, "deleted": True}
+
+    def test_channel(self, channel_id: int) -> dict:
+        self.channel(channel_id)
+        return dict(self.test_outcome)
+
+    def deliveries(
+        self,
+        *,
+        rule_id: int | None = None,
+        channel_id: int | None = None,
+        status: str | None = None,
+        limit: int = 200,
+    ) -> list[dict]:
+        rows = [d for d in self.delivery_log
+                if (rule_id is None or d["rule_id"] == rule_id)
+                and (channel_id is None or d["channel_id"] == channel_id)
+                and (status is None or d["status"] == status)]
+        return rows[:limit]
 
 
 class FakeDatasets:
@@ -153,6 +214,7 @@ class FakeServices:
             self.ingestor.rings[sym].append(self.now_ms - 1, 1, float(b.close[-1]), 0.01, False)
         self.alerts = FakeAlerts()
         self.datasets = FakeDatasets()
+        self.quotes: dict = {}  # name -> BookTicker (set_quote)
 
     def tick(self, symbol: str, price: float, time_ms: int) -> None:
         """One trade: into the ring (live widgets) and the engine (bars)."""
@@ -178,6 +240,9 @@ class FakeServices:
         universe = Universe.parse(self.names())
         return universe.name(universe.resolve(text))
 
+    def instrument(self, name: str):
+        return Universe.parse(self.names()).by_name(name)
+
     def timeframes(self) -> tuple[int, ...]:
         return tuple(self.engine.timeframes_ms)
 
@@ -190,22 +255,42 @@ class FakeServices:
     def open_bar(self, name: str, tf_ms: int):
         return self.engine.open_bar(name, tf_ms)
 
+    def book_bars(self, name: str, tf_ms: int):
+        return self.engine.book_bars(name, tf_ms)
+
     def breaks(self, name: str) -> np.ndarray:
         return self.engine.breaks(name)
 
-    def pair(self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str):
-        return self.engine.pair(a, b, tf_ms, window, regression, prices)
+    def pair(self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+             source: str = "trade"):
+        return self.engine.pair(a, b, tf_ms, window, regression, prices, source)
 
     def tracked_pair(
-        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str
+        self, a: str, b: str, tf_ms: int, window: int, regression: str, prices: str,
+        source: str = "trade",
     ):
-        return self.engine.tracked_snapshot(PairKey(a, b, tf_ms, window, regression, prices))
+        return self.engine.tracked_snapshot(
+            PairKey(a, b, tf_ms, window, regression, prices, source))
 
     def tracked_pairs(self) -> list:
         return self.engine.tracked_pairs()
 
     def last_tick(self, name: str):
         return self.ingestor.rings[name].last()
+
+    def quote(self, name: str):
+        """The latest quote a test set with :meth:`set_quote` (None before one)."""
+        return self.quotes.get(name)
+
+    def set_quote(self, name: str, bid: float, ask: float, bid_qty: float = 1.0,
+                  ask_qty: float = 1.0, time_ms: int | None = None) -> None:
+        """A best bid/ask update of ``name``: the live widgets' quote (the engine's
+        book bars are fed by the tests that need them)."""
+        from ingest.models import BookTicker
+
+        t = self.now_ms if time_ms is None else int(time_ms)
+        self.quotes[name] = BookTicker(name.rsplit(":", 1)[-1], t, bid, bid_qty, ask, ask_qty,
+                                       t, t)
 
     def ticks_since(self, name: str, seq: int):
         return self.ingestor.rings[name].since(seq)

@@ -22,14 +22,17 @@ def test_prefill_from_pair_page_round_trips_to_a_valid_rule():
     values = prefill_values(partial, SYMS)
     assert values["op"] == "crosses_above" and values["hysteresis"] == 0
     rule = parse_rule(form_rule(values, True))
-    assert rule.pair_key == ("ETHUSDT", "BTCUSDT", 60_000, 30, "kalman", "log")
+    assert rule.pair_key == ("ETHUSDT", "BTCUSDT", 60_000, 30, "kalman", "log", "trade")
+    # a mid-price pair's prefill keeps its source through the form
+    mid = parse_rule(form_rule(prefill_values({**partial, "source": "mid"}, SYMS), True))
+    assert mid.pair_key[-1] == "mid"
 
 
 def test_symbol_metric_form_sends_only_its_fields():
     values = prefill_values({"metric": "price", "threshold": 60000, "op": "gt"}, SYMS)
     rule = form_rule(values, False)
     assert rule == {"metric": "price", "symbol": "BTCUSDT", "op": "gt", "threshold": 60000,
-                    "hysteresis": 0, "cooldown_s": 0, "enabled": False}
+                    "hysteresis": 0, "cooldown_s": 0, "enabled": False, "channels": []}
     assert parse_rule(rule).enabled is False
 
 

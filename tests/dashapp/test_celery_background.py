@@ -50,7 +50,8 @@ def _stored(db: Path) -> int:
 def _fill(db: Path, log: Path) -> None:
     """The bundled tape into a SQLite store, as fast as it reads."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ingest", "--replay", "--replay-speed", "0", "--replay-once",
+        [sys.executable, "-m", "ingest", "--replay", "--market", "spot", "--replay-speed", "0",
+         "--replay-once",
          "--db", str(db), "--log-level", "WARNING"],
         cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )

@@ -151,7 +151,7 @@ def test_sort_and_paging(live):
     assert [r["zscore"] for r in resp["rowData"]] == ref.zscore.iloc[100:200].tolist()
     first = dt.rows_response(f, {"startRow": 0, "endRow": 3})["rowData"][0]
     assert first["ts"].endswith("Z") and first["zscore"] is None  # NaN -> null
-    assert set(first) == set(dt.FEATURE_COLUMNS)
+    assert set(first) == set(dt.TABLE_COLUMNS)  # the features, then the legs' book
 
 
 def test_download_holds_exactly_what_the_filters_show(live):

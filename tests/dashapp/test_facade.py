@@ -167,6 +167,7 @@ def test_every_member_of_live_market_data_answers_over_a_real_runtime(live_runti
     calls = {
         "names": lambda: m.names() == ("BTCUSDT", "ETHUSDT"),
         "resolve": lambda: m.resolve("spot:ethusdt") == b and m.resolve("BTCUSDT") == a,
+        "instrument": lambda: m.instrument(a).label == "BTCUSDT · spot",
         "timeframes": lambda: m.timeframes() == (1_000, 60_000, 300_000),
         "bars": lambda: len(m.bars(a, 1_000)) >= 100,
         "bars_of": lambda: set(m.bars_of((a, b), 60_000)) == {a, b},
@@ -176,13 +177,16 @@ def test_every_member_of_live_market_data_answers_over_a_real_runtime(live_runti
         "pair": lambda: len(m.pair(*args).series) >= 100,
         "tracked_pairs": lambda: len(m.tracked_pairs()) == 1 and m.tracked_pair(*args),
         "last_tick": lambda: m.last_tick(a).trade_id == 1_119,
+        "quote": lambda: m.quote(a) is None,  # no book update fed here
+        "book_bars": lambda: m.book_bars(a, 1_000) is None,  # no book here
         "ticks_since": lambda: len(m.ticks_since(a, 100)) == 20,
         "ticks_window": lambda: len(m.ticks_window(b, t0 + 110_000)) == 10,
         "trade_rate": lambda: m.trade_rate(a) >= 0.0,
         "exchange_now_ms": lambda: m.exchange_now_ms() >= t0 + 119_010,
         "stored_trades": lambda: len(m.stored_trades(a, t0, t0 + 10_000, 5)) == 5,
         "stored_trade_span": lambda: m.stored_trade_span(a) == (t0, t0 + 119_000),
-        "health": lambda: set(m.health()["symbols"]) == {a, b},
+        # one market: keyed by instrument and, as before instruments, by bare symbol
+        "health": lambda: set(m.health()["symbols"]) == {a, b, f"spot:{a}", f"spot:{b}"},
         "feed_health": lambda: m.feed_health()["connected"] is False,
         "alerts": lambda: m.alerts.rules_json() == [] and m.alerts.last_event_id() == 0,
         "datasets": lambda: m.datasets.list() == [] and m.datasets.get("x") is None,

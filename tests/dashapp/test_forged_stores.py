@@ -84,7 +84,8 @@ def client(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("forged")
     cfg = parse_config(
-        ["--replay", "--replay-speed", "0", "--replay-once", "--db", str(tmp / "m.db"),
+        ["--replay", "--market", "spot", "--replay-speed", "0", "--replay-once",
+         "--db", str(tmp / "m.db"),
          "--rest-url", "off", "--port", "8998"]
     )
     rt = Runtime(cfg)

@@ -21,7 +21,7 @@ def sample_dir() -> Path:
 @pytest.fixture(scope="session")
 def spot_tape() -> Tape:
     """BTCUSDT + ETHUSDT spot trades, 2024-08-08 23:54 -> 00:05 (34,419 events)."""
-    return load_tape(default_sample_files())
+    return load_tape(default_sample_files("spot"))
 
 
 @pytest.fixture(scope="session")

@@ -35,7 +35,7 @@ RULE = {
 
 @pytest.fixture(scope="module")
 def trades():
-    return [parse_event(ev.data) for ev in load_tape(default_sample_files())]
+    return [parse_event(ev.data) for ev in load_tape(default_sample_files("spot"))]
 
 
 def offline_crossings(trades, threshold: float, op: str = "crosses_above") -> np.ndarray:

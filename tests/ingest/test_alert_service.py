@@ -135,7 +135,7 @@ def trades():
     from ingest.feeds.binance import parse_event
     from ingest.replay.tapes import default_sample_files, load_tape
 
-    return [parse_event(ev.data) for ev in load_tape(default_sample_files())]
+    return [parse_event(ev.data) for ev in load_tape(default_sample_files("spot"))]
 
 
 def test_other_metrics_on_the_tape(tmp_path, trades):

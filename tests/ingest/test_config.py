@@ -88,3 +88,70 @@ def test_python_m_ingest_uses_the_same_flags_without_importing_app(monkeypatch):
     monkeypatch.setenv("COLUMNS", "100")  # argparse wraps to the terminal's width
     assert help_text == build_parser().format_help()
     assert "--replay-keep-times" in help_text and "PAIRS_<FLAG>" in help_text
+
+
+# ------------------------------------------------------------------ instruments (#16)
+def test_symbols_take_instruments_in_any_mix_and_bare_symbols_take_the_market():
+    cfg = parse_config(["--symbols", "spot:btcusdt, perp:BTCUSDT,futures:ETHUSDT,SOLUSDT",
+                        "--market", "spot"])
+    assert cfg.symbols == ("spot:BTCUSDT", "perp:BTCUSDT", "perp:ETHUSDT", "SOLUSDT")
+    u = cfg.universe
+    assert [i.key for i in u] == ["spot:BTCUSDT", "perp:BTCUSDT", "perp:ETHUSDT",
+                                  "spot:SOLUSDT"]
+    # a symbol on two markets is named by key, one on one market stays bare
+    assert u.names == ("spot:BTCUSDT", "perp:BTCUSDT", "ETHUSDT", "SOLUSDT")
+    assert u.markets == ("spot", "perp")
+    # one market, bare symbols: the names and the universe of today
+    one = parse_config(["--symbols", "BTCUSDT,ETHUSDT"]).universe
+    assert one.names == ("BTCUSDT", "ETHUSDT") and one.markets == ("perp",)
+
+
+@pytest.mark.parametrize("bad, words", [
+    ("xx:BTCUSDT", ["--symbols", "unknown market 'xx'", "spot, perp"]),
+    ("spot:BTC-USDT", ["--symbols", "invalid symbol 'BTC-USDT'"]),
+    ("a:b:c:d", ["--symbols", "invalid instrument"]),
+    (",", ["--symbols", "at least one"]),
+])
+def test_a_bad_instrument_is_a_clear_error_naming_the_flag(bad, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_config(["--symbols", bad])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+
+
+def test_urls_per_market():
+    two = ["--symbols", "spot:BTCUSDT,perp:BTCUSDT"]
+    cfg = parse_config([*two, "--feed-url", "spot=ws://h:1,perp=ws://h:2/market",
+                        "--rest-url", "spot=http://h:3,futures=off"])
+    assert cfg.feed_url_for("spot") == "ws://h:1"
+    assert cfg.feed_url_for("perp") == cfg.feed_url_for("futures") == "ws://h:2/market"
+    assert cfg.rest_url_for("spot") == "http://h:3" and cfg.rest_url_for("perp") == "off"
+    # a market not named keeps the venue's default
+    cfg = parse_config([*two, "--feed-url", "perp=ws://h:2"])
+    assert cfg.feed_url_for("spot") is None
+    # one market: one URL, as before
+    cfg = parse_config(["--feed-url", "ws://h:9", "--rest-url", "http://h:8"])
+    assert cfg.feed_url_for("perp") == "ws://h:9" and cfg.rest_url_for("perp") == "http://h:8"
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--feed-url", "ws://h:1"], ["--feed-url", "2 markets", "spot=URL,perp=URL"]),
+    (["--rest-url", "http://h:1"], ["--rest-url", "2 markets"]),
+    (["--rest-url", "spot=ftp://h"], ["--rest-url must start with http://"]),
+    (["--feed-url", "moon=ws://h"], ["--feed-url", "unknown market 'moon'"]),
+    (["--feed-url", "spot="], ["--feed-url", "is not MARKET=URL"]),
+])
+def test_one_url_for_two_markets_or_a_bad_pair_is_an_error(args, words, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_config(["--symbols", "spot:BTCUSDT,perp:BTCUSDT", *args])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert all(w in err for w in words), err
+
+
+def test_replay_without_symbols_checks_urls_against_both_bundled_markets(capsys):
+    with pytest.raises(SystemExit):
+        parse_config(["--replay", "--feed-url", "ws://h:1"])
+    assert "2 markets" in capsys.readouterr().err
+    assert parse_config(["--replay", "--market", "spot", "--feed-url", "ws://h:1"]).replay == ()

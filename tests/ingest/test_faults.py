@@ -122,6 +122,8 @@ def runtime_cfg(db: Path, *extra: str):
     return parse_config(
         [
             "--replay",
+            "--market",
+            "spot",
             "--replay-speed",
             "0",
             "--replay-once",
@@ -185,7 +187,7 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit fails, 
 from ingest.config import parse_config
 from ingest.runtime import Runtime
 
-cfg = parse_config(["--replay", "--replay-speed", "0", "--replay-once", "--db",
+cfg = parse_config(["--replay", "--market", "spot", "--replay-speed", "0", "--replay-once", "--db",
                     sys.argv[1], "--port", "8999", "--rest-url", "off"])
 rt = Runtime(cfg)
 soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)

@@ -100,8 +100,8 @@ def assert_bars_equal_resample(trades: pd.DataFrame, bars: pd.DataFrame) -> int:
 @pytest.mark.slow
 def test_stalls_and_40_clients_leave_every_stored_bar_equal_to_the_trades(tmp_path):
     ws_port, rest_port, port, db = free_port(), free_port(), free_port(), tmp_path / "m.db"
-    replay = start(["-m", "ingest.replay", "--port", str(ws_port), "--rest-port",
-                    str(rest_port), "--speed", "1", "--rate-limit", "0"],
+    replay = start(["-m", "ingest.replay", "--market", "spot", "--port", str(ws_port),
+                    "--rest-port", str(rest_port), "--speed", "1", "--rate-limit", "0"],
                    tmp_path / "replay.log")
     app = start(["app.py", "--feed-url", f"ws://127.0.0.1:{ws_port}", "--market", "spot",
                  "--stream", "trade", "--symbols", "BTCUSDT,ETHUSDT", "--db", str(db),

@@ -7,6 +7,11 @@ measures), a sparkline of the last ``SPARK_BARS`` closes at the chosen timeframe
 ``HEATMAP_BARS`` bars all shown symbols share (values patched on bar close, whole figure
 when the timeframe or the shown set changes). The browser's ``STATE`` store remembers
 what was drawn, so an unchanged widget costs nothing.
+
+Top of book (#17): the latest quote of each symbol (bid, ask, quoted spread in bps,
+imbalance: :func:`dashapp.components.symbol_card.quote_values`), and a spread filter:
+``max_spread_bps`` hides a symbol whose latest quoted spread is wider (a symbol without
+a quote yet is not judged, so it stays shown).
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 
 from analytics.timeframes import LIVE_TIMEFRAMES, format_timeframe
 from dashapp import figures, stores, updates
+from dashapp.components.symbol_card import quote_spread_bps
 
 SPARK_BARS = 120
 HEATMAP_BARS = 600
@@ -36,9 +42,30 @@ class MarketsUpdate:
     heatmap: object | None = None  # go.Figure or Patch
     heatmap_note: str | None = None
     state: dict = field(default_factory=dict)
+    quotes: dict = field(default_factory=dict)  # symbol -> latest quote (or None)
 
 
-def refresh(market, tf: str, min_trades, min_volume, state: dict | None) -> MarketsUpdate:
+def max_spread_arg(raw) -> float | None:
+    """The spread filter's threshold (bps, >= 0) from the URL or the control; None
+    (no filter) when blank or not such a number."""
+    try:
+        value = float(str(raw).strip()) if raw is not None and str(raw).strip() else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < float("inf") else None
+
+
+def too_wide(quote, max_spread_bps) -> bool:
+    """Does a symbol fail the spread filter (its quoted spread above the threshold)?
+    No threshold, or no quote yet: it passes."""
+    if max_spread_bps is None or quote is None:
+        return False
+    spread = quote_spread_bps(quote)
+    return spread is not None and spread > float(max_spread_bps)
+
+
+def refresh(market, tf: str, min_trades, min_volume, state: dict | None,
+            max_spread_bps=None) -> MarketsUpdate:
     state = stores.mapping(state).copy()  # a browser store: forged parts are dropped
     tf_ms = LIVE_TIMEFRAMES.get(tf, 1_000)
     now = market.exchange_now_ms()
@@ -67,7 +94,8 @@ def refresh(market, tf: str, min_trades, min_volume, state: dict | None) -> Mark
         up.price_class[sym] = classes[sym]
         if price is not None:
             prices[sym] = price
-        if not updates.liquid(st, min_trades, min_volume):
+        quote = up.quotes[sym] = market.quote(sym)
+        if not updates.liquid(st, min_trades, min_volume) or too_wide(quote, max_spread_bps):
             up.hidden.append(sym)
             continue
         bars = bars_1s if tf_ms == 1_000 else market.bars(sym, tf_ms)

@@ -16,11 +16,14 @@ from dashapp.components.symbol_card import (
     change_text,
     feed_strip_layout,
     feed_values,
+    quote_values,
     stat_values,
     symbol_card,
 )
+from dashapp.components.url_query import sync_query
 from dashapp.ids import Markets
 from dashapp.pages.markets import marketsview
+from dashapp.pages.markets.marketsview import max_spread_arg
 from dashapp.services import get_services
 from dashapp.status import feed_card
 
@@ -32,7 +35,7 @@ FEED_DETAIL_KEYS = ("connected", "url", "bad_frames", "reconnects", "gaps", "err
 FEED_DETAIL_EVERY = 4
 
 
-def _number(id_: str, placeholder: str) -> dbc.Input:
+def _number(id_: str, placeholder: str, value=None) -> dbc.Input:
     return dbc.Input(
         id=id_,
         type="number",
@@ -41,10 +44,12 @@ def _number(id_: str, placeholder: str) -> dbc.Input:
         size="sm",
         debounce=True,
         style={"width": 120},
+        value=value,
     )
 
 
-def layout(**_query) -> html.Div:
+def layout(max_spread_bps: str | None = None, **_query) -> html.Div:
+    """``/?max_spread_bps=N`` opens with the spread filter at N bps."""
     symbols = sorted(get_services().names())
     return html.Div(
         [
@@ -87,6 +92,11 @@ def layout(**_query) -> html.Div:
                     ),
                     dbc.Col(_number(Markets.MIN_TRADES, "trades/min"), width="auto"),
                     dbc.Col(_number(Markets.MIN_VOLUME, "USDT/min"), width="auto"),
+                    dbc.Col(html.Span("or quoted spread over", className="ctl-label d-inline"),
+                            width="auto"),
+                    dbc.Col(_number(Markets.MAX_SPREAD, "bps",
+                                    max_spread_arg(max_spread_bps)), width="auto"),
+                    dbc.Col(dcc.Store(id=Markets.URL_SINK), width="auto"),
                     dbc.Col(
                         html.Small(id=Markets.FILTER_NOTE, className="text-muted"), width="auto"
                     ),
@@ -154,18 +164,21 @@ def _ids(kind: str) -> list[dict]:
         tf=Input(Markets.TIMEFRAME, "value"),
         min_trades=Input(Markets.MIN_TRADES, "value"),
         min_volume=Input(Markets.MIN_VOLUME, "value"),
+        max_spread=Input(Markets.MAX_SPREAD, "value"),
         state=State(Markets.STATE, "data"),
     ),
 )
-def refresh_markets(_n, tf, min_trades, min_volume, state):
+def refresh_markets(_n, tf, min_trades, min_volume, max_spread, state):
     """Tick-level widgets of the markets page, every 500 ms (and on a filter change)."""
     market = get_services()
-    up = marketsview.refresh(market, tf, min_trades, min_volume, state)
+    up = marketsview.refresh(market, tf, min_trades, min_volume, state,
+                             max_spread_arg(max_spread))
     feed = market.feed_health()
     badge_text, badge_color = feed_values(feed)
     badges = [i["index"] for i in _ids(Markets.feed("")["type"])]
     syms = [i["index"] for i in _ids(Markets.price("")["type"])]
-    stats = {s: stat_values(st) for s, st in up.stats.items()}
+    stats = {s: {**stat_values(st), **quote_values(up.quotes.get(s))}
+             for s, st in up.stats.items()}
     changes = {s: change_text(up.stats.get(s)) for s in syms}
     detail_key = [feed.get(k) for k in FEED_DETAIL_KEYS]
     state = stores.mapping(state)  # a browser store: a forged one is no state
@@ -198,3 +211,8 @@ def refresh_markets(_n, tf, min_trades, min_volume, state):
         filter_note=f"hidden: {', '.join(up.hidden)}" if up.hidden else "all symbols shown",
         state={**up.state, "feed_key": detail_key, "hidden": up.hidden},
     )
+
+
+# The spread filter is a link: ``/?max_spread_bps=5`` opens with it (the address bar
+# follows the control, no navigation).
+sync_query("/", Markets.URL_SINK, {"max_spread_bps": Markets.MAX_SPREAD})

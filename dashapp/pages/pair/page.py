@@ -70,6 +70,7 @@ CONTROLS = {
     "mode": Pair.PRICE_MODE,
     "k": Pair.K,
     "entry": Pair.ENTRY,
+    "source": Pair.PRICE_SOURCE,
 }
 
 
@@ -89,7 +90,7 @@ def source_symbols(dataset: str | None) -> list[str]:
 def _tab(i: int, sel: selection.Selection, symbols: list[str], tfs=None) -> dbc.Tab:
     return dbc.Tab(
         pair_panel.panel(i, sel, symbols, tfs),
-        label=f"{sel.a} / {sel.b} · {sel.tf}",
+        label=f"{dataset_select.label_of(sel.a)} / {dataset_select.label_of(sel.b)} · {sel.tf}",
         tab_id=f"pair-{i}",
         id=pid(Pair.TAB, i),
     )
@@ -169,7 +170,7 @@ def source_changed(source, a, b, tf):
     symbols = sorted(source_symbols(dataset))
     tfs = source_timeframes(dataset)
     a, b = dataset_select.pick_legs(symbols, a, b)
-    opts = [{"label": s, "value": s} for s in symbols]
+    opts = dataset_select.labelled(symbols)  # "BTCUSDT · perp"
     return opts, a, opts, b, pair_panel.tf_options(tfs), tf if tf in tfs else tfs[0]
 
 
@@ -229,7 +230,8 @@ def select(values, source, current):
         return {**out, "selection": no_update, "error": _error(exc, current_sel),
                 "label": no_update}
     return {**out, "selection": sel.to_store(), "error": None,
-            "label": f"{sel.a} / {sel.b} · {sel.tf}"}
+            "label": f"{dataset_select.label_of(sel.a)} / {dataset_select.label_of(sel.b)} · "
+                     f"{sel.tf}"}
 
 
 GRAPH_KEYS = ("price", "spread", "z", "corr", "beta")
@@ -329,7 +331,7 @@ clientside_callback(
 # The body turns "stale" the moment a control differs from what is drawn (no server
 # round trip): the old numbers are never shown unmarked while a new choice is pending.
 clientside_callback(
-    """function (a, b, tf, w, reg, prices, mode, k, entry, source, drawn) {
+    """function (a, b, tf, w, reg, prices, mode, k, entry, psrc, source, drawn) {
         const s = drawn && drawn.sel;
         const num = v => String(v === null || v === undefined ? "" : v).trim();
         const same = !!s && s.a === a && s.b === b && s.tf === tf
@@ -337,6 +339,7 @@ clientside_callback(
             && s.regression === reg && s.prices === prices && s.mode === mode
             && num(k) !== "" && Number(num(k)) === s.k
             && num(entry) !== "" && Number(num(entry)) === s.entry
+            && (s.source || "trade") === (psrc || "trade")
             && (s.dataset || "live") === (source || "live");
         return same ? "pair-body" : "pair-body stale";
     }""",
@@ -378,7 +381,8 @@ def run_adf(_clicks, sel_data):
     if sel is None:
         return no_update, no_update
     try:
-        report = queries.adf_report(*sel.engine_args(), dataset=sel.dataset)
+        report = queries.adf_report(*sel.engine_args()[:6], dataset=sel.dataset,
+                                    source=sel.source)
     except (AnalyticsError, KeyError, ValueError) as exc:
         return no_update, pair_panel.adf_card(None, f"ADF not possible yet: {exc}")
     report = {**report, "key": sel.key, "at": time.strftime("%H:%M:%S UTC", time.gmtime())}
@@ -420,6 +424,7 @@ clientside_callback(
                                        reg: sel.regression, prices: sel.prices,
                                        mode: sel.mode, k: String(sel.k),
                                        entry: String(sel.entry)});
+        if (sel.source && sel.source !== "trade") { q.set("source", sel.source); }
         if (sel.dataset) { q.set("dataset", sel.dataset); }
         // replaceState: no navigation, so the pages router does not rebuild the page
         window.history.replaceState(window.history.state, "", window.location.pathname + "?" + q);

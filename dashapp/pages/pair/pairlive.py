@@ -64,13 +64,20 @@ class PanelUpdate:
 def alert_lines(market: MarketData, sel: selection.Selection) -> list[tuple[str, float]]:
     """Thresholds of enabled alert rules on this pair (z-score metrics)."""
     lines = market.alerts.active_thresholds(
-        sel.a, sel.b, sel.tf_ms, sel.window, sel.regression, sel.prices
+        sel.a, sel.b, sel.tf_ms, sel.window, sel.regression, sel.prices, sel.source
     )
     return [(str(m), float(t)) for m, t in lines if "z" in str(m)]
 
 
 def last_prices(market: MarketData, sel: selection.Selection):
-    """Latest traded price of each leg and the later of their trade times."""
+    """Latest traded price of each leg and the later of their trade times; with
+    ``source="mid"`` the latest quote's mid ``(bid + ask) / 2`` of each leg and the later
+    of their quote times (O(1): the ingestor keeps the latest quote)."""
+    if sel.source == "mid":
+        qa, qb = market.quote(sel.a), market.quote(sel.b)
+        if qa is None or qb is None:
+            return None, None, None
+        return (qa.bid + qa.ask) / 2, (qb.bid + qb.ask) / 2, max(qa.time_ms, qb.time_ms)
     la, lb = market.last_tick(sel.a), market.last_tick(sel.b)
     if la is None or lb is None:
         return None, None, None

@@ -85,7 +85,7 @@ def test_backtest_equals_the_analytics_on_the_pair_series(client):
     closed = [t["pnl"] for t in body["trades"] if t["exit_ts"] is not None]
     assert body["total_pnl"] == pytest.approx(sum(closed))
     assert body["params"] == {"entry": 1.5, "exit": 0.1, "stop": None, "max_hold": None,
-                              "fee_bps": 1.0, "slippage_bps": 0.5}
+                              "fee_bps": 1.0, "slippage_bps": 0.5, "fills": "last"}
 
 
 def test_backtest_curve_and_defaults(client):

@@ -83,8 +83,24 @@ def test_bus_restarted_mid_tape_the_worker_still_ends_equal(tmp_path, redis_serv
     assert h["filled_from_store"] > 0 and h["missed"] == 0
 
 
+@pytest.mark.slow
+def test_worker_follows_spot_and_perp_of_one_symbol_each_under_its_own_name(
+    tmp_path, redis_server
+):
+    """Two markets (the bundled spot + perp tapes, ``--replay`` without ``--market``):
+    over the bus each trade keeps its instrument and the worker (started first, on the
+    writer's ``--symbols``) names them as the ingest process does (``spot:BTCUSDT``...)
+    and ends with the same bars and rings per instrument."""
+    names = ("perp:BTCUSDT", "perp:ETHUSDT", "spot:BTCUSDT", "spot:ETHUSDT")
+    h = _ingest_and_follow(tmp_path, redis_server, speed="0", market=(), names=names,
+                           worker_first=True, worker_args=("--symbols", ",".join(names)))
+    assert h["consumed"] == 51_225  # both markets' bundled trades came over the bus
+
+
 def _ingest_and_follow(
-    tmp_path, redis_server, *, speed: str, worker_first: bool = False, during=None
+    tmp_path, redis_server, *, speed: str, worker_first: bool = False, during=None,
+    market: tuple[str, ...] = ("--market", "spot"),
+    names: tuple[str, ...] = ("BTCUSDT", "ETHUSDT"), worker_args: tuple[str, ...] = (),
 ) -> dict:
     """``python -m ingest`` publishing, a worker Runtime following (started before the
     ingest on its empty DB, or once it runs: restoring mid-tape); returns its bus health
@@ -96,7 +112,8 @@ def _ingest_and_follow(
     def worker() -> Runtime:
         # --market: the DB may hold no trade yet to tell the worker the writer's market
         w = Runtime(parse_config(["--db", str(db), "--no-ingest", "--bus", url,
-                                  "--market", "spot", "--ring-capacity", "100000"]))
+                                  "--market", "spot", "--ring-capacity", "100000",
+                                  *worker_args]))
         w.start()  # restores whatever the ingest process stored so far, then follows
         return w
 
@@ -105,7 +122,7 @@ def _ingest_and_follow(
         open_store(db).close()  # the schema, as the ingest process makes it
         rt = worker()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ingest", "--replay", "--replay-speed", speed, "--replay-once",
+        [sys.executable, "-m", "ingest", "--replay", *market, "--replay-speed", speed, "--replay-once",
          "--db", str(db), "--bus", url, "--log-level", "WARNING"],
         cwd=ROOT, stdout=log.open("w"), stderr=subprocess.STDOUT,
     )
@@ -122,9 +139,12 @@ def _ingest_and_follow(
         restored = rt.ingestor.restored
         if during is not None:
             during(rt)
-        symbols = ("BTCUSDT", "ETHUSDT")
+        symbols = names
+        if not worker_first:  # started mid-tape: the worker's universe is the store's
+            assert rt.universe.names == names
 
         stores = open_store(db, readonly=True)
+        stores.trades.use_universe(rt.universe)  # read by the run's names
 
         def caught_up() -> bool:
             assert proc.poll() is None, f"ingest died:\n{log.read_text()[-2000:]}"
@@ -133,6 +153,13 @@ def _ingest_and_follow(
                 return False  # not a test of the restore alone
             for sym in symbols:
                 stored_bars = st.read_bars(sym)
+                why[0] = (f"{sym}: stored {st.count_trades(sym)} trades, "
+                          f"{len(stored_bars)} bars; worker ring "
+                          f"{len(rt.ingestor.rings[sym])}, "
+                          f"bars {len(rt.engine.bars(sym, 1_000))}; stored bars the worker "
+                          f"lacks {sorted(set(stored_bars.ts.tolist()) - set(rt.engine.bars(sym, 1_000).ts.tolist()))[:8]}, "
+                          f"last worker bar {rt.engine.bars(sym, 1_000).ts[-1:]}, "
+                          f"bus {rt.bus_feed.status()}")
                 if len(stored_bars) == 0 or rt.ingestor.rings[sym].seq == 0:
                     return False
                 if st.count_trades(sym) != len(rt.ingestor.rings[sym]):
@@ -141,8 +168,12 @@ def _ingest_and_follow(
                     return False
             return True
 
+        why = [""]
         try:
-            wait_for(caught_up, 120, "the worker to hold every stored trade and bar")
+            try:
+                wait_for(caught_up, 120, "the worker to hold every stored trade and bar")
+            except AssertionError as exc:
+                raise AssertionError(f"{exc}; {why[0]}") from None
             for sym in symbols:
                 want = stores.trades.read_bars(sym)
                 got = rt.engine.bars(sym, 1_000)

@@ -17,7 +17,7 @@ from ingest.feeds import feed_protocol
 from ingest.feeds.binance import parse_event, parse_frame, stream_names
 from ingest.feeds.binance_perp import BINANCE_PERP
 from ingest.feeds.binance_spot import BINANCE_SPOT
-from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
+from ingest.models import BadFrame, BookTicker, ControlReply, ServerShutdown, Trade
 from ingest.replay.tapes import aggregate_trades, load_tape
 
 SPOT_BTC = (
@@ -185,27 +185,38 @@ def test_aggtrade_frames_built_from_real_trades(sample_dir: Path) -> None:
         assert parse_frame(orjson.dumps(agg.data)) == trade
 
 
-def test_raw_capture_book_frames_are_not_trades(sample_dir: Path) -> None:
-    trades = others = 0
+def test_raw_capture_frames_are_trades_book_updates_or_nothing(sample_dir: Path) -> None:
+    """Every line of the real capture: @trade -> Trade, @bookTicker -> BookTicker equal
+    to the JSON field by field (spot: stamped by the receive clock), depth -> None."""
+    trades = books = others = 0
     with gzip.open(sample_dir / RAW, "rb") as fh:
         for line in fh:
-            frame = line.split(b" ", 1)[1]
-            result = parse_frame(frame)
+            stamp, frame = line.split(b" ", 1)
+            recv_ms = int(stamp) // 1_000_000
+            result = parse_frame(frame, clock_ms=lambda recv_ms=recv_ms: recv_ms)
             if b"@trade" in frame:
                 assert isinstance(result, Trade)
                 trades += 1
+            elif b"@bookTicker" in frame:
+                data = orjson.loads(frame)["data"]
+                assert result == BookTicker(
+                    data["s"], data["u"], float(data["b"]), float(data["B"]),
+                    float(data["a"]), float(data["A"]), recv_ms, recv_ms, "spot",
+                    "binance", "receive")
+                books += 1
             else:
                 assert result is None, frame[:80]
                 others += 1
-    assert trades == 556 and others == 3000 - 556
+    assert trades == 556 and trades + books + others == 3000 and books > 1000
     # the REST snapshot line found at the start of the "0808" captures
     assert parse_frame(b'{"lastUpdateId":35346513512,"bids":[],"asks":[]}') is None
-    # futures bookTicker carries "e"
+    # futures bookTicker carries "e" and is timed by its T
     assert parse_frame(
         b'{"stream":"ethusdt@bookTicker","data":{"e":"bookTicker","u":5123107838717,'
         b'"s":"ETHUSDT","b":"2681.62","B":"1.165","a":"2681.63","A":"73.077",'
-        b'"T":1723161256310,"E":1723161256311}}'
-    ) is None
+        b'"T":1723161256310,"E":1723161256311}}', market="perp"
+    ) == BookTicker("ETHUSDT", 5123107838717, 2681.62, 1.165, 2681.63, 73.077,
+                    1723161256310, 1723161256311, "perp", "binance", "T")
 
 
 def test_parsed_trades_match_the_csv_field_by_field(sample_dir: Path) -> None:

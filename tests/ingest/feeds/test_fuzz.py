@@ -19,7 +19,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest.feeds.binance import MAX_INT64, parse_frame, parse_rest_trades
-from ingest.models import BadFrame, ControlReply, ServerShutdown, Trade
+from ingest.models import BadFrame, BookTicker, ControlReply, ServerShutdown, Trade
 from ingest.store.sqlite_schema import TABLES
 from ingest.store.sqlite_trades import _INSERT_TRADE
 
@@ -91,6 +91,10 @@ def check_trade(t: Trade) -> None:
 def check_result(result: object) -> None:
     if isinstance(result, Trade):
         check_trade(result)
+    elif isinstance(result, BookTicker):
+        from tests.ingest.feeds.test_book_fuzz import check_book
+
+        check_book(result)
     else:
         assert result is None or isinstance(result, ServerShutdown | ControlReply)
 

@@ -43,8 +43,8 @@ def test_bad_id_and_far_future_frames_leave_every_genuine_trade_stored_and_in_ba
     tmp_path, spot_tape
 ):
     ws_port, rest_port, port, db = free_port(), free_port(), free_port(), tmp_path / "m.db"
-    replay = start(["-m", "ingest.replay", "--port", str(ws_port), "--rest-port",
-                    str(rest_port), "--speed", "20", "--rate-limit", "0",
+    replay = start(["-m", "ingest.replay", "--market", "spot", "--port", str(ws_port),
+                    "--rest-port", str(rest_port), "--speed", "20", "--rate-limit", "0",
                     "--bad-id", str(BAD_AT), str(BAD_ADD),
                     "--future-time", str(FUTURE_AT), str(FUTURE_ADD)],
                    tmp_path / "replay.log")

@@ -51,7 +51,8 @@ def test_market_futures_runs_the_perp_protocol_under_market(tmp_path) -> None:
 
 def test_spot_replay_keeps_the_bare_host(tmp_path) -> None:
     cfg = parse_config(["--replay", "--replay-speed", "0", "--replay-once", "--db",
-                        str(tmp_path / "m.db"), "--port", "8999", "--rest-url", "off"])
+                        str(tmp_path / "m.db"), "--port", "8999", "--rest-url", "off",
+                        "--market", "spot"])  # C2: the bare --replay plays both markets
     rt = Runtime(cfg)
     assert rt.feed_protocols == {"spot": BINANCE_SPOT}
     rt.start()
@@ -83,3 +84,26 @@ def test_several_feeds_sum_into_the_one_feed_shape() -> None:
     assert out["gap_ranges"] == spot["gap_ranges"]
     assert out["lag_ms"] == 70 and out["last_trade_ms"] == 950
     assert out["error"] == "perp: refused"
+
+
+def test_book_streams_ride_the_trade_connection_unless_no_book(tmp_path) -> None:
+    """Default: each feed subscribes ``<sym>@bookTicker`` beside its trade streams and
+    hands updates to the ingestor; ``--no-book``: trades only, as before."""
+    for flags, book in (([], True), (["--no-book"], False)):
+        cfg = parse_config(["--replay", "--replay-speed", "0", "--replay-once", "--market",
+                            "futures", "--db", str(tmp_path / f"b{book}.db"), "--port",
+                            "8999", "--rest-url", "off", *flags])
+        assert cfg.book is book
+        rt = Runtime(cfg)
+        rt.start()
+        try:
+            feed = rt.feeds["perp"]
+            names = feed.url.split("streams=")[1].split("/")
+            books = [n for n in names if n.endswith("@bookTicker")]
+            trades = [n for n in names if not n.endswith("@bookTicker")]
+            assert len(trades) == len(rt.market_symbols("perp")) > 0
+            assert books == ([t.replace("@trade", "@bookTicker").replace(
+                "@aggTrade", "@bookTicker") for t in trades] if book else [])
+            assert (feed._on_book is not None) is book
+        finally:
+            rt.stop()

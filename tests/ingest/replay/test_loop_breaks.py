@@ -50,8 +50,8 @@ def wait_for(cond, timeout_s: float, what: str) -> None:
 
 @pytest.mark.slow
 def test_replay_looped_three_times_breaks_at_every_seam(tmp_path):
-    cfg = parse_config(["--replay", "--replay-speed", "60", "--db", str(tmp_path / "loop.db"),
-                        "--port", "8999"])
+    cfg = parse_config(["--replay", "--market", "spot", "--replay-speed", "60",
+                        "--db", str(tmp_path / "loop.db"), "--port", "8999"])
     rt = Runtime(cfg)
     tape = rt.replay.tape
     first_px = {s: next(ev for ev in tape.events if ev.symbol == s) for s in (A, B)}

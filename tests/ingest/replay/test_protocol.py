@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import orjson
 
-from ingest.replay.protocol import MAX_STREAMS, Client, answer_control
+from ingest.replay.protocol import (
+    MAX_STREAMS,
+    Client,
+    answer_control,
+    canonical_stream,
+    parse_path,
+)
 
 
 def _session():
@@ -60,3 +66,19 @@ def test_errors_carry_binance_codes_and_change_nothing():
     assert ask({"method": "GET_PROPERTY", "params": ["other"], "id": 11})["code"] == 0
     assert ask({"method": "PING", "id": 12})["code"] == 2
     assert client.subs == {} and client.combined is False and calls == []
+
+
+def test_a_path_names_its_market() -> None:
+    """Spot streams live at the root, USD-M futures under /market (and /public)."""
+    assert parse_path("/stream?streams=btcusdt@trade").market == "spot"
+    assert parse_path("/ws/btcusdt@bookTicker").market == "spot"
+    assert parse_path("/market/stream?streams=btcusdt@trade").market == "perp"
+    assert parse_path("/market/ws").market == "perp"
+    assert parse_path("/public/ws/btcusdt@bookTicker").market == "perp"
+    route = parse_path("/market/ws/btcusdt@trade/btcusdt@bookTicker")
+    assert route.streams == ("btcusdt@trade", "btcusdt@bookTicker") and not route.combined
+
+
+def test_book_ticker_stream_spelling() -> None:
+    assert canonical_stream("BTCUSDT@bookticker") == "btcusdt@bookTicker"
+    assert canonical_stream("ethusdt@BOOKTICKER") == "ethusdt@bookTicker"

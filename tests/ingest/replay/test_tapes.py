@@ -33,9 +33,17 @@ RAW = "hftbacktest-rawcapture_spot_ETHUSDT_20240809_first3000.gz"
 
 
 def test_default_sample_files_exist() -> None:
-    files = default_sample_files()
+    files = default_sample_files("spot")
     assert [f.name.split("_")[1] for f in files] == ["BTCUSDT", "ETHUSDT"]
     assert all(f.is_file() for f in files)
+    both = default_sample_files()
+    assert [(f.name.split("-")[1], f.name.split("_")[1]) for f in both] == [
+        ("spot", "BTCUSDT"), ("spot", "ETHUSDT"), ("um", "BTCUSDT"), ("um", "ETHUSDT")
+    ]
+    assert all(f.is_file() for f in both)
+    assert default_sample_files("futures") == default_sample_files("perp")
+    with pytest.raises(ValueError, match="invalid market"):
+        default_sample_files("margin")
 
 
 def test_spot_tape_matches_readme_figures(spot_tape: Tape) -> None:
@@ -70,7 +78,7 @@ def test_events_are_the_recorded_objects_byte_for_byte(
     spot_tape: Tape, sample_dir: Path
 ) -> None:
     recorded: dict[bytes, int] = {}
-    for path in default_sample_files():
+    for path in default_sample_files("spot"):
         with gzip.open(path, "rb") as fh:
             for line in fh:
                 recv, frame = line.rstrip(b"\n").split(b" ", 1)
@@ -113,11 +121,13 @@ def test_futures_trade_tape(sample_dir: Path) -> None:
     assert tape.events[0].data["X"] == "MARKET" and "M" not in tape.events[0].data
 
 
-def test_raw_capture_keeps_only_trades(sample_dir: Path) -> None:
+def test_raw_capture_keeps_trades_and_book_updates(sample_dir: Path) -> None:
     tape = load_tape(sample_dir / RAW)
-    assert len(tape) == 556
-    assert tape.skipped == {"bookTicker": 2252, "depthUpdate": 192}
+    assert len(tape) == 556 + 2252
+    assert tape.counts == {"ETHUSDT": 556} and tape.book_counts == {"ETHUSDT": 2252}
+    assert tape.skipped == {"depthUpdate": 192}
     assert tape.missing_ids == {"ETHUSDT": 0}
+    assert tape.markets == ("spot",)
 
 
 def test_raw_capture_snapshot_line_is_skipped(tmp_path: Path, sample_dir: Path) -> None:
@@ -132,7 +142,8 @@ def test_raw_capture_snapshot_line_is_skipped(tmp_path: Path, sample_dir: Path) 
         fh.writelines([lines[0], snapshot, *lines[1:]])
     tape = load_tape(path)
     assert tape.skipped["snapshot"] == 1
-    assert len(tape) == sum(b"@trade" in line for line in lines)
+    assert len(tape) == sum(b"@trade" in ln or b"@bookTicker" in ln for ln in lines)
+    assert sum(tape.counts.values()) == sum(b"@trade" in line for line in lines)
 
 
 def _write(path: Path, text: str) -> Path:

@@ -158,6 +158,25 @@ def test_two_markets_of_one_symbol_with_overlapping_ids_never_mix(stores, store_
         ro.close()
 
 
+def test_names_follow_the_run_universe(stores):
+    """``use_universe`` (#16, C1): the run's names for its instruments, other stored
+    instruments by key where their bare symbol is a run name, reads by those names."""
+    from analytics.instruments import Universe
+
+    st = stores.trades
+    write(st, trades("BTCUSDT", 20, seed=5) + trades("BTCUSDT", 20, market="perp", seed=6)
+          + trades("ETHUSDT", 5, first_id=7, seed=7))  # spot ETHUSDT: an earlier run's
+    write(st, trades("ETHUSDT", 3, first_id=40, market="perp", seed=8))
+    st.use_universe(Universe.parse(["spot:BTCUSDT", "perp:BTCUSDT", "perp:ETHUSDT"]))
+    assert st.last_trade_ids() == {"perp:BTCUSDT": 20, "ETHUSDT": 42, "spot:BTCUSDT": 20,
+                                   "spot:ETHUSDT": 11}
+    assert st.read_trades("ETHUSDT").trade_id.tolist() == [40, 41, 42]  # the run's perp
+    assert st.read_trades("spot:ETHUSDT").trade_id.tolist() == list(range(7, 12))
+    assert st.read_trades("spot:BTCUSDT").trade_id.tolist() == list(range(1, 21))
+    for name in st.last_trade_ids():
+        assert st.name(st.instrument(name)) == name
+
+
 def test_malformed_row_is_rejected_alone(stores):
     st = stores.trades
     good = trades("BTCUSDT", 20)
@@ -192,6 +211,93 @@ def test_bars_round_trip_replace_and_window(stores):
     assert len(st.read_bars("ETHUSDT")) == 0
     with pytest.raises(ValueError, match="11 fields"):
         st.add_bar("BTCUSDT", (T0, 1.0))
+
+
+# ---------------------------------------------------------------------- book bars
+RAW_BOOK = SAMPLE_DIR / "hftbacktest-rawcapture-trade-book_spot_ETHUSDT_20240808_2354-2356.gz"
+
+
+def real_book_rows() -> list[tuple]:
+    """1 s book bars of the real spot ETHUSDT capture (stamped by receive time), as
+    the engine would store them: ``analytics.book.book_bars`` rows, BOOK_FIELDS order."""
+    import gzip
+
+    import orjson
+
+    from analytics.book import book_bars
+
+    cols: list[list] = [[], [], [], [], []]
+    with gzip.open(RAW_BOOK, "rb") as fh:
+        for line in fh:
+            stamp, frame = line.split(b" ", 1)
+            if b"@bookTicker" not in frame:
+                continue
+            d = orjson.loads(frame)["data"]
+            for col, v in zip(cols, (int(stamp) // 1_000_000, d["b"], d["a"], d["B"],
+                                     d["A"]), strict=True):
+                col.append(v)
+    frame = book_bars(*(np.array(c, dtype=float if k else np.int64)
+                        for k, c in enumerate(cols)), 1_000)
+    return list(frame.itertuples(index=False, name=None))
+
+
+def test_book_bars_round_trip_replace_window_and_markets(stores):
+    from analytics.book import BOOK_DTYPES, BOOK_FIELDS
+
+    st = stores.trades
+    rows = real_book_rows()
+    assert len(rows) > 100
+    for row in rows:
+        st.add_book_bar("ETHUSDT", row)
+    perp_rows = [(ts, bid + 1, ask + 1, bq, aq, twa, n) for ts, bid, ask, bq, aq, twa, n
+                 in rows[:5]]
+    for row in perp_rows:  # the same symbol and seconds on the other market
+        st.add_book_bar("perp:ETHUSDT", row)
+    replaced = (rows[3][0], 1.0, 2.0, 3.0, 4.0, 5.0, np.int64(6))  # numpy scalar too
+    st.add_book_bar("ETHUSDT", replaced)
+    assert st.flush() and st.last_error is None
+    got = st.read_book_bars("ETHUSDT")
+    assert list(got.columns) == list(BOOK_FIELDS)
+    assert {c: got[c].dtype for c in got} == {c: np.dtype(t) for c, t in BOOK_DTYPES.items()}
+    expected = [*rows[:3], replaced, *rows[4:]]
+    assert [tuple(r) for r in got.itertuples(index=False, name=None)] == [
+        tuple(r) for r in expected]  # exact: every float bit for bit
+    assert list(st.read_book_bars("perp:ETHUSDT").itertuples(index=False, name=None)) == \
+        perp_rows
+    lo, hi = rows[5][0], rows[10][0]
+    window = st.read_book_bars("ETHUSDT", lo, hi)  # end exclusive
+    assert window["ts"].tolist() == [r[0] for r in rows[5:10]]
+    assert st.read_book_bars("ETHUSDT", start_ms=hi)["ts"].tolist() == [
+        r[0] for r in rows[10:]]
+    empty = st.read_book_bars("BTCUSDT")
+    assert len(empty) == 0 and list(empty.columns) == list(BOOK_FIELDS)
+    assert len(st.read_book_bars(Instrument("binance", "perp", "XRPUSDT"))) == 0
+    with pytest.raises(ValueError, match="7 fields"):
+        st.add_book_bar("ETHUSDT", (T0, 1.0))
+
+
+def test_book_bars_survive_a_reopen_and_readers_see_them(store_factory):
+    rows = real_book_rows()[:8]
+    first = store_factory()
+    first.trades.start()
+    for row in rows:
+        first.trades.add_book_bar("perp:BTCUSDT", row)
+    assert first.trades.flush()
+    ro = store_factory(readonly=True)
+    try:
+        got = ro.trades.read_book_bars("perp:BTCUSDT")
+        assert list(got.itertuples(index=False, name=None)) == rows
+        with pytest.raises(RuntimeError, match="readonly"):
+            ro.trades.add_book_bar("perp:BTCUSDT", rows[0])
+    finally:
+        ro.close()
+    first.close()
+    again = store_factory()
+    try:
+        got = again.trades.read_book_bars(PERP)
+        assert list(got.itertuples(index=False, name=None)) == rows
+    finally:
+        again.close()
 
 
 def test_rebuilt_bars_equal_bars_from_the_stored_ticks(stores):
@@ -349,6 +455,75 @@ def test_alert_events_are_unique_and_paged(stores):
     assert [e.data_ts for e in al.events(since_ms=0, limit=2)] == [T0, T0 + 1]
     assert al.events(rule_id=gone.id) == []
     assert al.states()[r.id] == RuleState(False, 5.0, T0 + 4, T0 + 4)
+
+
+# ---------------------------------------------------------------------- alert delivery
+def test_channels_crud_and_deliveries_enqueued_with_their_event(stores, store_factory):
+    """#20: one outbox row per (event, existing channel of its rule), written in the
+    save that stores the event, with the payload; attempts recorded; a deleted channel
+    fails its open rows; everything survives a reopen."""
+    import json as _json
+
+    al = stores.alerts
+    assert al.channels() == []
+    c1 = al.insert_channel("webhook", "desk", "http://127.0.0.1:9/hook", "s3cr3t")
+    c2 = al.insert_channel("slack", "team", "slack://T1/B2/C3", None)
+    assert c2.id > c1.id and al.channel(c1.id) == c1 and al.channel(999_999) is None
+    moved = al.update_channel(c2.id, "slack", "team2", "slack://T1/B2/C4", None)
+    assert moved.name == "team2" and moved.created_ms == c2.created_ms
+    assert al.update_channel(999_999, "webhook", "x", "http://h", None) is None
+    r = al.insert_rule({"metric": "zscore", "a": "BTCUSDT", "b": "ETHUSDT",
+                        "timeframe": "1s", "window": 60,
+                        "channels": [c1.id, c2.id, 999_999]}, True)
+    quiet = al.insert_rule({"metric": "price", "symbol": "BTCUSDT"}, True)
+    stored = al.save({}, [NewEvent(r.id, T0 + k, 2.0 + k, 2.0, f"e{k}") for k in range(3)]
+                     + [NewEvent(quiet.id, T0, 1.0, 2.0, "no channels")])
+    rows = al.open_deliveries()
+    # 3 events x 2 existing channels (999_999 does not exist), in event order
+    assert [(d.event_id, d.channel_id) for d in rows] == [
+        (e.id, c) for e in stored[:3] for c in (c1.id, c2.id)]
+    assert {d.status for d in rows} == {"pending"} and {d.attempts for d in rows} == {0}
+    body = _json.loads(rows[0].payload)
+    assert body == {
+        "event_id": stored[0].id, "rule_id": r.id, "description": "e0",
+        "metric": "zscore", "a": "BTCUSDT", "b": "ETHUSDT", "timeframe": "1s",
+        "window": 60, "value": 2.0, "threshold": 2.0,
+        "data_ts": "2023-11-14T22:13:20.000Z",
+        "fired_at": body["fired_at"]}
+    assert body["fired_at"].endswith("Z") and rows[0].created_ms == stored[0].fired_ms
+    al.record_attempt(rows[0].id, status="retrying", attempts=1, last_error="HTTP 503",
+                      last_status=503, next_attempt_ms=T0 + 5)
+    al.record_attempt(rows[1].id, status="delivered", attempts=1, last_error=None,
+                      last_status=200, next_attempt_ms=T0, delivered_ms=T0 + 7,
+                      latency_ms=7.0)
+    with pytest.raises(ValueError):
+        al.record_attempt(rows[2].id, status="sent", attempts=1, last_error=None,
+                          last_status=None, next_attempt_ms=T0)
+    log = {d.id: d for d in al.deliveries()}
+    assert list(log) == sorted(log, reverse=True)  # newest first
+    assert (log[rows[0].id].status, log[rows[0].id].last_status,
+            log[rows[0].id].next_attempt_ms) == ("retrying", 503, T0 + 5)
+    assert log[rows[1].id].as_json()["latency_ms"] == 7.0
+    assert log[rows[1].id].as_json()["next_attempt_ms"] is None  # done: not due
+    assert log[rows[0].id].channel_name == "desk"
+    assert [d.id for d in al.deliveries(status="delivered")] == [rows[1].id]
+    assert {d.channel_id for d in al.deliveries(channel_id=c2.id)} == {c2.id}
+    assert al.deliveries(rule_id=quiet.id) == [] and len(al.deliveries(limit=2)) == 2
+    assert len(al.open_deliveries()) == 5
+    # at most per_lane rows of each (rule, channel): the heads of the two lanes
+    assert [d.id for d in al.open_deliveries(per_lane=1)] == [rows[0].id, rows[3].id]
+    assert al.delete_channel(c2.id) is True and al.delete_channel(c2.id) is False
+    gone = al.deliveries(channel_id=c2.id)
+    assert {d.status for d in gone if d.id != rows[1].id} == {"failed"}
+    assert {d.last_error for d in gone if d.id != rows[1].id} == {"channel deleted"}
+    assert {d.channel_name for d in gone} == {None}  # the log stays, nameless
+    assert [c.id for c in al.channels()] == [c1.id]
+    stores.close()
+    again = store_factory()
+    assert [c.secret for c in again.alerts.channels()] == ["s3cr3t"]
+    assert [d.id for d in again.alerts.open_deliveries()] == [rows[0].id, rows[2].id,
+                                                              rows[4].id]
+    again.close()
 
 
 # ---------------------------------------------------------------------- datasets

@@ -98,38 +98,71 @@ def test_schema_steps_run_once_in_one_transaction_and_readers_never_migrate(
         pg_url, monkeypatch):
     from ingest.store import postgres_schema as schema
 
-    open_store(pg_url).close()  # v1
-    assert [r[0] for r in _sql(pg_url, "SELECT version FROM schema_version")] == [1]
+    real = schema.MIGRATIONS
+    top = schema.SCHEMA_VERSION
+    nxt = top + 1
+    open_store(pg_url).close()  # this build's schema
+    assert [r[0] for r in _sql(pg_url, "SELECT version FROM schema_version")] == list(
+        range(1, top + 1))
 
-    def broken_v2(conn):
+    def broken_next(conn):
         conn.execute("ALTER TABLE bars_1s ADD COLUMN note text")
         raise RuntimeError("disk on fire")
 
-    def v2(conn):
-        """v2: bars get a note."""
+    def next_step(conn):
+        """next: bars get a note."""
         conn.execute("ALTER TABLE bars_1s ADD COLUMN note text")
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS, (2, broken_v2)))
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", nxt)
+    monkeypatch.setattr(schema, "MIGRATIONS", (*real, (nxt, broken_next)))
     with pytest.raises(RuntimeError, match="disk on fire"):
         open_store(pg_url)
-    assert [r[0] for r in _sql(pg_url, "SELECT version FROM schema_version")] == [1]
+    assert _sql(pg_url, "SELECT max(version) FROM schema_version") == [(top,)]
     assert _sql(pg_url, "SELECT count(*) FROM information_schema.columns WHERE "
                         "table_name = 'bars_1s' AND column_name = 'note'") == [(0,)]
-    with pytest.raises(SchemaError, match="version 1 .* never creates or migrates"):
+    with pytest.raises(SchemaError, match=f"version {top} .* never creates or migrates"):
         open_store(pg_url, readonly=True)
 
-    monkeypatch.setattr(schema, "MIGRATIONS", (*schema.MIGRATIONS[:1], (2, v2)))
+    monkeypatch.setattr(schema, "MIGRATIONS", (*real, (nxt, next_step)))
     open_store(pg_url).close()
-    assert _sql(pg_url, "SELECT version, note FROM schema_version ORDER BY version")[1] == (
-        2, "v2: bars get a note.")
+    assert _sql(pg_url, "SELECT version, note FROM schema_version ORDER BY version")[-1] == (
+        nxt, "next: bars get a note.")
     open_store(pg_url, readonly=True).close()
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 1)  # an older build meets a newer DB
-    with pytest.raises(SchemaError, match="newer than this build's 1"):
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", top)  # an older build meets a newer DB
+    with pytest.raises(SchemaError, match=f"newer than this build's {top}"):
         open_store(pg_url)
-    with pytest.raises(SchemaError, match="newer than this build's 1"):
+    with pytest.raises(SchemaError, match=f"newer than this build's {top}"):
         open_store(pg_url, readonly=True)
+
+
+def test_a_v1_database_gains_book_bars_and_keeps_its_rows(pg_url, monkeypatch):
+    """v1 (before the top of book) -> v2: the step only adds book_bars."""
+    from ingest.store import postgres_schema as schema
+
+    with monkeypatch.context() as m:  # the v1 build
+        m.setattr(schema, "SCHEMA_VERSION", 1)
+        m.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:1])
+        stores = open_store(pg_url)
+        try:
+            write(stores.trades.start(), trades("BTCUSDT", 300))
+        finally:
+            stores.close()
+        assert _sql(pg_url, "SELECT to_regclass('book_bars')") == [(None,)]
+    before = _sql(pg_url, "SELECT * FROM trades ORDER BY inst, trade_id")
+    with pytest.raises(SchemaError, match="version 1 .* never creates or migrates"):
+        open_store(pg_url, readonly=True)
+    stores = open_store(pg_url)
+    try:
+        st = stores.trades.start()
+        assert _sql(pg_url, "SELECT * FROM trades ORDER BY inst, trade_id") == before
+        st.add_book_bar("BTCUSDT", (T0, 100.0, 100.5, 1.0, 2.0, 49.9, 3))
+        assert st.flush()
+        assert st.read_book_bars("BTCUSDT").values.tolist() == [
+            [T0, 100.0, 100.5, 1.0, 2.0, 49.9, 3]]
+    finally:
+        stores.close()
+    assert [r[0] for r in _sql(pg_url, "SELECT version FROM schema_version")] == [1, 2]
 
 
 # ---------------------------------------------------------------------- partitions

@@ -92,7 +92,10 @@ def test_following_a_database_reads_the_market_its_writer_wrote(tmp_path):
     finally:
         rt.stop()
     rt = Runtime(parse_config(["--db", str(db), "--no-ingest", "--market", "futures"]))
-    try:  # a market asked for explicitly is kept
-        assert rt.store.last_trade_ids() == {"spot:BTCUSDT": 10}
+    try:  # a follower's names are its universe's, the store's instruments (C1): the
+        # one BTCUSDT held is bare, and it is the spot one
+        assert rt.universe.names == ("BTCUSDT",)
+        assert rt.store.last_trade_ids() == {"BTCUSDT": 10}
+        assert rt.store.instrument("BTCUSDT").market == "spot"
     finally:
         rt.stop()

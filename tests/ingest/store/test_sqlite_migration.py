@@ -305,3 +305,31 @@ def test_the_app_following_an_old_database_says_the_writer_must_open_it(tmp_path
     with pytest.raises(SystemExit, match="never migrates: start the ingesting process"):
         Runtime(parse_config(["--db", str(db), "--no-ingest"]))
     assert dump(db, "PRAGMA user_version") == [(0,)]
+
+
+def test_a_v2_database_gains_book_bars_and_keeps_every_row(tmp_path):
+    """v2 (before the top of book) -> v3: the step only adds ``book_bars``."""
+    db = tmp_path / "ticks.db"
+    make_v1_db(db)
+    with SqliteTradeStore(db, market="perp"):  # this build: v1 -> v3
+        pass
+    # what the v2 build left: no book_bars, version 2
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TABLE book_bars")
+    conn.execute("PRAGMA user_version = 2")
+    conn.execute("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+    conn.commit()
+    conn.close()
+    before = {t: dump(db, f"SELECT * FROM {t}") for t in (
+        "trades", "bars_1s", "gaps", "session_breaks")}
+    with pytest.raises(SchemaError, match=r"version 2.*never migrates"):
+        SqliteTradeStore(db, readonly=True)
+    with SqliteTradeStore(db, market="perp").start() as st:
+        assert {t: dump(db, f"SELECT * FROM {t}") for t in before} == before
+        st.add_book_bar("BTCUSDT", (T0, 100.0, 100.5, 1.0, 2.0, 49.9, 3))
+        assert st.flush()
+        assert st.read_book_bars("BTCUSDT").values.tolist() == [
+            [T0, 100.0, 100.5, 1.0, 2.0, 49.9, 3]]
+    assert dump(db, "PRAGMA user_version") == [(3,)]
+    with SqliteTradeStore(db, readonly=True) as ro:
+        assert len(ro.read_book_bars("perp:BTCUSDT")) == 1

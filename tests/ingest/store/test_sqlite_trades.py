@@ -73,10 +73,10 @@ def test_creates_parent_dirs_schema_and_wal(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     rows = conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
     tables = {r[0] for r in rows}
-    assert {"trades", "bars_1s", "gaps", "meta"} <= tables
+    assert {"trades", "bars_1s", "book_bars", "gaps", "meta"} <= tables
     version = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'")
-    assert version.fetchone() == ("2",)  # v2: rows keyed by instrument
-    assert conn.execute("PRAGMA user_version").fetchone() == (2,)
+    assert version.fetchone() == ("3",)  # v2: rows keyed by instrument; v3: book_bars
+    assert conn.execute("PRAGMA user_version").fetchone() == (3,)
     conn.close()
 
 

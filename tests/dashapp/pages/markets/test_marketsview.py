@@ -89,3 +89,57 @@ def test_heatmap_crossing_the_minimum_sends_a_whole_figure_not_a_patch():
     assert up2.state["heat_ok"] is True
     assert not isinstance(up2.heatmap, Patch)
     assert up2.heatmap["data"][0].get("showscale") is not False
+
+
+# -- top of book (#17): quote line of each card, spread filter -----------------------
+def _last_quotes() -> dict:
+    """The last @bookTicker frame of each committed spot raw capture (real quotes)."""
+    import gzip
+
+    from tests.analytics.conftest import SAMPLE_DIR
+
+    out = {}
+    for sym in ("BTCUSDT", "ETHUSDT"):
+        path = SAMPLE_DIR / f"hftbacktest-rawcapture-trade-book_spot_{sym}_20240808_2354-2356.gz"
+        with gzip.open(path, "rt") as fh:
+            frames = [json.loads(line.split(" ", 1)[1])["data"] for line in fh
+                      if "@bookTicker" in line]
+        out[sym] = {k: float(frames[-1][k]) for k in ("b", "B", "a", "A")}
+    return out
+
+
+def test_cards_show_the_latest_quote_and_the_spread_filter_hides_wide_ones():
+    from dashapp.components.symbol_card import quote_values
+
+    svc = FakeServices(300, SYMS)
+    quotes = _last_quotes()
+    for sym, q in quotes.items():
+        svc.set_quote(sym, q["b"], q["a"], q["B"], q["A"])
+    up = marketsview.refresh(svc, "1s", None, None, None)
+    assert up.hidden == [] and up.quotes["SOLUSDT"] is None
+    for sym, q in quotes.items():
+        mid = (q["b"] + q["a"]) / 2
+        spread = 1e4 * (q["a"] - q["b"]) / mid  # independent: the definition
+        shown = quote_values(up.quotes[sym])
+        assert shown["sprd"] == f"{spread:,.2f} bps"
+        assert shown["imb"] == f"{q['B'] / (q['B'] + q['A']):.2f}"
+        assert shown["bid"] == f"{q['b']:,.2f}" and shown["ask"] == f"{q['a']:,.2f}"
+    assert quote_values(None) == {"bid": "–", "ask": "–", "sprd": "–", "imb": "–"}
+    spreads = {s: 1e4 * (q["a"] - q["b"]) / ((q["a"] + q["b"]) / 2) for s, q in quotes.items()}
+    cut = (spreads["BTCUSDT"] + spreads["ETHUSDT"]) / 2 if spreads["BTCUSDT"] != spreads[
+        "ETHUSDT"] else spreads["BTCUSDT"]
+    wide = [s for s, v in spreads.items() if v > cut]
+    up = marketsview.refresh(svc, "1s", None, None, None, max_spread_bps=cut)
+    assert up.hidden == wide  # no quote (SOLUSDT) is not judged: it stays shown
+    svc.set_quote("SOLUSDT", 150.0, 151.5)  # 100 bps
+    up = marketsview.refresh(svc, "1s", None, None, None, max_spread_bps=50)
+    assert up.hidden == ["SOLUSDT"]
+
+
+def test_spread_threshold_from_the_url():
+    from dashapp.pages.markets.marketsview import max_spread_arg
+
+    assert max_spread_arg("2.5") == 2.5 and max_spread_arg(" 0 ") == 0.0
+    assert max_spread_arg(None) is None and max_spread_arg("") is None
+    assert max_spread_arg("abc") is None and max_spread_arg("-1") is None
+    assert max_spread_arg("inf") is None

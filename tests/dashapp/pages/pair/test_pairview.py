@@ -155,6 +155,7 @@ def test_alert_rule_prefill():
         "window": 90,
         "regression": "huber",
         "prices": "log",
+        "source": "trade",
         "op": "crosses_above",
         "threshold": 2.5,
     }
