@@ -3,6 +3,8 @@ heatmap, and a row click opening the pair page."""
 
 from __future__ import annotations
 
+import time
+
 import requests
 from playwright.sync_api import expect
 
@@ -14,7 +16,10 @@ def test_screener_ranks_the_pair_and_opens_it(page, live_app, shot):
     win = page.locator("#screener-window")
     win.fill("10")
     win.press("Tab")
-    for _ in range(20):
+    # The screen is a background job: late in a loaded suite it can queue behind other
+    # tests' jobs (ADF, backtests) on the shared app, so wait up to two minutes for it.
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
         if page.locator("#screener-done").count() and page.locator(
                 "#screener-grid .ag-row").count():
             break
@@ -22,6 +27,9 @@ def test_screener_ranks_the_pair_and_opens_it(page, live_app, shot):
         run = page.locator("#screener-run")
         if not page.locator("#screener-done").count() and run.is_enabled():
             run.click()  # (disabled while a screen runs: then wait for it)
+    assert page.locator("#screener-grid .ag-row").count(), (
+        "no screener rows after 120 s; status: "
+        + page.locator("#screener-status").inner_text())
     row = page.locator("#screener-grid .ag-row").first
     expect(row).to_contain_text("BTCUSDT")
     expect(row).to_contain_text("ETHUSDT")
