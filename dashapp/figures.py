@@ -449,7 +449,7 @@ def correlation_heatmap(
             "font": {"color": TEXT, "family": FONT, "size": 11},
             **({"title": {"text": title, "x": 0.01, "font": {"size": 12}}} if title else {}),
             "uirevision": uirevision,
-            "yaxis": {"autorange": "reversed"},
+            "yaxis": {"autorange": "reversed", "automargin": True},
         },
     }
 

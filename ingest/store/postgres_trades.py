@@ -514,12 +514,7 @@ class PostgresTradeStore(InstrumentReads, WriterStore):
         if inst is None:
             return Bars.empty(1000)
         sql, params = _BAR_SELECT, [inst]
-        if start_ms is not None:
-            sql += " AND ts >= %s"
-            params.append(int(start_ms))
-        if end_ms is not None:
-            sql += " AND ts < %s"
-            params.append(int(end_ms))
+        sql += _ts_range(params, start_ms, end_ms)
         arr = self._array(sql + " ORDER BY ts", params, _BAR_DTYPE)
         return Bars.from_columns({f: np.ascontiguousarray(arr[f]) for f in BAR_FIELDS},
                                  tf_ms=1000)
@@ -530,12 +525,7 @@ class PostgresTradeStore(InstrumentReads, WriterStore):
         if inst is None:
             return empty_book_frame()
         sql, params = _BOOK_SELECT, [inst]
-        if start_ms is not None:
-            sql += " AND ts >= %s"
-            params.append(int(start_ms))
-        if end_ms is not None:
-            sql += " AND ts < %s"
-            params.append(int(end_ms))
+        sql += _ts_range(params, start_ms, end_ms)
         return self._pool.run(
             lambda conn: book_frame(conn.execute(sql + " ORDER BY ts", params).fetchall()))
 
@@ -567,6 +557,19 @@ class PostgresTradeStore(InstrumentReads, WriterStore):
         rows = self._all_of(instrument, sql, "b", "b.ts_ms, i.venue, i.market, i.symbol")
         return [Break(self._name(v, m, s), int(ts), reason, int(created))
                 for v, m, s, ts, reason, created in rows]
+
+
+def _ts_range(params: list, start_ms: int | None, end_ms: int | None) -> str:
+    """The ``start_ms <= ts < end_ms`` clause of a bar or book-bar read (either bound may
+    be None), its values appended to ``params``."""
+    sql = ""
+    if start_ms is not None:
+        sql += " AND ts >= %s"
+        params.append(int(start_ms))
+    if end_ms is not None:
+        sql += " AND ts < %s"
+        params.append(int(end_ms))
+    return sql
 
 
 def _days(batch: Batch) -> set[int]:

@@ -511,12 +511,7 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
         """1 s bars with ``start_ms <= ts < end_ms``, ordered by ts."""
         sql = _BAR_SELECT + f"WHERE {_KEY}"
         params: list = [*self._key(instrument)]
-        if start_ms is not None:
-            sql += " AND ts >= ?"
-            params.append(start_ms)
-        if end_ms is not None:
-            sql += " AND ts < ?"
-            params.append(end_ms)
+        sql += _ts_range(params, start_ms, end_ms)
         arr = _fetch(self._reader().execute(sql + " ORDER BY ts", params), _BAR_DTYPE)
         return Bars.from_columns(
             {f: np.ascontiguousarray(arr[f]) for f in BAR_FIELDS}, tf_ms=1000
@@ -529,12 +524,7 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
         """1 s book bars with ``start_ms <= ts < end_ms``, ordered by ts."""
         sql = _BOOK_SELECT
         params: list = [*self._key(instrument)]
-        if start_ms is not None:
-            sql += " AND ts >= ?"
-            params.append(int(start_ms))
-        if end_ms is not None:
-            sql += " AND ts < ?"
-            params.append(int(end_ms))
+        sql += _ts_range(params, start_ms, end_ms)
         return book_frame(self._reader().execute(sql + " ORDER BY ts", params))
 
     def missing_ranges(
@@ -564,6 +554,19 @@ class SqliteTradeStore(InstrumentReads, WriterStore):
             inst = Instrument(venue, market, symbol)
             out.append(Gap(self.name(inst), first, last, detected, filled, inst))
         return out
+
+
+def _ts_range(params: list, start_ms: int | None, end_ms: int | None) -> str:
+    """The ``start_ms <= ts < end_ms`` clause of a bar or book-bar read (either bound may
+    be None), its values appended to ``params``."""
+    sql = ""
+    if start_ms is not None:
+        sql += " AND ts >= ?"
+        params.append(int(start_ms))
+    if end_ms is not None:
+        sql += " AND ts < ?"
+        params.append(int(end_ms))
+    return sql
 
 
 def _trade_columns(time_ms, trade_id, price, qty, buyer_is_maker) -> TradeColumns:
