@@ -110,16 +110,12 @@ class Ingestor:
         universe=None,
     ) -> None:
         self.universe = universe
-        #: (market, bare symbol) -> run name; misses go through :meth:`_name_miss`.
-        self._names: dict[tuple[str, str], str] = {} if universe is None else {
-            (inst.market, inst.symbol): universe.name(inst)
-            for inst in universe if inst.venue == "binance"
-        }
-        #: the same, market -> {bare symbol -> name}: the hot path's two plain lookups
-        #: (no tuple built per trade)
+        #: market -> {bare symbol -> run name}: two plain lookups on the hot path (no
+        #: tuple built per trade); misses go through :meth:`_name_miss`.
         self._by_market: dict[str, dict[str, str]] = {}
-        for (market, symbol), name in self._names.items():
-            self._by_market.setdefault(market, {})[symbol] = name
+        for inst in universe or ():
+            if inst.venue == "binance":
+                self._by_market.setdefault(inst.market, {})[inst.symbol] = universe.name(inst)
         self.symbols = list(symbols)
         self.store = store
         self.engine = engine
@@ -185,12 +181,12 @@ class Ingestor:
     # ------------------------------------------------------------------ names
     def name_of(self, item) -> str:
         """The run's name of a trade's / book update's instrument (class notes)."""
-        name = self._names.get((item.market, item.symbol))
-        return name if name is not None else self._name_miss(item.market, item.symbol)
+        return self.market_name(item.market, item.symbol)
 
     def market_name(self, market: str, symbol: str) -> str:
         """The run's name of bare ``symbol`` on ``market`` (gaps, back-fill pages)."""
-        name = self._names.get((market, symbol))
+        names = self._by_market.get(market)
+        name = None if names is None else names.get(symbol)
         return name if name is not None else self._name_miss(market, symbol)
 
     def _name_miss(self, market: str, symbol: str) -> str:
@@ -201,7 +197,6 @@ class Ingestor:
         from analytics.instruments import DEFAULT_VENUE, Instrument
 
         name = self.store.name(Instrument(DEFAULT_VENUE, market, symbol))
-        self._names = {**self._names, (market, symbol): name}
         by_market = {m: dict(names) for m, names in self._by_market.items()}
         by_market.setdefault(market, {})[symbol] = name
         self._by_market = by_market  # replaced whole: the feed threads read it unlocked
@@ -210,10 +205,7 @@ class Ingestor:
     # ------------------------------------------------------------------ hot path
     def on_trade(self, t: Trade) -> None:
         """Called in the feed thread for every new trade."""
-        names = self._by_market.get(t.market)
-        name = None if names is None else names.get(t.symbol)
-        if name is None:
-            name = self._name_miss(t.market, t.symbol)
+        name = self.market_name(t.market, t.symbol)
         if self._break_pending and name in self._break_pending:
             self.mark_break(name, t.time_ms, self._break_pending.pop(name))
         ring = self.rings.get(name)
@@ -256,9 +248,7 @@ class Ingestor:
         as the name's live quote, fed to the engine's 1 s book bar under the lock
         (serialised with the bar clock, like trades); a book bar it closed is stored.
         The engine buckets by ``b.time_ms`` (futures ``T``, spot receive time)."""
-        name = self._names.get((b.market, b.symbol))
-        if name is None:
-            name = self._name_miss(b.market, b.symbol)
+        name = self.market_name(b.market, b.symbol)
         self._quotes[name] = b
         self.book_updates += 1
         with self._lock:
