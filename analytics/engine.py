@@ -69,6 +69,8 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TIMEFRAMES_MS = (1_000, 60_000, 300_000)
 MAX_TRACKED_PAIRS = 48
+#: Rows a symbol's bar series starts with per timeframe (it grows to a day: series.py).
+SERIES_INITIAL_ROWS = 64
 #: The row of a point whose hedge is not defined yet: its bar's prices, NaN elsewhere.
 _WARMING = dict.fromkeys(PAIR_COLUMNS, np.nan)
 
@@ -330,6 +332,29 @@ def _fine_bar(book: BookBars, i: int) -> BookBar:
                    book.first_cover_ms if i == 0 else None)  # fmt: skip
 
 
+def _owns(lock) -> bool:
+    """Does this thread hold ``lock`` (an RLock)? Unknown (no ``_is_owned``): True,
+    the safe answer for :meth:`MarketEngine.load_deferred` (never wait)."""
+    owned = getattr(lock, "_is_owned", None)
+    return True if owned is None else bool(owned())
+
+
+def _fine_book(frame: pd.DataFrame) -> BookBars:
+    """Stored 1 s book rows (any order, a ts twice: the later row) as BookBars."""
+    f = frame.sort_values("ts", kind="stable").drop_duplicates("ts", keep="last")
+    return BookBars.from_columns({c: f[c].to_numpy() for c in BOOK_DTYPES}, 1_000)
+
+
+def _prepended(buf: ColumnBuffer, older: dict, n_older: int) -> ColumnBuffer:
+    """A new buffer like ``buf`` holding ``older`` rows, then ``buf``'s rows: a deferred
+    history put before what was appended since (``appended`` counts both)."""
+    fresh = ColumnBuffer(buf.dtypes, buf.max_rows, initial_rows=SERIES_INITIAL_ROWS)
+    fresh.extend(older)
+    fresh.extend(buf.view())
+    fresh.appended = n_older + buf.appended
+    return fresh
+
+
 def _head(bars: Bars, frontier: int) -> Bars:
     """Bars with ``ts < frontier``."""
     n = int(np.searchsorted(bars.ts, frontier, side="left"))
@@ -373,6 +398,13 @@ class MarketEngine:
         self.clock_closed_book: list[tuple[str, BookBar]] = []
         #: Session breaks per symbol (sorted int64 ms, see :mod:`analytics.sessions`).
         self._breaks: dict[str, np.ndarray] = {}
+        #: ("bars" | "book", symbol) -> loader of its stored history not put in yet
+        #: (:meth:`defer_history`, :meth:`restore_book_recent`)
+        self._deferred: dict[tuple[str, str], object] = {}
+        #: loads running now (:attr:`history_loads`: a background loader yields to them)
+        self._loads = 0
+        self._loads_lock = threading.Lock()
+        self._loading: dict[tuple, threading.Event] = {}  # key -> set when its load ends
         for s in symbols:
             self.add_symbol(s)
 
@@ -387,8 +419,11 @@ class MarketEngine:
                 return
             self._builders[symbol] = {tf: BarBuilder(tf) for tf in self.timeframes_ms}
             self._mids[symbol] = {tf: MidCloser(tf) for tf in self.timeframes_ms}
+            # Grown as bars come (analytics/series.py): an idle instrument holds a few
+            # rows per timeframe, a liquid one a day's worth after its first hours.
             self._series[symbol] = {
-                tf: ColumnBuffer(BAR_DTYPES, DAY_MS // tf) for tf in self.timeframes_ms
+                tf: ColumnBuffer(BAR_DTYPES, DAY_MS // tf, initial_rows=SERIES_INITIAL_ROWS)
+                for tf in self.timeframes_ms
             }
 
     def replay_start_ms(self, last_ms: int) -> int:
@@ -403,6 +438,118 @@ class MarketEngine:
             for tf, buf in self._series[symbol].items():
                 bars = bars_1s if tf == 1_000 else resample_bars(bars_1s, tf_ms=tf)
                 buf.extend(bars.columns())
+
+    def defer_history(self, symbol: str, load) -> None:
+        """Restore ``symbol``'s stored 1 s bars LATER: ``load()`` returns them (as for
+        :meth:`load_bars`: coarse buckets complete, every bar before any bar appended
+        from now on). The first reader of the symbol (:meth:`bars`, :meth:`pair`) or
+        :meth:`load_deferred` runs it; bars closed meanwhile (a restart's re-run of the
+        open buckets, live trades) stay after them. The series are then exactly those
+        of ``load_bars`` followed by the same appends: history first, then
+        ``extend`` of the rows appended since, ``appended`` the sum of both.
+
+        Why: reading a day of 1 s bars is most of a cold restart (0.25 s per liquid
+        instrument here, mostly the driver building Python rows), and a pair needs
+        only its two legs' days; the rest load in the background (ingest/pipeline.py)."""
+        self.add_symbol(symbol)
+        with self.lock:
+            self._deferred[("bars", symbol)] = load
+
+    def buffer_bytes(self) -> int:
+        """Bytes of every bar and book series held (they grow with the data:
+        analytics/series.py); what ``/api/health`` reports with the rings."""
+        total = 0
+        for series in list(self._series.values()):
+            total += sum(buf.nbytes for buf in list(series.values()))
+        for st in list(self._book.values()):
+            total += sum(buf.nbytes for buf in list(st.buffers.values()))
+        return total
+
+    def reset_after_fork(self) -> None:
+        """In a forked child (a background job): fresh locks, and no load in progress
+        (a parent's load is not running here: its day stays deferred and the child's
+        first reader loads it)."""
+        self.lock = threading.RLock()
+        self._loads_lock = threading.Lock()
+        self._loading = {}
+        self._loads = 0
+
+    def deferred_symbols(self) -> list[str]:
+        """Symbols whose stored history is not in yet (:meth:`defer_history`)."""
+        return sorted({sym for _, sym in self._deferred})
+
+    @property
+    def history_loads(self) -> int:
+        """Deferred histories being loaded right now (by readers or a background loader)."""
+        return self._loads
+
+    def load_deferred(self, symbol: str) -> bool:
+        """Put ``symbol``'s deferred histories (bars, book) in now (no-op when there
+        are none); True if this call put one in. The store read runs without
+        :attr:`lock` (the feed keeps going), the swap under it. One load per history:
+        a second reader waits for the load in progress, unless it holds :attr:`lock`
+        (a reader of several symbols under it): the loader needs that lock for its
+        swap, so such a reader loads a copy itself and the later one is discarded."""
+        put = self._load_one(("bars", symbol), self._put_history)
+        return self._load_one(("book", symbol), self._put_book_history) or put
+
+    def _load_one(self, key: tuple[str, str], put) -> bool:
+        while True:
+            load = self._deferred.get(key)
+            if load is None:
+                return False
+            with self._loads_lock:
+                done = self._loading.get(key)
+                mine = done is None
+                if mine:
+                    done = self._loading[key] = threading.Event()
+                    self._loads += 1
+            if not mine and not _owns(self.lock):
+                done.wait()
+                continue  # loaded (or the load failed: then try it here)
+            try:
+                return put(key, load)
+            finally:
+                if mine:  # after the swap: a waiter wakes to find the history in
+                    with self._loads_lock:
+                        self._loads -= 1
+                        del self._loading[key]
+                    done.set()
+
+    def _put_history(self, key: tuple[str, str], load) -> bool:
+        """Read a deferred day (no lock) and put it before the bars appended since."""
+        symbol = key[1]
+        hist = load()
+        coarse = {tf: hist if tf == 1_000 else resample_bars(hist, tf_ms=tf)
+                  for tf in self.timeframes_ms}
+        with self.lock:
+            if self._deferred.get(key) is not load:
+                return False  # another thread put it in meanwhile
+            series = self._series[symbol]
+            for tf, buf in series.items():
+                series[tf] = _prepended(buf, coarse[tf].columns(), len(coarse[tf]))
+            del self._deferred[key]
+        return True
+
+    def _put_book_history(self, key: tuple[str, str], load) -> bool:
+        """Read deferred book bars (no lock) and put them, and the coarse book bars of
+        their complete buckets, before the book bars appended since
+        (:meth:`restore_book_recent`)."""
+        name = key[1]
+        frame = load()
+        fine = _fine_book(frame)
+        coarse = {tf: resample_book(fine, tf) for tf in self.timeframes_ms if tf != 1_000}
+        with self.lock:
+            if self._deferred.get(key) is not load:
+                return False
+            st = self._book[name]
+            for tf, buf in st.buffers.items():
+                part = fine if tf == 1_000 else coarse[tf]
+                st.buffers[tf] = _prepended(buf, part.columns(), len(part))
+                if tf != 1_000 and len(part):
+                    st.first_cover[tf] = part.first_cover_ms  # the whole day's first
+            del self._deferred[key]
+        return True
 
     # ------------------------------------------------------------------ breaks
     def mark_break(self, symbol: str, ts_ms: int, reason: str = "") -> None:
@@ -463,6 +610,22 @@ class MarketEngine:
         builder = self._builders.get(symbol, {}).get(1_000)
         return 0 if builder is None else builder.late_ticks
 
+    def final_ms(self, tf_ms: int) -> int | None:
+        """Every ``tf_ms`` bucket ``[ts, ts + tf)`` with ``ts + tf <= final_ms`` is final
+        for EVERY symbol: the lowest bar-builder floor at ``tf_ms`` (or at the finest
+        timeframe dividing it). A symbol can still close an earlier bucket than another
+        (its trade in a later bucket closes it, the clock closes the quiet ones), so a
+        market-wide read pins its window below this (the market screen). None before
+        the first trade or clock."""
+        with self.lock:
+            tfs = [t for t in self.timeframes_ms if tf_ms % t == 0]
+            if not tfs:
+                return None
+            base = tf_ms if tf_ms in tfs else max(tfs)
+            floors = [b[base].floor for b in self._builders.values()]
+        floors = [f for f in floors if f is not None]
+        return min(floors) if floors else None
+
     def on_clock(self, now_ms: int) -> list[tuple[str, Bar]]:
         """Close every bar whose time is up; return the closed 1 s bars."""
         out = []
@@ -521,6 +684,8 @@ class MarketEngine:
         history plus the closer's later bars never repeat or skip a bucket."""
         if symbol not in self._series:
             raise KeyError(symbol)
+        if self._deferred:  # before the lock (a store read)
+            self.load_deferred(symbol)
         with self.lock:
             book = self.book_bars(symbol, tf_ms)
             closer = self._mids[symbol].get(tf_ms)
@@ -640,11 +805,59 @@ class MarketEngine:
                                float(last["ask_qty"]), floor)  # fmt: skip
             st.floor_seen = floor
 
+    def restore_book_recent(self, name: str, recent: pd.DataFrame, cut_ms: int,
+                            load_older) -> None:
+        """:meth:`restore_book` in two parts, the older one LATER (as
+        :meth:`defer_history` for the trade bars: a day of stored book bars is as
+        long to read as a day of bars). ``cut_ms``: a multiple of every timeframe, at
+        or before the start of the largest one's open bucket; ``recent``: the stored
+        rows from the last one before ``cut_ms`` (the *carrier*: its quote is the one
+        in force when the bucket at ``cut_ms`` opens) to the end; ``load_older()``:
+        the rows of the day before ``cut_ms`` (the carrier again included).
+
+        Now: the rows from ``cut_ms`` on into the 1 s buffer, the coarse buckets from
+        ``cut_ms`` that are complete (computed with the carrier first, so the time
+        weights at ``cut_ms`` are those of the whole day's resample), the open buckets'
+        seconds into the resamplers, the quote in force and the floor: all exactly as
+        :meth:`restore_book` sets them. Later (first reader, or
+        :meth:`load_deferred`): the older rows and their coarse buckets (complete: they
+        end at or before ``cut_ms``) go before them."""
+        f = recent.sort_values("ts", kind="stable").drop_duplicates("ts", keep="last")
+        fine = BookBars.from_columns({c: f[c].to_numpy() for c in BOOK_DTYPES}, 1_000)
+        k = int(np.searchsorted(fine.ts, cut_ms, side="left"))
+        if k == 0 or any(cut_ms % tf for tf in self.timeframes_ms):
+            raise ValueError("restore_book_recent: needs a carrier row before cut_ms and "
+                             "a cut_ms every timeframe divides")
+        floor = int(fine.ts[-1]) + 1_000
+        with self.lock:
+            st = self._book[name] = _BookState(self.timeframes_ms)
+            st.buffers[1_000].extend(fine.take(slice(k, None)).columns())
+            st.first_cover[1_000] = None
+            carried = fine.take(slice(k - 1, None))
+            for tf, rs in st.coarse.items():
+                coarse = resample_book(carried, tf)
+                lo = int(np.searchsorted(coarse.ts, cut_ms, side="left"))
+                done = int(np.searchsorted(coarse.ts, floor - tf, side="right"))
+                st.buffers[tf].extend(coarse.take(slice(lo, max(lo, done))).columns())
+                st.first_cover[tf] = None  # set from the older rows when they come
+                open_from = int(np.searchsorted(fine.ts, floor - floor % tf, side="left"))
+                rs.restore(_fine_bar(fine, open_from - 1), floor)  # open_from >= k >= 1
+                for i in range(open_from, len(fine)):
+                    rs.on_bar(_fine_bar(fine, i))
+                rs.on_floor(floor)
+            last = f.iloc[-1]
+            st.builder.restore(float(last["bid"]), float(last["ask"]), float(last["bid_qty"]),
+                               float(last["ask_qty"]), floor)  # fmt: skip
+            st.floor_seen = floor
+            self._deferred[("book", name)] = load_older
+
     def book_bars(self, name: str, tf_ms: int) -> BookBars | None:
         """Closed book bars of the last day at ``tf_ms`` (any multiple of 1 s; complete
         buckets only), None when ``name`` has no book data. ``final_ms``: every bucket
         ending at or before it is final, its book as served will not change (rows of
         trade bars ending after it must wait: :func:`analytics.book.book_columns`)."""
+        if self._deferred:  # a restart's stored day not in yet (restore_book_recent)
+            self.load_deferred(name)
         st = self._book.get(name)
         if st is None:
             return None
@@ -668,8 +881,24 @@ class MarketEngine:
                                      final_ms=final)  # fmt: skip
 
     # ------------------------------------------------------------------ readers
+    def bars_tail(self, symbol: str, tf_ms: int, n: int) -> Bars:
+        """``bars(symbol, tf_ms).tail(n)``, reading and checking only those ``n`` rows
+        for a stored timeframe (a day of 1 s bars is 86,400: the markets board reads
+        hundreds of instruments every 500 ms)."""
+        if self._deferred:  # a restart's stored day not in yet (defer_history)
+            self.load_deferred(symbol)
+        series = self._series.get(symbol)
+        if series is None:
+            raise KeyError(symbol)
+        if tf_ms not in series or n <= 0:
+            return self.bars(symbol, tf_ms).tail(max(n, 0))
+        cols = series[tf_ms].view()
+        return Bars.from_columns({k: v[-n:] for k, v in cols.items()}, tf_ms=tf_ms)
+
     def bars(self, symbol: str, tf_ms: int) -> Bars:
         """Closed bars of the last day (read-only views; any multiple of 1 s)."""
+        if self._deferred:
+            self.load_deferred(symbol)
         series = self._series.get(symbol)
         if series is None:
             raise KeyError(symbol)
@@ -721,6 +950,9 @@ class MarketEngine:
                 raise KeyError(s)
         if a == b:
             raise ValueError("a pair needs two different symbols")
+        if self._deferred:  # the legs' stored days, before the lock (store reads)
+            self.load_deferred(a)
+            self.load_deferred(b)
         key = PairKey(a, b, int(tf_ms), int(window), regression, prices, source)
         tracker = self._pairs.get(key)
         if tracker is not None:

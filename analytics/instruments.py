@@ -154,6 +154,32 @@ class Universe:
     def __contains__(self, inst: object) -> bool:
         return inst in self._names
 
+    def extended(self, instruments: Iterable[Instrument]) -> Universe:
+        """This universe plus ``instruments`` (a new listing joining a running app),
+        with every name it already gives UNCHANGED: a URL, a ring, a stored alert keep
+        meaning the same instrument. A new instrument takes its bare symbol only when
+        no instrument of the run (old or new) shares that symbol and it is on the
+        default venue; otherwise its key (``spot:BTCUSDT``). So ``extended`` may name
+        differently from ``Universe(all instruments)`` (which would rename the old
+        one): names are stable, not recomputed. Returns ``self`` when nothing is new.
+        """
+        new = [i for i in dict.fromkeys(instruments) if i not in self._names]
+        if not new:
+            return self
+        symbols = [i.symbol for i in self.instruments] + [i.symbol for i in new]
+        counts: dict[str, int] = {}
+        for sym in symbols:
+            counts[sym] = counts.get(sym, 0) + 1
+        out = Universe.__new__(Universe)
+        out.instruments = self.instruments + tuple(new)
+        out.default_market = self.default_market
+        out._names = dict(self._names)
+        for inst in new:
+            bare = counts[inst.symbol] == 1 and inst.venue == DEFAULT_VENUE
+            out._names[inst] = inst.symbol if bare else inst.key
+        out._by_name = {name: inst for inst, name in out._names.items()}
+        return out
+
     @property
     def names(self) -> tuple[str, ...]:
         return tuple(self._names[i] for i in self.instruments)

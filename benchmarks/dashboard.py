@@ -16,7 +16,7 @@ test client on ``POST /_dash-update-component``: request bodies are built from
 for MATCH / ALL, inputs, state, ``changedPropIds``), and each response's state (the
 ``DRAWN`` / ``STATE`` stores) is fed into the next request, as a browser tab does.
 
-* **markets page**: ``refresh_markets`` (cards, sparklines, heatmap) every 500 ms;
+* **markets page**: ``refresh_markets`` (the grid's changed cells, sparklines, feed strip) every 500 ms;
 * **pair page** (BTCUSDT/ETHUSDT, 1 s, w=60, OLS): the panel's ``refresh`` every
   500 ms, split into refreshes without a bar close (live z only) and with one (bars
   appended by extendData, KPIs, signal);
@@ -59,7 +59,7 @@ class NoAlerts:
     def rules(self) -> list:
         return []
 
-    def active_thresholds(self, a, b, tf_ms, window, regression, prices) -> list:
+    def active_thresholds(self, a, b, tf_ms, window, regression, prices, source="trade") -> list:
         return []
 
 
@@ -285,19 +285,9 @@ def main(argv: list[str] | None = None) -> int:
                      cache_dir=tempfile.mkdtemp())
     dash = DashClient(app)
     syms = sorted(symbols)
-    from dashapp.components.symbol_card import FEED_BADGES, STATS
+    from dashapp.components.symbol_card import FEED_BADGES
 
-    markets_all = {
-        t: [{"index": s, "type": t} for s in syms]
-        for t in (
-            Markets.price("")["type"],
-            Markets.change("")["type"],
-            Markets.card("")["type"],
-            Markets.spark("")["type"],
-        )
-    }
-    markets_all[Markets.stat("", "")["type"]] = [Markets.stat(s, k) for s in syms for k in STATS]
-    markets_all[Markets.feed("")["type"]] = [Markets.feed(b) for b in FEED_BADGES]
+    markets_all = {Markets.feed("")["type"]: [Markets.feed(b) for b in FEED_BADGES]}
     pair_all = {
         Pair.COLLECTING: [
             {"chart": c, "index": 0, "type": Pair.COLLECTING}
@@ -315,6 +305,17 @@ def main(argv: list[str] | None = None) -> int:
         all_ids=markets_all,
     )
     mstate = prop(resp, Markets.STATE, "data")
+    # the browser's side of the grid (assets/markets_board.js): it holds the board's
+    # version and the sparklines of the rows on screen (all five) up to their last bar
+    sparks: dict = {}
+
+    def client_of(board: dict | None) -> dict | None:
+        if not board:
+            return None
+        sparks.update({n: s[0] for n, s in board.get("spark", {}).items()})
+        return {"v": board["v"], "tf": board["tf"], "vis": {s: sparks.get(s) for s in syms}}
+
+    mclient = client_of(prop(resp, Markets.BOARD, "data"))
     for n in range(args.refreshes):
         feeder.advance(REFRESH_MS)
         resp, ms, nbytes = dash.call(
@@ -322,12 +323,14 @@ def main(argv: list[str] | None = None) -> int:
             {
                 (Markets.TIMEFRAME, "value"): "1s",
                 (Markets.STATE, "data"): mstate,
+                (Markets.CLIENT, "data"): mclient,
                 (Markets.TICK_INTERVAL, "n_intervals"): n + 1,
             },
             Markets.TICK_INTERVAL,
             all_ids=markets_all,
         )
         mstate = prop(resp, Markets.STATE, "data") or mstate
+        mclient = client_of(prop(resp, Markets.BOARD, "data")) or mclient
         m_ms.append(ms)
         m_bytes.append(nbytes)
 

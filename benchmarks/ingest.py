@@ -682,7 +682,8 @@ def run_latency(
             replay.ws_base, db, feed_cls=probe.feed_class(), before_start=before_start
         ) as runtime:
             _wait_connected(runtime)
-            floor = FloorClient(runtime.feed_url, tmp / f"floor-{name}")
+            # the same streams on a URL of their own (the app subscribes by message)
+            floor = FloorClient(runtime.feeds["spot"].stream_urls()[0], tmp / f"floor-{name}")
             time.sleep(warmup)
             t_start_ns = time.perf_counter_ns()
             m0 = runtime.feeds["spot"].stats.messages

@@ -200,6 +200,18 @@ class MarketData(Protocol):
         """Closed bars of several instruments taken at one instant (one bar clock)."""
         ...
 
+    def recent_bars_of(self, names: Iterable[str], tf_ms: int, n: int) -> dict[str, Bars]:
+        """The last ``n`` closed bars of several instruments at one instant, reading only
+        those rows (the markets board: hundreds of instruments every 500 ms)."""
+        ...
+
+    def final_ms(self, tf_ms: int) -> int | None:
+        """Every ``tf_ms`` bucket ending at or before this is final for EVERY instrument
+        (read it BEFORE :meth:`bars_of`): a market-wide read (the market screen) ends
+        its window there, so a later read of the same window finds the same bars. None
+        before the first trade."""
+        ...
+
     def open_bar(self, name: str, tf_ms: int) -> Bar | None: ...
 
     def book_bars(self, name: str, tf_ms: int) -> BookBars | None:
@@ -445,8 +457,22 @@ class LiveMarketData:
 
     def bars_of(self, names: Iterable[str], tf_ms: int) -> dict[str, Bars]:
         engine = self._rt.engine
+        names = list(names)
+        for s in names:  # stored days a restart deferred: read them outside the lock
+            engine.load_deferred(s)
         with engine.lock:
             return {s: engine.bars(s, tf_ms) for s in names}
+
+    def recent_bars_of(self, names: Iterable[str], tf_ms: int, n: int) -> dict[str, Bars]:
+        engine = self._rt.engine
+        names = list(names)
+        for s in names:  # as bars_of: a restart's deferred days first
+            engine.load_deferred(s)
+        with engine.lock:
+            return {s: engine.bars_tail(s, tf_ms, n) for s in names}
+
+    def final_ms(self, tf_ms: int) -> int | None:
+        return self._rt.engine.final_ms(tf_ms)
 
     def book_bars(self, name: str, tf_ms: int) -> BookBars | None:
         return self._rt.engine.book_bars(name, tf_ms)

@@ -4,8 +4,8 @@ queue-wait budget and a time budget.
 Why: a Huber backtest with a one-day window over an uploaded 500k-bar dataset ran for
 135 s in a request thread, and four concurrent ``/api/adf`` on it took ~70 s each while
 the process grew from 0.65 to 2.97 GB. Every heavy route (``/api/backtest``,
-``/api/adf``, ``/api/screener``, ``/api/leadlag``, ``/api/pair``) now goes through
-:func:`run_heavy`:
+``/api/adf``, ``/api/screener``, ``/api/leadlag``, ``/api/pair``, ``/api/market-screen``)
+now goes through :func:`run_heavy`:
 
 1. **Size budget** (413, before anything is computed). A job's cost is estimated from
    the rows it will process and the fits it will make, in *estimated microseconds of one
@@ -36,8 +36,8 @@ the process grew from 0.65 to 2.97 GB. Every heavy route (``/api/backtest``,
    on to its end in its worker and *keeps its slot* until then: an overrun makes later
    requests wait or get 503s, never piles up more work.
 
-The pages' heavy callbacks (backtest, ADF, screen) are Dash background callbacks, each
-in a forked process: the same service functions check the same size budget
+The pages' heavy callbacks (backtest, ADF, screen, market screen) are Dash background
+callbacks, each in a forked process: the same service functions check the same size budget
 (:func:`check`; the page shows the refusal as a bad parameter), and the app's
 background manager (:func:`bounded_background_manager`) runs at most ``slots`` of
 them at once (:func:`process_slot`, ``flock`` slots that die with their process);

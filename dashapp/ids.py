@@ -15,44 +15,34 @@ class Markets:
     TICK_INTERVAL = "markets-tick-interval"
     FEED_CARD = "markets-feed-card"
     FEED_DETAIL = "markets-feed-detail"
-    SYMBOL_TABLE = "markets-symbol-table"
     TIMEFRAME = "markets-timeframe"
     MIN_TRADES = "markets-min-trades"
     MIN_VOLUME = "markets-min-volume"
     #: spread filter (#17): hide symbols whose quoted spread is wider (bps); in the URL
     MAX_SPREAD = "markets-max-spread"
     URL_SINK = "markets-url-sink"  # dcc.Store: the query string last written (url_query)
-    FILTER_NOTE = "markets-filter-note"
     HEATMAP = "markets-heatmap"
     HEATMAP_NOTE = "markets-heatmap-note"
-    #: Browser-side memory of the last prices (flash direction) and bar drawn.
+    #: Browser-side memory of the feed detail card drawn.
     STATE = "markets-state"
-
-    @staticmethod
-    def card(symbol: str) -> dict:
-        return {"type": "markets-card", "index": symbol}
-
-    @staticmethod
-    def stat(symbol: str, name: str) -> dict:
-        """One number of a card (``name`` in components.symbol_card.STATS)."""
-        return {"type": "markets-stat", "index": symbol, "stat": name}
-
-    @staticmethod
-    def change(symbol: str) -> dict:
-        return {"type": "markets-change", "index": symbol}
+    #: the board grid (#19): one row per instrument, row id = run name
+    GRID = "markets-grid"
+    BOARD = "markets-board"  # dcc.Store: the server's last refresh message
+    CLIENT = "markets-client"  # dcc.Store: version + visible sparklines the tab holds
+    QUICK_FILTER = "markets-quick-filter"
+    QUICK_SINK = "markets-quick-sink"  # dcc.Store: the quick filter text applied
+    GRID_NOTE = "markets-grid-note"
+    OPEN_PAIR = "markets-open-pair"
+    PAIR_NOTE = "markets-pair-note"
+    HEAT_SET = "markets-heat-set"
+    HEAT_INTERVAL = "markets-heat-interval"
+    #: Browser-side memory of the heatmap drawn (its set, timeframe, last bar).
+    HEAT_STATE = "markets-heat-state"
 
     @staticmethod
     def feed(name: str) -> dict:
         """One badge of the feed strip."""
         return {"type": "markets-feed", "index": name}
-
-    @staticmethod
-    def price(symbol: str) -> dict:
-        return {"type": "markets-price", "index": symbol}
-
-    @staticmethod
-    def spark(symbol: str) -> dict:
-        return {"type": "markets-spark", "index": symbol}
 
 
 class Pair:
@@ -193,6 +183,24 @@ class Screener:
     SOURCE = "screener-source"  # "(live)" or a dataset name: components.dataset_select
     URL_SINK = "screener-url-sink"  # dcc.Store: the query string last written (url_query)
     PRICE_SOURCE = "screener-price-source"  # source=trade|mid (#17)
+
+
+class MarketScreen:
+    """The market-wide screen `/market-screen` (#19): top N, prefilter, Engle-Granger."""
+
+    N, TF, LOOKBACK = "mscreen-n", "mscreen-tf", "mscreen-lookback"
+    MIN_CORR, MAX_PAIRS = "mscreen-min-corr", "mscreen-max-pairs"
+    PRICES, Z_WINDOW, BOTH = "mscreen-prices", "mscreen-z-window", "mscreen-both"
+    RUN = "mscreen-run"
+    PROGRESS = "mscreen-progress"
+    PROGRESS_WRAP = "mscreen-progress-wrap"
+    STATUS = "mscreen-status"
+    MESSAGE = "mscreen-message"
+    PERMALINK = "mscreen-permalink"
+    GRID = "mscreen-grid"
+    URL = "mscreen-url"
+    URL_SINK = "mscreen-url-sink"  # dcc.Store: the query string last written (url_query)
+    END = "mscreen-end"  # dcc.Store: the URL's end= (pins the window), None when absent
 
 
 class Alerts:

@@ -99,6 +99,8 @@ def feed_card(feed: dict) -> dbc.Card:
     parts = [body]
     if len(feed.get("markets") or {}) > 1:  # several markets: each feed's own row
         parts.append(market_table(feed["markets"]))
+    if len(feed.get("connections") or ()) > 1:  # a market over several connections
+        parts.append(connection_table(feed["connections"]))
     return dbc.Card(
         [dbc.CardHeader("Feed"), dbc.CardBody(parts)], color=color, outline=True,
         style={"minWidth": 0, "maxWidth": "100%"},
@@ -130,5 +132,52 @@ def market_table(markets: dict[str, dict]) -> html.Table:
         )
         for market, f in markets.items()
     ]
+    return html.Table([head, *rows], className="small mt-2",
+                      style={"width": "100%", **_WRAP})
+
+
+#: Columns of the per-connection table: header, how a connection's health shows.
+CONNECTION_COLUMNS = (
+    ("#", lambda c: f"{c.get('market', '')}#{c.get('id')}"),
+    ("Streams", lambda c: f"{_fmt_int(c.get('subscribed'))}/{_fmt_int(c.get('streams'))}"),
+    ("Status", lambda c: "connected" if c.get("connected") else "disconnected"),
+    ("Msgs/s", lambda c: f"{c.get('msgs_per_s', 0):,.1f}"),
+    ("Reconnects", lambda c: _fmt_int(c.get("reconnects"))),
+    ("Gaps", lambda c: _fmt_int(c.get("gaps"))),
+    ("Error", lambda c: c.get("error") or ""),
+)
+#: Rows shown at most: connections in trouble first (300 instruments take 1-2
+#: connections per market at Binance's 1,024 streams; a small
+#: --streams-per-connection may make dozens).
+CONNECTION_ROWS_SHOWN = 12
+
+
+def _in_trouble(c: dict) -> bool:
+    return not c.get("connected") or bool(c.get("error")) \
+        or (c.get("subscribed") or 0) < (c.get("streams") or 0)
+
+
+def connection_table(connections: list[dict]) -> html.Table:
+    """One row per websocket connection (``feed.connections`` of ``/api/health``,
+    ingest/feeds/pool.py): each reconnects and back-fills on its own, so one can be
+    down while the others are live. Troubled ones first; at most
+    ``CONNECTION_ROWS_SHOWN`` rows, then how many more (all connected)."""
+    ordered = sorted(connections, key=lambda c: (not _in_trouble(c), c.get("market", ""),
+                                                 c.get("id") or 0))
+    shown = ordered[:CONNECTION_ROWS_SHOWN]
+    head = html.Tr([html.Th(h, className="pe-2 text-muted fw-normal")
+                    for h, _ in CONNECTION_COLUMNS])
+    rows = [
+        html.Tr([html.Td(fmt(c)) for _, fmt in CONNECTION_COLUMNS],
+                id={"type": "feed-connection", "index": f"{c.get('market', '')}#{c.get('id')}"},
+                className="text-danger" if _in_trouble(c) else "")
+        for c in shown
+    ]
+    more = len(ordered) - len(shown)
+    if more:
+        healthy = sum(not _in_trouble(c) for c in ordered[len(shown):])
+        rows.append(html.Tr(html.Td(f"… {more} more ({healthy} connected, all streams)",
+                                    colSpan=len(CONNECTION_COLUMNS),
+                                    className="text-muted")))
     return html.Table([head, *rows], className="small mt-2",
                       style={"width": "100%", **_WRAP})

@@ -53,6 +53,12 @@ class Config:
     log_level: str = "INFO"
     ring_capacity: int = 2**21
     watchdog_s: float = 30.0
+    streams_per_connection: int = 1024  # ingest/feeds/pool.py: Binance's cap
+    # --replay-universe N: play a wide tape of N instruments (ingest/replay/wide.py)
+    replay_universe: int = 0
+    # --symbols selectors (top:N, all; ingest/universe.py) and how often they refresh
+    selectors: tuple = ()
+    universe_refresh_s: float = 86_400.0
     allowed_hosts: tuple[str, ...] = ()  # Host names that may POST/PUT/PATCH/DELETE
     bus: str | None = None  # live bus URL (redis://HOST:PORT/N), ingest/bus/
     book: bool = True  # also ingest the top of book (@bookTicker); --no-book: trades only
@@ -64,8 +70,18 @@ class Config:
 
     @property
     def universe(self) -> Universe:
-        """The instruments ``--symbols`` names (bare symbols on ``--market``)."""
+        """The EXPLICIT instruments ``--symbols`` names (bare symbols on ``--market``);
+        selectors are in :attr:`universe_spec`."""
         return Universe.parse(self.symbols, self.market)
+
+    @property
+    def universe_spec(self):
+        """``--symbols`` as an :class:`ingest.universe.UniverseSpec`: the explicit
+        instruments and the selectors (``top:N`` / ``all``); ``.dynamic`` when any."""
+        from ingest.universe import UniverseSpec
+
+        return UniverseSpec(tuple(self.symbols), tuple(self.selectors),
+                            normalize_market(self.market))
 
     def feed_url_for(self, market: str) -> str | None:
         """``--feed-url`` of one market (None: the venue's default)."""
@@ -121,9 +137,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--symbols",
         default=os.environ.get("PAIRS_SYMBOLS"),
         help="comma-separated instruments: SYMBOL (on --market), spot:SYMBOL or "
-        "perp:SYMBOL, in any mix, e.g. spot:BTCUSDT,perp:BTCUSDT (default: "
+        "perp:SYMBOL, and selectors: top:N (the N most traded by 24 h quote volume) "
+        "and all (every trading USDT instrument), on --market or as spot:top:N, "
+        "perp:all; in any mix, e.g. perp:top:50,spot:BTCUSDT (default: "
         + ",".join(DEFAULT_SYMBOLS) + "; with --replay: the instruments of the "
         "recording; docs/markets.md)",
+    )
+    p.add_argument(
+        "--universe-refresh", type=float, default=float(_env("UNIVERSE_REFRESH", "86400")),
+        metavar="SECONDS",
+        help="with top:N / all in --symbols: re-read the exchange's listings this often "
+        "and subscribe new instruments without a restart (>= 10; default: %(default)s)",
     )
     p.add_argument(
         "--market", choices=("spot", "futures"), default=os.environ.get("PAIRS_MARKET"),
@@ -169,6 +193,13 @@ def build_parser() -> argparse.ArgumentParser:
         "on the bundled sample (no FILE) or the given recordings, and point the feed at it",
     )
     p.add_argument(
+        "--replay-universe", type=int, default=int(_env("REPLAY_UNIVERSE", "0")),
+        metavar="N",
+        help="with --replay (no FILE): play a wide tape of N instruments of --market "
+        "(default futures): the real BTCUSDT/ETHUSDT recordings plus N-2 instruments "
+        "derived from them, a heavy head and a long tail (0 = off; docs/replay.md)",
+    )
+    p.add_argument(
         "--replay-speed", type=float, default=float(_env("REPLAY_SPEED", "1")),
         help="replay pace: 1 = as recorded, 10 = ten times faster, 0 = as fast as the "
         "client reads (default: %(default)s)",
@@ -209,6 +240,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="seconds of silence after which the feed reconnects (default: %(default)s)",
     )
     p.add_argument(
+        "--streams-per-connection", type=int,
+        default=int(_env("STREAMS_PER_CONNECTION", "1024")), metavar="N",
+        help="most streams on one websocket connection; a market's streams (trades and "
+        "book: 2 per instrument) are split over as many connections as needed "
+        "(1..1024, Binance's cap; default: %(default)s; docs/markets.md#connections)",
+    )
+    p.add_argument(
         "--delivery-max-age", type=float, default=float(_env("DELIVERY_MAX_AGE", "3600")),
         metavar="SECONDS",
         help="alert deliveries not through after this long are given up "
@@ -242,23 +280,31 @@ def parse_config(argv: list[str] | None = None) -> Config:
     raw_symbols = ns.symbols if ns.symbols is not None else ",".join(DEFAULT_SYMBOLS)
     stream = ns.stream or "aggTrade"
     market = ns.market or "futures"
-    try:
-        symbols = tuple(_instrument_text(s) for s in raw_symbols.split(",") if s.strip())
+    from ingest.universe import parse_universe_spec
+
+    try:  # instruments and selectors (top:N, all; ingest/universe.py)
+        spec = parse_universe_spec(raw_symbols.split(","), market)
+        symbols = tuple(_instrument_text(s) for s in spec.instruments)
         universe = Universe.parse(symbols, market)
-    except InstrumentError as exc:
+    except ValueError as exc:  # InstrumentError too
         parser.error(f"--symbols: {exc}")
-    if not symbols:
-        parser.error("--symbols: give at least one symbol")
+    if not 10 <= ns.universe_refresh <= 30 * 86_400:
+        parser.error("--universe-refresh must be between 10 and 2592000 seconds")
     from ingest.feeds.binance import stream_names
 
-    for m in universe.markets:  # one connection per market
+    if not 1 <= ns.streams_per_connection <= 1024:
+        parser.error("--streams-per-connection must be in 1..1024 (Binance's cap)")
+    if not ns.no_book and ns.streams_per_connection < 2:
+        parser.error("--streams-per-connection must be >= 2 with the book (an "
+                     "instrument's trade and book streams share a connection); or --no-book")
+    for m in universe.markets:  # the streams are valid (split over connections later)
         try:
-            stream_names([i.symbol for i in universe if i.market == m], stream,
+            stream_names([i.symbol for i in universe if i.market == m][:1], stream,
                          book=not ns.no_book)
         except ValueError as exc:
             parser.error(f"--symbols: {exc}")
     # With --replay and no --symbols, the recording says which markets run.
-    url_markets = universe.markets if ns.symbols is not None or ns.replay is None else (
+    url_markets = spec.markets if ns.symbols is not None or ns.replay is None else (
         (normalize_market(market),) if ns.market is not None else ("spot", "perp"))
     for flag, value in (("--feed-url", ns.feed_url), ("--rest-url", ns.rest_url)):
         if flag == "--rest-url" and value == "off":
@@ -274,6 +320,15 @@ def parse_config(argv: list[str] | None = None) -> Config:
                         "--rest-url must start with http:// or https://, or be 'off'")
     if ns.replay_speed < 0:
         parser.error("--replay-speed must be >= 0")
+    if ns.replay_universe:
+        from ingest.replay.wide import MAX_INSTRUMENTS
+
+        if not 2 <= ns.replay_universe <= MAX_INSTRUMENTS:
+            parser.error(f"--replay-universe must be 0 (off) or 2..{MAX_INSTRUMENTS}")
+        if ns.replay is None:
+            parser.error("--replay-universe needs --replay (it plays a generated tape)")
+        if ns.replay:
+            parser.error("--replay-universe plays a generated tape: give --replay no FILE")
     if not 1 <= ns.port <= 65535:
         parser.error("--port must be in 1..65535")
     if ns.ring_capacity < 1_000:
@@ -310,6 +365,10 @@ def parse_config(argv: list[str] | None = None) -> Config:
         log_level=ns.log_level,
         ring_capacity=ns.ring_capacity,
         watchdog_s=ns.watchdog,
+        streams_per_connection=ns.streams_per_connection,
+        replay_universe=ns.replay_universe,
+        selectors=spec.selectors,
+        universe_refresh_s=ns.universe_refresh,
         allowed_hosts=tuple(h.strip() for h in ns.allowed_hosts.split(",") if h.strip()),
         bus=ns.bus or None,
         book=not ns.no_book,

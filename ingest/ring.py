@@ -26,6 +26,23 @@ GIL (the writer's stores are made while it holds the GIL and the reader re-acqui
 it before reading ``_reserve``); on a free-threaded build this class would need a
 lock or explicit barriers.
 
+Growth: memory that follows the data
+------------------------------------
+A ring starts with room for ``initial`` ticks (1,024 = 34 kB) and doubles its arrays
+when the writer reaches their end, until they hold ``capacity`` ticks; only then does it
+wrap. So it grows only BEFORE it first wraps, while the slot of tick ``k`` is simply
+``k``: a growth copies slots ``[0, size)`` into arrays twice as long and goes on
+writing at slot ``size``. The arrays and their size are published as ONE tuple
+(``_state``) after the copy and before ``_seq`` moves on, and a reader reads ``_seq``
+first and ``_state`` second, so the arrays it copies from hold every tick below the
+``_seq`` it read: either the arrays the writer was filling then (the writer never
+writes them again below that point) or newer ones that received a copy. An array left
+behind by a growth is never written again, so a reader holding it copies unchanged
+ticks; the overwrite check above (``_reserve - capacity``) is unchanged because ticks
+are only overwritten once the ring is at full capacity. Each tick is copied at most
+once per doubling: amortised O(1) per append, and the hot path tests one bound, as it
+did for the wrap. An instrument that never trades holds 1,024 slots, not 2 Mi.
+
 Only ONE thread may call ``append``/``extend``.
 """
 
@@ -39,8 +56,11 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 # 2 Mi ticks x 33 bytes (int64 time, int64 id, float64 price, float64 qty, bool side)
-# = 69 MB per symbol, committed lazily by the OS as the ring fills.
+# = 69 MB per symbol at most, reached by doubling as the ring fills (module notes).
 DEFAULT_CAPACITY = 2**21
+#: Ticks a ring has room for before its first growth (module notes).
+INITIAL_SIZE = 1_024
+_COLUMN_DTYPES = (np.int64, np.int64, np.float64, np.float64, np.bool_)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,33 +108,24 @@ class TickRing:
     ``buyer_is_maker`` bool. The k-th tick ever appended (0-based) has sequence number
     k; ``seq`` is the sequence number the *next* tick will get (= ticks ever appended).
 
-    Sizing: the default 2**21 = 2,097,152 ticks is 69 MB. A liquid futures
+    Sizing: the default 2**21 = 2,097,152 ticks is 69 MB at most. A liquid futures
     ``@aggTrade`` day is ~1-2 M events, so a whole day fits; a spot ``@trade`` day of
     BTCUSDT is 3-6 M events and does not: the ring then holds the most recent ~half
     day. That is enough because analytics work on closed 1 s bars, which are kept
     separately; the ring only feeds tick charts and the current, still-open bar.
-    ``np.empty`` is used on purpose: the OS commits pages only when they are first
-    written, so a quiet symbol does not cost 69 MB.
+    The arrays start at ``initial`` ticks and double as ticks come (module notes), so
+    a quiet symbol costs what it holds, not 69 MB.
     """
 
-    def __init__(self, capacity: int = DEFAULT_CAPACITY) -> None:
+    def __init__(self, capacity: int = DEFAULT_CAPACITY, *, initial: int = INITIAL_SIZE) -> None:
         capacity = int(capacity)
         if capacity < 1:
             raise ValueError(f"TickRing capacity must be >= 1, got {capacity}")
+        if int(initial) < 1:
+            raise ValueError(f"TickRing initial size must be >= 1, got {initial}")
         self._cap = capacity
-        self._time = np.empty(capacity, np.int64)
-        self._id = np.empty(capacity, np.int64)
-        self._price = np.empty(capacity, np.float64)
-        self._qty = np.empty(capacity, np.float64)
-        self._maker = np.empty(capacity, np.bool_)
-        self._cols = (self._time, self._id, self._price, self._qty, self._maker)
-        # Item assignment through a memoryview skips numpy's scalar machinery: about
-        # 0.13 us for the five stores of one tick instead of 0.22 us.
-        self._mv_time = memoryview(self._time)
-        self._mv_id = memoryview(self._id)
-        self._mv_price = memoryview(self._price)
-        self._mv_qty = memoryview(self._qty)
-        self._mv_maker = memoryview(self._maker)
+        self._size = 0
+        self._alloc(min(int(initial), capacity), 0)
         self._seq = 0  # published: ticks [0, _seq) are fully written
         self._reserve = 0  # announced: the writer may be writing ticks < _reserve
         self._pos = 0  # slot of tick _seq; kept to avoid a modulo per append
@@ -124,6 +135,30 @@ class TickRing:
         self._disorder_seq = -1
 
     # ------------------------------------------------------------------ writer side
+    def _alloc(self, size: int, keep: int) -> None:
+        """New arrays of ``size`` ticks holding slots ``[0, keep)`` of the current ones,
+        then publish them (writer only; before the ring first wraps)."""
+        cols = tuple(np.empty(size, dt) for dt in _COLUMN_DTYPES)
+        if keep:
+            for dst, src in zip(cols, self._cols, strict=True):
+                dst[:keep] = src[:keep]
+        self._cols = cols
+        # Item assignment through a memoryview skips numpy's scalar machinery: about
+        # 0.13 us for the five stores of one tick instead of 0.22 us.
+        views = tuple(memoryview(c) for c in cols)
+        self._mv_time, self._mv_id, self._mv_price, self._mv_qty, self._mv_maker = views
+        self._size = size
+        self._state = (cols, views, size)  # what readers see: ONE reference swap
+
+    def _slot_after_end(self) -> int:
+        """The writer filled the arrays' last slot: wrap at full capacity, else grow
+        (double, at most ``capacity``) and go on at the next slot."""
+        size = self._size
+        if size == self._cap:
+            return 0
+        self._alloc(min(2 * size, self._cap), size)
+        return size
+
     def append(
         self,
         time_ms: int,
@@ -145,7 +180,7 @@ class TickRing:
             self._disorder_seq = seq - 1
         self._last_time = time_ms
         i += 1
-        self._pos = 0 if i == self._cap else i
+        self._pos = self._slot_after_end() if i == self._size else i
         self._seq = seq
         return seq
 
@@ -177,11 +212,17 @@ class TickRing:
             disorder_seq = start
         if disorder.size:
             disorder_seq = start + int(disorder[-1]) + 1
+        if end > self._size and self._size < self._cap:  # grow (not wrapped yet)
+            size = self._size
+            while size < end and size < self._cap:
+                size *= 2
+            self._alloc(min(size, self._cap), start)
         if n > self._cap:
             cols = tuple(c[n - self._cap :] for c in cols)
             n = self._cap
-        pos = (end - n) % self._cap
-        first = min(n, self._cap - pos)  # part that fits before the physical end
+        size = self._size
+        pos = (end - n) % size
+        first = min(n, size - pos)  # part that fits before the physical end
 
         self._reserve = end  # everything below end - capacity may now be overwritten
         for dst, src in zip(self._cols, cols, strict=True):
@@ -190,14 +231,27 @@ class TickRing:
                 dst[: n - first] = src[first:]
         self._disorder_seq = disorder_seq
         self._last_time = int(times[-1])
-        self._pos = end % self._cap
+        self._pos = end % size
+        if self._pos == 0 and size < self._cap:
+            self._pos = self._slot_after_end()  # filled exactly: grow before the next
         self._seq = end
         return end
 
     # ------------------------------------------------------------------ reader side
     @property
     def capacity(self) -> int:
+        """The most ticks the ring holds (its arrays' final size)."""
         return self._cap
+
+    @property
+    def allocated(self) -> int:
+        """Ticks the current arrays have room for (grows up to :attr:`capacity`)."""
+        return self._state[2]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the current arrays (33 per allocated tick)."""
+        return sum(c.nbytes for c in self._state[0])
 
     @property
     def seq(self) -> int:
@@ -216,14 +270,10 @@ class TickRing:
             end = self._seq
             if end == 0:
                 return None
-            i = (end - 1) % self._cap
+            _, views, size = self._state  # after _seq (module notes)
+            i = (end - 1) % size
             tick = LastTick(
-                self._mv_time[i],
-                self._mv_id[i],
-                self._mv_price[i],
-                self._mv_qty[i],
-                self._mv_maker[i],
-                end - 1,
+                views[0][i], views[1][i], views[2][i], views[3][i], views[4][i], end - 1,
             )
             if self._reserve - self._cap <= end - 1:
                 return tick
@@ -259,7 +309,7 @@ class TickRing:
             seq = max(seq, 0)
             start = max(seq, oldest)
             dropped = start - seq
-        cols = self._copy(start, end)
+        cols = self._copy(self._state, start, end)
         start, cols, lost = self._validate(start, end, cols)
         return TickBatch(start, end, *cols, dropped=dropped + lost)
 
@@ -277,9 +327,10 @@ class TickRing:
         end = self._seq
         oldest = end - self._cap if end > self._cap else 0
         disorder = self._disorder_seq
+        state = self._state  # after _seq (module notes)
         if disorder <= oldest:
-            first = self._search(start_ms, oldest, end)
-            cols = self._copy(first, end)
+            first = self._search(state, start_ms, oldest, end)
+            cols = self._copy(state, first, end)
             first, cols, lost = self._validate(first, end, cols)
             if self._disorder_seq == disorder:
                 # Our copy is private and sorted: re-check the lower bound on it, in
@@ -292,21 +343,25 @@ class TickRing:
             # Out-of-order ticks arrived during the search: take the exact path.
             end = self._seq
             oldest = end - self._cap if end > self._cap else 0
-        cols = self._copy(oldest, end)
+            state = self._state
+        cols = self._copy(state, oldest, end)
         oldest, cols, lost = self._validate(oldest, end, cols)
         mask = cols[0] >= start_ms
         cols = tuple(c[mask] for c in cols)
         return TickBatch(oldest, end, *cols, dropped=lost)
 
     # ------------------------------------------------------------------ internals
-    def _copy(self, start: int, end: int) -> tuple[np.ndarray, ...]:
-        """Copy the slots of ticks [start, end); requires end - start <= capacity."""
+    @staticmethod
+    def _copy(state: tuple, start: int, end: int) -> tuple[np.ndarray, ...]:
+        """Copy the slots of ticks [start, end) from ``state`` (read after ``end``);
+        requires end - start <= capacity."""
+        cols, _, size = state
         n = end - start
-        a = start % self._cap
-        if a + n <= self._cap:
-            return tuple(c[a : a + n].copy() for c in self._cols)
-        b = a + n - self._cap
-        return tuple(np.concatenate((c[a:], c[:b])) for c in self._cols)
+        a = start % size
+        if a + n <= size:
+            return tuple(c[a : a + n].copy() for c in cols)
+        b = a + n - size
+        return tuple(np.concatenate((c[a:], c[:b])) for c in cols)
 
     def _validate(
         self, start: int, end: int, cols: tuple[np.ndarray, ...]
@@ -322,17 +377,19 @@ class TickRing:
         lost = min(unsafe_below, end) - start
         return start + lost, tuple(c[lost:] for c in cols), lost
 
-    def _search(self, start_ms: int, start: int, end: int) -> int:
+    @staticmethod
+    def _search(state: tuple, start_ms: int, start: int, end: int) -> int:
         """First seq in [start, end) with time >= start_ms (times must be sorted)."""
         n = end - start
         if n == 0:
             return start
-        a = start % self._cap
-        if a + n <= self._cap:
-            seg = self._time[a : a + n]
+        times, size = state[0][0], state[2]
+        a = start % size
+        if a + n <= size:
+            seg = times[a : a + n]
             return start + int(np.searchsorted(seg, start_ms, side="left"))
-        head = self._time[a:]
+        head = times[a:]
         if start_ms <= head[-1]:
             return start + int(np.searchsorted(head, start_ms, side="left"))
-        tail = self._time[: a + n - self._cap]
+        tail = times[: a + n - size]
         return start + len(head) + int(np.searchsorted(tail, start_ms, side="left"))

@@ -4,11 +4,13 @@ A :class:`Runtime` owns, in start order: the SQLite store (writer thread), the m
 engine, the :class:`~ingest.pipeline.Ingestor` (rings, restore, bar clock), and one
 source of trades:
 
-* live: one :class:`~ingest.feeds.client.TradeFeed` per market of the run's
+* live: one :class:`~ingest.feeds.pool.FeedPool` per market of the run's
   :class:`~analytics.instruments.Universe` (the protocol from the feed registry,
   ``ingest.feeds.feed_protocol``) with that market's bare symbols, on the venue's URL
-  (or that market's ``--feed-url``), each with its own REST back-fill, resume ids,
-  reconnects, gap count and status (docs/markets.md);
+  (or that market's ``--feed-url``): connections of at most
+  ``--streams-per-connection`` streams, each a ``TradeFeed`` with its own reconnects,
+  resume ids and gap count, one REST back-fill and status per market
+  (docs/markets.md#connections);
 * replay: the built-in :class:`~ingest.replay.server.ReplayServer` on a free loopback port,
   and one ``TradeFeed`` per market pointed at it (``ws_base`` + the market's path), so
   the real client code runs offline; without files it plays the bundled spot AND perp
@@ -21,6 +23,15 @@ With ``--bus``, an ingesting runtime also publishes what its ingestor accepts an
 closes (the ingestor's ``tap``); the bus is checked before anything is opened, so a
 bus that does not answer is a clear error at start. A follower whose bus is down
 serves what it restored and says so in ``/api/health`` (``bus``) until it comes.
+
+**Universes that follow the market** (``--symbols top:N`` / ``all``, C1 in
+``ingest/universe.py``): a dynamic spec is resolved at start against each market's REST
+(``--rest-url``, the venue's, or the replay's); when that fails the instruments the
+store already holds of those markets are used (a warning; the REST is asked again after
+30 s, 60 s, ... until it answers, then they join), else the start fails naming the URL. A ``UniverseRefresher`` re-resolves it every ``--universe-refresh`` seconds and
+:meth:`Runtime.add_instruments` joins new listings without a restart: the universe is
+*extended* (names never change), then the store's names, the ingestor's rings, engine
+series and name map, and the market's feed pool subscribes them.
 
 Swapping the source never touches analytics or pages: they read the ingestor's rings
 and the engine's snapshots only.
@@ -39,6 +50,7 @@ from analytics.instruments import Instrument, Universe, normalize_market
 from ingest.alert_service import AlertService
 from ingest.feeds import FeedProtocol, feed_protocol
 from ingest.feeds.client import TradeFeed
+from ingest.feeds.pool import FeedPool
 from ingest.pipeline import DbFollower, Ingestor
 from ingest.process.memory import HeapTrimmer, tune_malloc
 from ingest.process.writer_lock import WriterLock, WriterLockHeld, forget_in_child
@@ -49,6 +61,8 @@ log = logging.getLogger(__name__)
 #: A bus worker calls the ingest process's feed down when its health (sent every
 #: second) is older than this.
 BUS_HEALTH_STALE_S = 5.0
+#: First retry of the REST after a start that fell back on the store's instruments.
+UNIVERSE_RETRY_S = 30.0
 
 
 class Runtime:
@@ -58,8 +72,8 @@ class Runtime:
         tune_malloc()  # before any thread of ours exists (ingest/process/memory.py)
         self.cfg = cfg
         self.replay = None
-        # one feed (and back-fill) per market, keyed "spot" / "perp"; today's CLI runs one
-        self.feeds: dict[str, TradeFeed] = {}
+        # one feed pool (connections) and back-fill per market, keyed "spot" / "perp"
+        self.feeds: dict[str, FeedPool] = {}
         self.backfills: dict = {}
         self.follower: DbFollower | None = None
         self.publisher = None  # ingest/bus BusPublisher (--bus, ingesting)
@@ -74,6 +88,14 @@ class Runtime:
         universe, market, stream = cfg.universe, cfg.market, cfg.stream
         if cfg.ingest and cfg.replay is not None:
             universe, market, stream = self._make_replay(cfg)
+        self.universe_spec = getattr(cfg, "universe_spec", None)
+        self.refresher = None  # UniverseRefresher (dynamic spec, ingesting)
+        self._add_lock = threading.Lock()
+        self._stopping = threading.Event()  # stop(): ends the universe retry
+        self._replay_started = False
+        universe_error = None
+        if cfg.ingest and self._dynamic:
+            universe, universe_error = self._resolve_universe(universe)
         self.universe: Universe = universe
         self.market, self.stream = market, stream
         # the registry's protocol per market (fails here, naming the known feeds); the
@@ -111,6 +133,11 @@ class Runtime:
         except StoreUnavailable as exc:  # e.g. a database server that does not answer
             raise SystemExit(f"error: --db: {exc}") from None
         self.store, self.datasets = stores.trades, stores.datasets
+        #: the start fell back on the store's instruments (the REST did not answer)
+        self.universe_fallback = universe_error
+        if universe_error is not None:
+            self.universe = self._stored_universe(universe_error, stores)
+            self.feed_protocols = {m: feed_protocol(market=m) for m in self.universe.markets}
         if readonly:  # a follower shows what the writer stores
             held = self.store.instruments()
             if held:
@@ -151,6 +178,7 @@ class Runtime:
         self.feed_url: str | None = None
         self.started_ms = int(time.time() * 1000)
         self.memory = HeapTrimmer()
+        self.memory.held = self._buffer_bytes  # /api/health process.buffers_mb
         # Dash background callbacks (ADF, backtests, screens) run in forked processes.
         # A fork copies only the forking thread: a lock another thread held at that
         # moment would stay locked forever in the child, and SQLite connections must not
@@ -164,10 +192,15 @@ class Runtime:
         from ingest.replay.tapes import default_sample_files, load_tape, shift_times
 
         market = cfg.market if cfg.market_given else "spot"
-        # no files: both markets' bundled tapes, or only --market's
-        files = list(cfg.replay) or default_sample_files(
-            normalize_market(cfg.market) if cfg.market_given else None)
-        tape = load_tape(files, default_market=normalize_market(market))
+        if getattr(cfg, "replay_universe", 0):  # a wide tape (C2), futures by default
+            from ingest.replay.wide import wide_tape
+
+            market = cfg.market if cfg.market_given else "futures"
+            tape = wide_tape(cfg.replay_universe, market=normalize_market(market))
+        else:  # no files: both markets' bundled tapes, or only --market's
+            files = list(cfg.replay) or default_sample_files(
+                normalize_market(cfg.market) if cfg.market_given else None)
+            tape = load_tape(files, default_market=normalize_market(market))
         if cfg.replay_rebase:
             tape = shift_times(tape, int(time.time() * 1000) - tape.first_time_ms)
         held = tape.markets
@@ -185,16 +218,152 @@ class Runtime:
             speed=cfg.replay_speed,
             loop=cfg.replay_loop,
             profile=market,
-            loop_seam_ids=APP_LOOP_SEAM_IDS if cfg.replay_loop else 0,
+            # a wide tape loops without a seam: 300 instruments back-filling a seam
+            # nobody can fill would hold the REST weight limit every pass
+            loop_seam_ids=APP_LOOP_SEAM_IDS if cfg.replay_loop and not getattr(
+                cfg, "replay_universe", 0) else 0,
             # one feed per market: the tape starts once each has subscribed, so none
             # misses its first trades (two markets at --replay-speed 0)
             wait_markets=universe.markets,
         )
         return universe, market, stream
 
+    # ------------------------------------------------------------------ universes (C1)
+    @property
+    def _dynamic(self) -> bool:
+        spec = self.universe_spec
+        return spec is not None and bool(getattr(spec, "dynamic", False))
+
+    def universe_rest_bases(self) -> dict[str, str]:
+        """Per market of the spec: where ``exchangeInfo`` and the 24 h ticker are asked
+        (``--rest-url``, else the replay's REST, else the venue's)."""
+        markets = {sel.market for sel in self.universe_spec.selectors}
+        out = {}
+        for market in sorted(markets):
+            rest = self.cfg.rest_url_for(market) if hasattr(self.cfg, "rest_url_for") \
+                else None
+            if not rest or rest == "off":
+                if self.replay is not None and self.replay.rest_base is not None:
+                    rest = self.replay.rest_base
+                else:
+                    rest = feed_protocol(market=market).rest_base
+            out[market] = rest
+        return out
+
+    def _resolve_universe(self, explicit: Universe) -> tuple[Universe, str | None]:
+        """A dynamic spec's instruments (explicit ones first), or the error that the
+        store's instruments must stand in for (:meth:`_stored_universe`)."""
+        from ingest.universe import UniverseUnavailable, resolve_universe
+
+        if self.replay is not None and not self._replay_started:
+            self.replay.start()  # its REST answers exchangeInfo / the 24 h ticker
+            self._replay_started = True
+        bases = self.universe_rest_bases()
+        try:
+            insts = resolve_universe(self.universe_spec, bases)
+        except UniverseUnavailable as exc:
+            return explicit, str(exc)
+        if not insts:  # a market listing nothing of the spec: as good as unreachable
+            return explicit, "no instrument listed at " + ", ".join(bases.values())
+        universe = Universe(insts, explicit.default_market)
+        log.info("universe: %d instruments from %s", len(universe), ", ".join(
+            f"{m}={u}" for m, u in bases.items()))
+        return universe, None
+
+    def _stored_universe(self, error: str, stores) -> Universe:
+        """The REST did not answer at start: the instruments the store holds on the
+        spec's markets (plus the explicit ones), with a warning; none: a clear exit."""
+        markets = {sel.market for sel in self.universe_spec.selectors}
+        held = [i for i in stores.trades.instruments() if i.market in markets]
+        if not held:
+            stores.close()
+            if self.writer_lock is not None:
+                self.writer_lock.release()
+            if self.replay is not None and self._replay_started:
+                self.replay.stop()
+            raise SystemExit(
+                f"error: --symbols: cannot resolve {self._spec_text()}: {error}; and the "
+                f"database holds no instrument of {', '.join(sorted(markets))} to fall "
+                "back on")
+        log.warning("universe: %s; using the %d instruments the store holds", error,
+                    len(held))
+        return Universe([*self.universe, *held], self.universe.default_market)
+
+    def _spec_text(self) -> str:
+        spec = self.universe_spec
+        return ",".join([*spec.instruments, *(str(s) for s in spec.selectors)])
+
+    def add_instruments(self, insts) -> list[str]:
+        """New instruments join the running app (a new listing, ``on_new`` of the
+        universe refresher): the universe is extended with the names of the instruments
+        already in the run unchanged (``Universe.extended``), then the store names, the
+        ingestor (rings, engine series, name map) and each market's feed pool subscribes
+        them (a new market gets its pool and back-fill). Returns the new names."""
+        with self._add_lock:
+            new = [i for i in dict.fromkeys(insts) if i not in self.universe]
+            if not new:
+                return []
+            universe = self.universe.extended(new)
+            names = [universe.name(i) for i in new]
+            self.universe = universe
+            self.store.use_universe(universe)
+            self.symbols = universe.names
+            self.ingestor.add_instruments(universe, names)
+            for market in dict.fromkeys(i.market for i in new):
+                pool = self.feeds.get(market)
+                if pool is None:
+                    protocol = feed_protocol(market=market)
+                    self.feed_protocols[market] = protocol
+                    self._start_feed(protocol)
+                else:
+                    pool.add([i.symbol for i in new if i.market == market],
+                             last_ids=self._last_ids_of(market))
+            self._use_probes()
+            self.feed_url = " ".join(f.url for f in self.feeds.values())
+        log.info("universe: %d instruments joined: %s", len(names), ",".join(names[:20]))
+        return names
+
+    def _start_refresher(self) -> None:
+        from ingest.universe import UniverseRefresher
+
+        self.refresher = UniverseRefresher(
+            self.universe_spec, self.universe_rest_bases(), self.add_instruments,
+            interval_s=float(getattr(self.cfg, "universe_refresh_s", 86_400.0)),
+            known=tuple(self.universe),
+        )
+        self.refresher.start()
+        if self.universe_fallback is not None:  # not a day on the stand-ins: retry soon
+            threading.Thread(target=self._retry_universe, name="universe-retry",
+                             daemon=True).start()
+
+    def _retry_universe(self) -> None:
+        """After a start on the store's instruments: ask the REST again after 30 s,
+        60 s, ... (capped at the refresh interval) until it answers once; from then on
+        the refresher's own schedule. What it lists joins (``add_instruments``)."""
+        refresher, delay = self.refresher, UNIVERSE_RETRY_S
+        while not self._stopping.wait(delay):
+            refresher.refresh_once()
+            if refresher.status()["last_ok_ms"] is not None:
+                self.universe_fallback = None
+                return
+            delay = min(2 * delay, refresher.interval_s)
+
+    def universe_health(self) -> dict:
+        """``/api/health`` ``universe``: the spec, the instruments, the refresher."""
+        return {
+            "spec": None if self.universe_spec is None else self._spec_text(),
+            "dynamic": self._dynamic,
+            "instruments": len(self.universe),
+            # why the run stands on the instruments the store held (None: resolved)
+            "fallback": self.universe_fallback,
+            "markets": {m: sum(1 for i in self.universe if i.market == m)
+                        for m in self.universe.markets},
+            "refresher": None if self.refresher is None else self.refresher.status(),
+        }
+
     def _after_fork_in_child(self) -> None:
         forget_in_child(self.writer_lock)
-        self.engine.lock = threading.RLock()
+        self.engine.reset_after_fork()  # its lock, and loads of deferred days in progress
         self.ingestor.reset_after_fork()
         self.store.reset_after_fork()
         self.datasets.reset_after_fork()
@@ -217,14 +386,25 @@ class Runtime:
             return
         if self.cfg.bus:
             self._start_publisher()
+        if self.replay is not None and not self._replay_started:
+            self.replay.start()  # nothing subscribes before the pools start below
+            self._replay_started = True
+        pools = [self._make_pool(protocol) for protocol in self.feed_protocols.values()]
         if self.replay is not None:
-            self.replay.start()
-            log.info("replay: serving %s on %s", ",".join(self.symbols), self.replay.ws_base)
-        for protocol in self.feed_protocols.values():
-            self._start_feed(protocol)
+            # the tape starts once every stream of every connection is subscribed, so
+            # no instrument misses its first trades (paced SUBSCRIBEs take a while)
+            self.replay.wait_streams = sum(
+                self.replay.servable(p.market, name) for p in pools
+                for name in self._pool_streams(p))
+            log.info("replay: serving %d instruments on %s", len(self.symbols),
+                     self.replay.ws_base)
+        for pool in pools:
+            pool.start()
         self.feed_url = " ".join(f.url for f in self.feeds.values())
         self.ingestor.quiet_probe = self._feeds_pending
-        self.ingestor.quiet_probes = {m: f.has_pending for m, f in self.feeds.items()}
+        self._use_probes()
+        if self._dynamic:
+            self._start_refresher()
 
     def _start_publisher(self) -> None:
         """Publish what the ingestor accepts from now on (after the restore)."""
@@ -269,35 +449,55 @@ class Runtime:
                 out[inst.symbol] = last
         return out
 
-    def _start_feed(self, protocol: FeedProtocol) -> None:
-        """The feed thread of one market (its symbols, URL, resume ids), and its
-        back-fill."""
+    def _make_pool(self, protocol: FeedProtocol) -> FeedPool:
+        """The feed pool of one market (its symbols over connections, resume ids) and
+        its back-fill, not started."""
         market = protocol.market
         base = self.cfg.feed_url_for(market)
         if self.replay is not None:  # the replay is a bare host: add the market's path
             base = self.replay.ws_base + protocol.ws_path_prefix
         # top of book (docs/book.md): the book streams ride the trades' connection
         book = getattr(self.cfg, "book", True) and protocol.book_stream is not None
-        url = protocol.stream_url(self.market_symbols(market), self.stream, base,
-                                  **({"book": True} if book else {}))
         backfill = self._start_backfill(protocol)
-        feed = TradeFeed(
-            url,
+        pool = FeedPool(
+            protocol,
+            self.market_symbols(market),
             self.ingestor.on_trade,
+            stream=self.stream,
+            base_url=base,
+            streams_per_connection=getattr(self.cfg, "streams_per_connection", 1024),
             on_gap=functools.partial(self._on_gap, market),
             last_ids=self._last_ids_of(market),
+            on_book=self.ingestor.on_book if book else None,
+            lane_sink=self.ingestor.lane_sink,
+            feed_cls=TradeFeed,  # looked up now: a benchmark may swap the class
             watchdog_s=self.cfg.watchdog_s,
             verify_trade=None if backfill is None else backfill.verify,
-            protocol=protocol,
-            on_book=self.ingestor.on_book if book else None,
             # spot book updates carry no time: stamped at receive, in replay by the
             # replay's tape clock (the exchange's frame), else by the wall clock
             clock_ms=None if self.replay is None else self.replay.tape_clock_ms,
         )
-        self.feeds[protocol.market] = feed
+        pool.on_connection = lambda _feed: self._use_probes()
+        self.feeds[market] = pool
         if backfill is not None:
-            self.backfills[protocol.market] = backfill
-        feed.start()
+            self.backfills[market] = backfill
+        return pool
+
+    def _pool_streams(self, pool: FeedPool) -> list[str]:
+        """The stream names ``pool`` subscribes (for the replay's start gate)."""
+        from ingest.feeds.binance import stream_names
+
+        return stream_names(pool.symbols, self.stream, book=pool.book)
+
+    def _start_feed(self, protocol: FeedProtocol) -> None:
+        """A market's feed pool and back-fill, started (a market that joins late)."""
+        self._make_pool(protocol).start()
+
+    def _use_probes(self) -> None:
+        """The bar clock's per-connection quiet probes (one lane per connection)."""
+        self.ingestor.use_quiet_probes(
+            {lane: probe for pool in self.feeds.values()
+             for lane, probe in pool.quiet_probes().items()})
 
     def _feeds_pending(self) -> bool:
         """The bar clock's quiet probe: data waiting on any feed's socket."""
@@ -391,6 +591,9 @@ class Runtime:
         """Orderly stop (Ctrl-C, SIGTERM): sources first, then the open 1 s bars and
         the last batch go to the store, then the writer lock is released."""
         self.memory.stop()
+        self._stopping.set()
+        if self.refresher is not None:
+            self.refresher.stop()
         for feed in self.feeds.values():
             feed.stop()
         for backfill in self.backfills.values():
@@ -416,6 +619,11 @@ class Runtime:
         log.info("stopped: %d open bars flushed, store closed", flushed)
 
     # ------------------------------------------------------------------ health
+    def _buffer_bytes(self) -> int:
+        """Bytes the engine's series and the tick rings hold (they grow with the data)."""
+        rings = list(self.ingestor.rings.values())
+        return self.engine.buffer_bytes() + sum(r.nbytes for r in rings)
+
     def health(self) -> dict:
         """The JSON of ``GET /api/health`` (see README, "Health")."""
         store = {"rows": self.ingestor.total_ticks(), **self.store.status()}
@@ -446,6 +654,7 @@ class Runtime:
             "store": store,
             "replay": None if self.replay is None else self.replay.status(),
             "bus": self.bus_health(),
+            "universe": self.universe_health(),
             # alert delivery worker (#20): lanes in flight, attempts, last error
             "delivery": None if getattr(self, "delivery", None) is None
             else self.delivery.status(),
@@ -456,6 +665,11 @@ class Runtime:
                 "trades_replayed": self.ingestor.restored.trades_replayed,
                 "ring_ticks": self.ingestor.restored.ring_ticks,
                 "seconds": round(self.ingestor.restored.seconds, 3),
+                # days of 1 s bars loaded after serving began (ingest/pipeline.py):
+                # history_seconds is null until all are in, then bars counts them
+                "deferred": self.ingestor.restored.deferred,
+                "history_seconds": None if self.ingestor.restored.history_seconds is None
+                else round(self.ingestor.restored.history_seconds, 3),
             },
         }
 
@@ -528,7 +742,10 @@ class Runtime:
 
     def _market_feed_health(self, market: str) -> dict:
         """One market's feed status, with its back-fill's view of the gaps."""
-        feed = self.feeds[market].status().as_dict()
+        pool = self.feeds[market]
+        feed = pool.status().as_dict()
+        # one row per websocket connection (ingest/feeds/pool.py), C3
+        feed["connections"] = [{**c, "market": market} for c in pool.connections()]
         if self.replay is not None:
             feed["replay_speed"] = self.cfg.replay_speed
             if self.cfg.replay_speed != 1 or not self.cfg.replay_rebase:
@@ -608,6 +825,8 @@ def _combined_feed_health(per_market: dict[str, dict]) -> dict:
         }
     for key in ("gap_ranges", "quarantine"):
         out[key] = [item for f in feeds for item in f[key]]
+    if any("connections" in f for f in feeds):  # every market's, each row names it
+        out["connections"] = [c for f in feeds for c in f.get("connections", ())]
     for key in ("last_message_ms", "last_trade_ms", "lag_ms", "last_book_ms"):
         values = [f[key] for f in feeds if f.get(key) is not None]
         out[key] = max(values) if values else None

@@ -8,6 +8,7 @@ and :mod:`dashapp.trader_queries` the pages call, so both show the same numbers:
 * :mod:`~dashapp.api.datasets` ``/api/upload``, ``/api/datasets``;
 * :mod:`~dashapp.api.alerts`   ``/api/alerts``, ``/api/alerts/<id>``, ``/api/alerts/events``;
 * :mod:`~dashapp.api.basis`    ``/api/basis`` (a perp against its spot);
+* :mod:`~dashapp.api.market_screen` ``/api/market-screen`` (the top N, pairs ranked);
 
 and what they share: :mod:`~dashapp.api.params` (validation: a bad value is a 400 naming
 it), :mod:`~dashapp.api.downloads` (file names, formula-safe CSV, Parquet) and
@@ -23,7 +24,7 @@ import flask
 def register(server: flask.Flask) -> None:
     """Mount every route, the shared error handlers and the JSON 404 of ``/api``."""
     from dashapp import heavy
-    from dashapp.api import alerts, basis, datasets, market, trader, webguard
+    from dashapp.api import alerts, basis, datasets, market, market_screen, trader, webguard
 
     webguard.register(server)  # Origin/Host checks on state-changing requests, JSON 414
     server.register_error_handler(heavy.TooHeavy, market.too_heavy)  # every blueprint's
@@ -33,6 +34,7 @@ def register(server: flask.Flask) -> None:
     datasets.register(server)  # /api/upload, /api/datasets
     alerts.register(server)  # /api/alerts, /api/alerts/<id>, /api/alerts/events
     basis.register(server)  # /api/basis
+    market_screen.register(server)  # /api/market-screen
 
     # Dash's page router catches every path (``/<path:path>`` -> 200 HTML); this more
     # specific rule keeps unknown /api URLs a JSON 404 in the full app too.

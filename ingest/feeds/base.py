@@ -115,6 +115,15 @@ class FeedProtocol(ABC):
     ) -> str:
         """The control frame that adds ``symbols``' streams to an open connection."""
 
+    #: Client messages per second and connection the venue allows (control messages
+    #: that subscribe count); the feed pool paces its subscriptions under it.
+    control_messages_per_s: float = 5.0
+
+    def control_url(self, base_url: str | None = None) -> str:
+        """A connection URL carrying no stream yet, for feeds that subscribe by
+        control messages (:mod:`ingest.feeds.pool`); a protocol without one says so."""
+        raise NotImplementedError(f"{self}: no connection URL to subscribe on")
+
     @abstractmethod
     def parse_frame(self, raw: bytes | str) -> Sequence[FrameItem]:
         """Everything one text frame carries, in order; ``()`` for non-trade events.

@@ -549,6 +549,23 @@ class BinanceFeed(FeedProtocol):
         base = _base(base_url, self.ws_base, ("ws://", "wss://"), "base_url")
         return compose_stream_url(base, names, combined=combined)
 
+    @property
+    def control_messages_per_s(self) -> float:
+        """Binance's cap on client messages per second and connection (JSON control
+        messages, pings and pongs all count): 5 on spot, 10 on futures
+        (docs/binance-protocol.md, section 2); more closes the connection."""
+        return 5.0 if self.market == "spot" else 10.0
+
+    def control_url(self, base_url: str | None = None) -> str:
+        """A combined-stream connection URL carrying no stream yet: the streams come
+        by ``SUBSCRIBE`` messages (a URL of 1,024 streams is ~25 KB).
+
+        >>> from ingest.feeds.binance_perp import BINANCE_PERP
+        >>> BINANCE_PERP.control_url()
+        'wss://fstream.binance.com/market/stream'
+        """
+        return _base(base_url, self.ws_base, ("ws://", "wss://"), "base_url") + "/stream"
+
     def subscribe_message(
         self, symbols: Iterable[str], stream: str = "aggTrade", request_id: int = 1,
         *, book: bool = False,

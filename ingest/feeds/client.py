@@ -59,6 +59,17 @@ gap-check (``u`` only grows, with holes by design); a reconnect simply resumes t
 stream. Counted in ``book_updates`` (and ``book_per_s``); malformed or crossed ones
 in ``bad_frames``, implausibly timed ones in ``book_rejected``.
 
+**Subscribing by control messages.** Given ``subscribe_symbols`` the feed connects to a
+URL without streams (``protocol.control_url``) and, after every (re)connect, subscribes
+them with ``SUBSCRIBE`` messages of at most ``SUBSCRIBE_BATCH_STREAMS`` streams each,
+one at a time (the next only after the server's ``{"result":null,"id":n}``), at most
+``control_rate`` messages per second: Binance drops a connection that sends more than
+5 (spot) / 10 (futures) messages a second, and a URL of 1,024 streams is ~25 KB.
+:meth:`TradeFeed.add_symbols` subscribes more on the open connection the same way. A
+reply that does not come within ``SUBSCRIBE_REPLY_TIMEOUT_S`` closes the connection
+(it reconnects and subscribes again); a refused request is counted and logged. The
+pool of such connections per market is :mod:`ingest.feeds.pool`.
+
 The feed thread is the only writer of :class:`FeedStats`; readers call
 :meth:`TradeFeed.status`, which returns a frozen :class:`FeedStatus` copy.
 """
@@ -67,6 +78,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import itertools
 import logging
 import random
 import select
@@ -94,6 +106,10 @@ RATE_WINDOW_MS = 60_000
 QUARANTINE_KEPT = 20
 QUARANTINE_ACCEPT_RUN = 200
 MAX_PLAUSIBLE_LAG_MS = 86_400_000  # beyond this the feed is a recording on its own clock
+#: Streams per SUBSCRIBE message: 1,024 streams take 6 messages (~4 KB each).
+SUBSCRIBE_BATCH_STREAMS = 200
+#: A subscription the server has not answered in this long: the connection is dead.
+SUBSCRIBE_REPLY_TIMEOUT_S = 10.0
 
 
 def backoff_delay(
@@ -175,6 +191,11 @@ class FeedStatus:
     book_per_s: float = 0.0
     book_rejected: int = 0
     last_book_ms: int | None = None  # time_ms of the last book update
+    conn_id: int | None = None  # the connection's number in its market's pool
+    streams: int = 0  # streams this connection carries (subscribe mode: asked for)
+    subscribed: int = 0  # of them, acknowledged by the server on this connection
+    control_sent: int = 0  # SUBSCRIBE messages sent (all connections of this feed)
+    control_errors: int = 0  # SUBSCRIBE requests refused or unanswered
 
     def as_dict(self) -> dict:
         return {
@@ -236,6 +257,8 @@ class FeedStats:
     book_per_s: float = 0.0
     book_rejected: int = 0
     last_book_ms: int | None = None
+    control_sent: int = 0
+    control_errors: int = 0
 
 
 class TradeFeed(threading.Thread):
@@ -268,6 +291,17 @@ class TradeFeed(threading.Thread):
         The receive clock that stamps updates without a time of their own (spot
         book updates): ms since epoch, default the wall clock; the replay passes
         its tape clock so the stamps land in the tape's time frame.
+    subscribe_symbols : iterable of str, optional
+        Subscribe mode (module notes): ``url`` carries no stream
+        (``protocol.control_url``); these symbols' ``stream`` trades (and book
+        streams with ``on_book``) are subscribed after every connect.
+    stream : str
+        The trade stream kind subscribed in subscribe mode.
+    control_rate : float, optional
+        Most control messages per second (default: 80 % of the protocol's
+        ``control_messages_per_s``, leaving room for pongs).
+    conn_id : int, optional
+        The connection's number in its market's pool (status, thread names).
     """
 
     def __init__(
@@ -287,6 +321,10 @@ class TradeFeed(threading.Thread):
         protocol: FeedProtocol,
         on_book: Callable[[BookTicker], None] | None = None,
         clock_ms: Callable[[], int] | None = None,
+        subscribe_symbols=None,
+        stream: str = "aggTrade",
+        control_rate: float | None = None,
+        conn_id: int | None = None,
     ) -> None:
         name = name or f"{protocol.venue}-{protocol.market}-feed"
         super().__init__(name=name, daemon=True)
@@ -326,15 +364,35 @@ class TradeFeed(threading.Thread):
         self._watchdog = threading.Thread(
             target=self._watch, name=f"{name}-watchdog", daemon=True
         )
+        self.conn_id = conn_id
+        self.stream = stream
+        #: subscribe mode: the symbols this connection carries, in subscription order
+        self._symbols: list[str] | None = (
+            None if subscribe_symbols is None else list(dict.fromkeys(subscribe_symbols)))
+        self._streams_per_symbol = 2 if on_book is not None else 1
+        rate = control_rate or 0.8 * float(getattr(protocol, "control_messages_per_s", 5.0))
+        self.control_rate = float(rate)
+        self._sub_lock = threading.Lock()
+        self._sub_wake = threading.Event()
+        self._gen = 0  # connection generation: subscriptions are per connection
+        self._acked: set[str] = set()  # symbols the server confirmed on this connection
+        self._refused: set[str] = set()  # symbols it refused on this connection
+        self._reply: tuple[object, threading.Event, list] | None = None
+        self._req_ids = itertools.count(1)
+        self._subscriber = None if self._symbols is None else threading.Thread(
+            target=self._subscribe_loop, name=f"{name}-subscribe", daemon=True)
 
     # ------------------------------------------------------------------ control
     def start(self) -> None:  # noqa: D102 - Thread.start
         super().start()
         self._watchdog.start()
+        if self._subscriber is not None:
+            self._subscriber.start()
 
     def stop(self, timeout: float = 5.0) -> None:
         """Close the socket and end the thread (idempotent)."""
         self._stop_event.set()
+        self._sub_wake.set()
         ws = self._ws
         if ws is not None:
             _abort(ws)
@@ -344,6 +402,117 @@ class TradeFeed(threading.Thread):
     @property
     def last_ids(self) -> dict[str, int]:
         return dict(self._last_id)
+
+    # ------------------------------------------------------------------ subscribe mode
+    @property
+    def symbols(self) -> list[str]:
+        """The symbols this connection carries (subscribe mode), in order."""
+        return list(self._symbols or ())
+
+    @property
+    def stream_count(self) -> int:
+        """Streams this connection carries (subscribe mode; 0 otherwise)."""
+        return len(self._symbols or ()) * self._streams_per_symbol
+
+    @property
+    def subscribed(self) -> bool:
+        """Every symbol's streams are acknowledged on the open connection."""
+        if self._symbols is None:
+            return self._connected
+        with self._sub_lock:
+            return self._connected and all(s in self._acked for s in self._symbols)
+
+    def add_symbols(self, symbols, last_ids: dict[str, int] | None = None) -> list[str]:
+        """Subscribe more symbols (subscribe mode) on the open connection, paced like
+        the first ones; they are re-subscribed after every reconnect. ``last_ids``
+        seeds their duplicate and gap check. Returns the symbols that were new."""
+        if self._symbols is None:
+            raise RuntimeError("add_symbols needs a feed in subscribe mode")
+        with self._sub_lock:
+            new = [s for s in dict.fromkeys(symbols) if s not in self._symbols]
+            for sym in new:
+                if last_ids and sym in last_ids and sym not in self._last_id:
+                    self._last_id[sym] = int(last_ids[sym])
+            self._symbols = [*self._symbols, *new]
+        self._sub_wake.set()
+        return new
+
+    def _subscribe_loop(self) -> None:
+        """Subscribe what the open connection lacks: one request at a time, at most
+        ``control_rate`` per second, each answered before the next (module notes)."""
+        interval = 1.0 / self.control_rate
+        last_sent = -1e9
+        batch_symbols = max(1, SUBSCRIBE_BATCH_STREAMS // self._streams_per_symbol)
+        stop = self._stop_event
+        while not stop.is_set():
+            self._sub_wake.wait(0.5)
+            self._sub_wake.clear()
+            while not stop.is_set() and self._connected:
+                gen, ws = self._gen, self._ws
+                with self._sub_lock:
+                    todo = [s for s in self._symbols
+                            if s not in self._acked and s not in self._refused]
+                if not todo or ws is None:
+                    break
+                batch = todo[:batch_symbols]
+                wait = last_sent + interval - time.monotonic()
+                if wait > 0 and stop.wait(wait):
+                    return
+                if gen != self._gen or not self._connected:
+                    break
+                req_id = next(self._req_ids)
+                done, answer = threading.Event(), []
+                self._reply = (req_id, done, answer)
+                try:
+                    ws.send(self.protocol.subscribe_message(
+                        batch, self.stream, req_id,
+                        **({"book": True} if self._streams_per_symbol == 2 else {})))
+                except Exception as exc:  # the socket went away: the next connect retries
+                    log.info("feed: subscribe on %s failed: %s", self.url, exc)
+                    break
+                last_sent = time.monotonic()
+                self.stats.control_sent += 1
+                if not done.wait(SUBSCRIBE_REPLY_TIMEOUT_S):
+                    if stop.is_set() or gen != self._gen:
+                        break
+                    self.stats.control_errors += 1
+                    self._conn_failed = True
+                    self.stats.error = (f"no reply to SUBSCRIBE id {req_id} within "
+                                        f"{SUBSCRIBE_REPLY_TIMEOUT_S:.0f}s")
+                    log.warning("feed: %s; closing the socket", self.stats.error)
+                    _abort(ws)
+                    break
+                if gen != self._gen or not answer:  # the connection ended meanwhile
+                    break
+                reply = answer[0]
+                with self._sub_lock:
+                    if reply.error_code is None:
+                        self._acked.update(batch)
+                    else:
+                        self._refused.update(batch)
+                if reply.error_code is not None:
+                    self.stats.control_errors += 1
+                    self.stats.error = (f"SUBSCRIBE refused ({reply.error_code}): "
+                                        f"{reply.error_msg}")
+                    log.warning("feed: %s; %d symbols not subscribed on %s",
+                                self.stats.error, len(batch), self.url)
+
+    def _release_reply(self) -> None:
+        """The connection ended: a subscriber waiting for a reply stops waiting."""
+        waiting, self._reply = self._reply, None
+        if waiting is not None:
+            waiting[1].set()
+
+    def _on_reply(self, reply: ControlReply) -> None:
+        """A control reply (feed thread): wakes the subscriber waiting for its id."""
+        waiting = self._reply
+        if waiting is not None and reply.id == waiting[0]:
+            waiting[2].append(reply)
+            waiting[1].set()
+            return
+        if reply.error_code is not None:
+            self.stats.control_errors += 1
+            log.warning("feed: server error %s: %s", reply.error_code, reply.error_msg)
 
     def status(self) -> FeedStatus:
         s = self.stats
@@ -374,6 +543,12 @@ class TradeFeed(threading.Thread):
             book_per_s=s.book_per_s,
             book_rejected=s.book_rejected,
             last_book_ms=s.last_book_ms,
+            conn_id=self.conn_id,
+            streams=self.stream_count,
+            subscribed=len(self._acked) * self._streams_per_symbol
+            if self._symbols is not None and self._connected else 0,
+            control_sent=s.control_sent,
+            control_errors=s.control_errors,
         )
 
     def has_pending(self) -> bool:
@@ -425,6 +600,7 @@ class TradeFeed(threading.Thread):
                 log.exception("feed: run_forever failed")
                 self.stats.error = f"{type(exc).__name__}: {exc}"
             self._connected = False
+            self._release_reply()
             if self._stop_event.is_set():
                 break
             up_for = time.monotonic() - started
@@ -489,12 +665,18 @@ class TradeFeed(threading.Thread):
             # armed its loop flag: end it here or it would live until the next frame
             _abort(_ws)
             return
+        if self._symbols is not None:  # a new connection subscribes everything again
+            with self._sub_lock:
+                self._gen += 1
+                self._acked, self._refused = set(), set()
+            self._release_reply()
         self._connected = True
         self._connected_mono = time.monotonic()
         self.stats.last_message_mono = None
         self.stats.connects += 1
         self.stats.error = None
         log.info("feed: connected to %s", self.url)
+        self._sub_wake.set()
 
     def _handle_error(self, _ws: websocket.WebSocketApp, error: BaseException) -> None:
         if not isinstance(error, websocket.WebSocketConnectionClosedException):
@@ -504,6 +686,7 @@ class TradeFeed(threading.Thread):
 
     def _handle_close(self, _ws, code, reason) -> None:
         self._connected = False
+        self._release_reply()
         self._clean_close = code == 1000 and not self._conn_failed
         if code not in (None, 1000) or reason:
             detail = f"closed by server: code={code} reason={reason!r}"
@@ -552,10 +735,7 @@ class TradeFeed(threading.Thread):
                     self._shutdown_announced = True
                     _abort(_ws)
                 elif isinstance(item, ControlReply):
-                    if item.error_code is not None:
-                        log.warning(
-                            "feed: server error %s: %s", item.error_code, item.error_msg
-                        )
+                    self._on_reply(item)
                 else:
                     stats.other_frames += 1
         except Exception:

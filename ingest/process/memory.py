@@ -15,6 +15,12 @@ mmap threshold and two arenas, below).
 Only where the C library has ``malloc_trim`` (glibc, i.e. Linux); elsewhere
 :attr:`HeapTrimmer.available` is False and it does nothing. ``status()`` goes into
 ``/api/health`` as ``process``.
+
+Buffers that follow the data. The market data buffers (the engine's bar series, the
+tick rings) grow with what they hold (``analytics/series.py``, ``ingest/ring.py``):
+an idle instrument costs tens of kB, a liquid one grows to its day. That growth is by
+design, so ``status()`` reports it apart (``buffers_mb``: :attr:`HeapTrimmer.held`, set
+by the runtime) and a soak checks the RSS growth the buffers do not explain.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +106,8 @@ class HeapTrimmer:
         self.released_bytes = 0  # RSS drop measured around the trims, summed
         self.last_ms: float | None = None  # how long the last trim took
         self.last_released_bytes = 0
+        #: Bytes the market data buffers hold now (module notes), or None.
+        self.held: Callable[[], int] | None = None
 
     @property
     def available(self) -> bool:
@@ -139,8 +148,15 @@ class HeapTrimmer:
 
     def status(self) -> dict:
         rss = rss_bytes()
+        held = None
+        if self.held is not None:
+            try:
+                held = round(self.held() / 2**20, 1)
+            except Exception:  # health must answer; the figure is a convenience
+                log.exception("buffer bytes failed")
         return {
             "rss_mb": None if rss is None else round(rss / 2**20, 1),
+            "buffers_mb": held,
             "heap_trim": {
                 "available": self.available,
                 "every_s": self.every_s,

@@ -22,7 +22,9 @@ One module per job:
 ``loop``        loop passes: how ids and times move from one pass to the next
 ``faults``      :class:`FaultPlan` and the fault injection the player fires
 ``server``      :class:`ReplayServer`: the shared player, fan-out, backpressure
-``rest``        Binance's REST trade endpoints over what has been played
+``rest``        Binance's REST trade endpoints over what has been played, and listings
+``listings``    exchangeInfo and the 24 h ticker computed from the tape
+``wide``        :func:`wide_tape`: hundreds of instruments derived from the real tapes
 ``__main__``    ``python -m ingest.replay FILE…`` (``--help`` for the flags)
 ==============  ===============================================================
 """

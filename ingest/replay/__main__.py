@@ -41,6 +41,19 @@ def _build_parser() -> argparse.ArgumentParser:
         help="market of recordings whose frames and file name do not show theirs "
         "(default spot); with no FILE: play only that market's bundled tapes",
     )
+    wide = parser.add_argument_group(
+        "wide tape (ingest/replay/wide.py; no FILE)")
+    wide.add_argument(
+        "--universe", type=int, default=0, metavar="N",
+        help="play a wide tape of N instruments of --market (default futures): the real "
+        "BTCUSDT/ETHUSDT recordings plus N-2 derived from them (heavy head, long tail)",
+    )
+    wide.add_argument("--minutes", type=float, default=None,
+                      help="the wide tape's length (default: the recording's minutes)")
+    wide.add_argument("--late-listings", type=int, default=0, metavar="K",
+                      help="the last K instruments start trading mid-tape (exchangeInfo "
+                      "lists them from then on)")
+    wide.add_argument("--seed", type=int, default=0, help="the wide tape's seed")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")
     parser.add_argument(
@@ -98,7 +111,12 @@ def _build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """CLI entry point: serve until Ctrl-C or SIGTERM."""
-    args = _build_parser().parse_args(argv)
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if args.universe and args.files:
+        parser.error("--universe plays a generated tape: give no FILE")
+    if args.universe and args.market is None:
+        args.market = "futures"
     logging.basicConfig(
         level=args.log_level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -129,7 +147,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         rest_port = args.port + 1 if args.port else 0
     if args.profile is None:
         args.profile = "futures" if args.market in ("perp", "futures") else "spot"
-    files = args.files or default_sample_files(args.market)
+    if args.universe:
+        from ingest.replay.wide import wide_tape
+
+        try:
+            files = wide_tape(args.universe, market=args.market, seed=args.seed,
+                              minutes=args.minutes, late_listings=args.late_listings)
+        except ValueError as exc:
+            parser.error(f"--universe: {exc}")
+    else:
+        files = args.files or default_sample_files(args.market)
     server = ReplayServer(
         files, host=args.host, port=args.port, speed=args.speed, loop=args.loop,
         profile=args.profile, faults=plan, rest=not args.no_rest, rest_port=rest_port,
@@ -150,14 +177,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if len(server.markets) == 1:
         prefix = "/market" if args.profile == "futures" else ""
         examples = f"{server.ws_base}{prefix}/stream?streams=" + "/".join(
-            f"{s.lower()}@{tape.kind_of[s]}" for s in tape.symbols
+            f"{s.lower()}@{tape.kind_of[s]}" for s in tape.symbols[:5]
         )
     else:
         examples = " and ".join(
             f"{m} {server.url(_example_kind(tape, m), market=m)}" for m in server.markets
         )
     print(
-        f"{server.ws_base} replaying {len(tape)} events of {','.join(tape.symbols)} "
+        f"{server.ws_base} replaying {len(tape)} events of {_names(tape.symbols)} "
         f"({kinds}) speed={'max' if not args.speed else args.speed} "
         f"loop={'on' if args.loop else 'off'} profile={args.profile} "
         f"markets={','.join(server.markets)}; try {examples}"
@@ -170,6 +197,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     stop.wait()
     server.stop()
     return 0
+
+
+def _names(symbols: Sequence[str]) -> str:
+    """The symbols, or the first few and the count when there are many."""
+    if len(symbols) <= 10:
+        return ",".join(symbols)
+    return ",".join(symbols[:5]) + f",... ({len(symbols)} instruments)"
 
 
 def _example_kind(tape, market: str) -> str:

@@ -18,6 +18,15 @@ loop passes shifted exactly as on the socket. Rows are Binance's
 (``id, price, qty, quoteQty, time, isBuyerMaker, isBestMatch`` for trades,
 ``a, p, q, f, l, T, m`` (+ ``M`` on spot) for aggTrades), ``limit`` <= 1000.
 
+It also lists what it trades (:mod:`ingest.replay.listings`), Binance's weights::
+
+    GET /api/v3/exchangeInfo  (20)        GET /fapi/v1/exchangeInfo  (1)
+    GET /api/v3/ticker/24hr   (80; 2 with symbol=)
+    GET /fapi/v1/ticker/24hr  (40; 1 with symbol=)
+
+strictly per market (a spot path lists the tape's spot instruments only, none on a
+futures-only tape).
+
 Bad parameters get HTTP 400 with Binance's JSON error (``-1102`` missing mandatory
 parameter, ``-1100`` illegal characters, ``-1130`` invalid value, ``-1121`` invalid
 symbol). Request weight is metered per IP in fixed windows (Binance: 6,000 a minute
@@ -63,6 +72,20 @@ ENDPOINTS: dict[str, tuple[str, int, bool]] = {
     "/fapi/v1/historicalTrades": ("trade", 200, True),
     "/fapi/v1/trades": ("trade", 5, False),
     "/fapi/v1/aggTrades": ("aggTrade", 20, True),
+}
+#: Listing endpoints (ingest/replay/listings.py): path -> (market, document).
+LISTING_ENDPOINTS: dict[str, tuple[str, str]] = {
+    "/api/v3/exchangeInfo": ("spot", "exchangeInfo"),
+    "/fapi/v1/exchangeInfo": ("perp", "exchangeInfo"),
+    "/api/v3/ticker/24hr": ("spot", "ticker"),
+    "/fapi/v1/ticker/24hr": ("perp", "ticker"),
+}
+#: Binance's weights: (market, document, one symbol) -> weight.
+LISTING_WEIGHTS: dict[tuple[str, str, bool], int] = {
+    ("spot", "exchangeInfo", False): 20, ("spot", "exchangeInfo", True): 20,
+    ("perp", "exchangeInfo", False): 1, ("perp", "exchangeInfo", True): 1,
+    ("spot", "ticker", False): 80, ("spot", "ticker", True): 2,
+    ("perp", "ticker", False): 40, ("perp", "ticker", True): 1,
 }
 _DIGITS = re.compile(r"^[0-9]{1,20}$")
 _SYMBOL = re.compile(r"^[A-Z0-9-_.]{1,20}$")
@@ -118,6 +141,7 @@ class RestServer:
         self.window_s = float(window_s)
         self._lock = threading.Lock()
         self._indexes: dict[tuple[str, str, str], _Index | None] = {}
+        self._stats: dict | None = None  # listings.tape_stats, at the first listing
         # (ip, market) -> [window start, used weight, strikes]
         self._meter: dict[tuple[str, str], list] = {}
         self.requests_by_market: dict[str, int] = {"spot": 0, "perp": 0}
@@ -186,6 +210,7 @@ class RestServer:
         prefix = next(p for p, m in ENDPOINT_MARKETS.items() if m == market)
         return {
             "paths": sorted(p for p in ENDPOINTS if p.startswith(prefix)),
+            "listing_paths": sorted(p for p in LISTING_ENDPOINTS if p.startswith(prefix)),
             "weight_limit": self.weight_limits.get(market),
             "requests": self.requests_by_market.get(market, 0),
             "rows": self.rows_by_market.get(market, 0),
@@ -239,26 +264,76 @@ class RestServer:
         if tape_kind is None:
             return None
         if tape_kind == kind:
-            rows = [
-                (ev.trade_id, i, ev.data)
-                for i, ev in enumerate(replay.tape.events)
-                if ev.symbol == symbol and ev.market == market and ev.kind == kind
-            ]
+            groups = self._rows_by_instrument(
+                (ev, i) for i, ev in enumerate(replay.tape.events) if ev.kind == kind)
             derived = False
         elif kind == "aggTrade" and tape_kind == "trade":
             aggs = replay.derived_aggregates()
-            rows = [
-                (item.event.trade_id, done_at, item.event.data)
-                for done_at, item in sorted(aggs.items())
-                if item.event.symbol == symbol and item.event.market == market
-            ]
+            groups = self._rows_by_instrument(
+                (item.event, done_at) for done_at, item in sorted(aggs.items()))
             derived = True
         else:
             return None  # aggregates cannot be split back into trades
-        rows.sort(key=lambda r: r[0])
-        return _Index(
-            [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], derived
-        )
+        # one pass indexes every instrument of the kind (a wide tape: 300 of them over
+        # a million events; one scan per instrument would take minutes under the lock)
+        for (m, sym), rows in groups.items():
+            if (m, sym, kind) in self._indexes:
+                continue
+            if replay.tape.kind_of.get(replay.tape.name(m, sym) or "") != tape_kind:
+                continue
+            rows.sort(key=lambda r: r[0])
+            self._indexes[(m, sym, kind)] = _Index(
+                [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], derived
+            )
+        return self._indexes.get((market, symbol, kind))
+
+    @staticmethod
+    def _rows_by_instrument(pairs) -> dict[tuple[str, str], list]:
+        """(event, public-at index) pairs -> per (market, symbol) rows (id, at, data)."""
+        groups: dict[tuple[str, str], list] = {}
+        for ev, at in pairs:
+            key = (ev.market, ev.symbol)
+            rows = groups.get(key)
+            if rows is None:
+                rows = groups[key] = []
+            rows.append((ev.trade_id, at, ev.data))
+        return groups
+
+    def tape_stats(self) -> dict:
+        """Whole-tape figures per instrument (computed once; listings.tape_stats)."""
+        if self._stats is None:
+            from ingest.replay.listings import tape_stats
+
+            with self._lock:
+                if self._stats is None:
+                    self._stats = tape_stats(self.replay.tape)
+        return self._stats
+
+    def listing(self, path: str, query: dict[str, list[str]]) -> object:
+        """exchangeInfo or ticker/24hr of the path's market at the replay's clock;
+        raises :class:`RestError` (-1100 illegal symbol, -1121 not listed)."""
+        from ingest.replay.listings import exchange_info, listed, ticker_24hr
+
+        market, doc = LISTING_ENDPOINTS[path]
+        symbol = _one(query, "symbol")
+        if symbol is not None and not _SYMBOL.match(symbol):
+            raise RestError(
+                400, -1100,
+                "Illegal characters found in parameter 'symbol'; legal range is "
+                "'^[A-Z0-9-_.]{1,20}$'.",
+            )
+        stats = self.tape_stats()
+        now_ms = self.replay.tape_clock_ms()
+        if symbol is not None:
+            one = stats.get((market, symbol))
+            if one is None or not listed(one, now_ms):
+                raise RestError(400, -1121, "Invalid symbol.")
+            if doc == "ticker":
+                return ticker_24hr(one)
+        if doc == "exchangeInfo":
+            return exchange_info(self.replay.tape, stats, market, now_ms, symbol)
+        return [ticker_24hr(s) for (m, _), s in sorted(stats.items())
+                if m == market and listed(s, now_ms)]
 
     def rows(self, path: str, query: dict[str, list[str]]) -> tuple[list[dict], int]:
         """Answer one request: (rows, weight); raises :class:`RestError`."""
@@ -412,6 +487,9 @@ class _Handler(BaseHTTPRequestHandler):
         rest = self.rest
         rest.requests += 1
         parts = urlsplit(self.path)
+        if parts.path in LISTING_ENDPOINTS:
+            self._listing(parts.path, parse_qs(parts.query, keep_blank_values=True))
+            return
         if parts.path not in ENDPOINTS:
             self._send(404, {"code": -1, "msg": f"no such endpoint {parts.path!r}"})
             return
@@ -438,6 +516,24 @@ class _Handler(BaseHTTPRequestHandler):
         rest.rows_served += len(rows)
         rest.rows_by_market[market] += len(rows)
         self._send(200, rows, used)
+
+    def _listing(self, path: str, query: dict[str, list[str]]) -> None:
+        rest = self.rest
+        market, doc = LISTING_ENDPOINTS[path]
+        weight = LISTING_WEIGHTS[(market, doc, bool(_one(query, "symbol")))]
+        rest.requests_by_market[market] += 1
+        status, retry, used = rest.charge(self.client_address[0], weight, market)
+        if status != 200:
+            self._send(status, {"code": -1003, "msg": "Too many requests; current "
+                                "limit of IP is exceeded."}, used, retry)
+            return
+        try:
+            body = rest.listing(path, query)
+        except RestError as exc:
+            rest.bad_requests += 1
+            self._send(exc.status, {"code": exc.code, "msg": exc.msg}, used)
+            return
+        self._send(200, body, used)
 
     def _send(
         self, status: int, body: object, used: int = 0, retry_after: int | None = None

@@ -217,6 +217,9 @@ class ReplayServer(FaultInjection):
         self._clients: dict[int, Client] = {}
         self._fanout: dict[tuple[str, str], tuple[Client, ...]] = {}
         self._next_cid = 1
+        #: distinct servable streams that must be subscribed before the player runs
+        #: (set before :meth:`start`; 0 = any subscription starts it)
+        self.wait_streams = 0
         self._active = 0
         self._listeners: asyncio.Event | None = None
         self._silence_over: asyncio.Event | None = None
@@ -602,13 +605,22 @@ class ReplayServer(FaultInjection):
             active += serving
         self._fanout = {k: tuple(v) for k, v in fanout.items()}
         # wait_markets: the player starts (and at speed 0 runs) only while every one
-        # of those markets has a client
-        self._active = active if self.wait_markets <= served else 0
+        # of those markets has a client; wait_streams: and that many streams are
+        # subscribed (an app whose market's streams are split over several
+        # connections, subscribed in paced batches: none may miss the start)
+        ready = self.wait_markets <= served and len(fanout) >= self.wait_streams
+        self._active = active if ready else 0
         if self._listeners is not None:
             if self._active:
                 self._listeners.set()
             else:
                 self._listeners.clear()
+
+    def servable(self, market: str, stream: str) -> bool:
+        """Whether the tape can feed ``stream`` (``btcusdt@trade``) on ``market``'s
+        paths: what a client counting ``wait_streams`` may count."""
+        market = "perp" if market in ("perp", "futures") else market
+        return (self._only_market or market, canonical_stream(stream)) in self._servable
 
     def _control(self, client: Client, message: str | bytes) -> bytes:
         """Answer one control request (ingest/replay/protocol.py)."""

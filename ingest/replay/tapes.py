@@ -152,8 +152,18 @@ class Tape:
         source_files: Iterable[str] = (),
         skipped: Counter[str] | None = None,
         duplicates: int = 0,
+        presorted: bool = False,
+        listings: dict[tuple[str, str], dict] | None = None,
     ) -> None:
-        self.events: tuple[TapeEvent, ...] = tuple(sorted(events, key=_sort_key))
+        # presorted: the caller already ordered ``events`` by _sort_key (wide tapes
+        # build a million events in order; sorting them again costs seconds)
+        self.events: tuple[TapeEvent, ...] = (
+            tuple(events) if presorted else tuple(sorted(events, key=_sort_key)))
+        #: exchangeInfo hints per (market, symbol) (ingest/replay/wide.py):
+        #: {"tick": "0.01", "step": "0.001", "listed_ms": int | None}; the replay REST
+        #: infers tick/step from the recorded decimals where absent, and lists an
+        #: instrument with a ``listed_ms`` only once its clock reaches it.
+        self.listings: dict[tuple[str, str], dict] = dict(listings or {})
         self.source_files: tuple[str, ...] = tuple(source_files)
         self.skipped: dict[str, int] = dict(skipped or {})
         self.duplicates = duplicates
@@ -799,5 +809,11 @@ def shift_times(tape: Tape, offset_ms: int) -> Tape:
             TapeEvent(ev.recv_ns, ev.symbol, ev.kind, ev.time_ms + offset_ms, ev.trade_id,
                       data, ev.market, order_ms)
         )
+    listings = {
+        key: {**hint, "listed_ms": None if hint.get("listed_ms") is None
+              else hint["listed_ms"] + offset_ms}
+        for key, hint in tape.listings.items()
+    }
+    # a uniform shift keeps the order: no re-sort (a wide tape holds ~1 M events)
     return Tape(events, source_files=tape.source_files, skipped=tape.skipped,
-                duplicates=tape.duplicates)
+                duplicates=tape.duplicates, presorted=True, listings=listings)

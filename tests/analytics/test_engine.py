@@ -158,3 +158,22 @@ def test_robust_figures_do_not_depend_on_when_the_pair_was_opened(rows, regressi
                                    rtol=1e-12, atol=0, equal_nan=True, err_msg=f)  # fmt: skip
     np.testing.assert_allclose(x.series.zscore, y.series.zscore, rtol=1e-9, atol=1e-9,
                                equal_nan=True)  # fmt: skip
+
+
+def test_final_ms_is_the_lowest_floor_over_every_symbol():
+    """A symbol that traded in a later bucket has closed its earlier ones, a quiet one
+    still holds its open bucket: only buckets below both are final market-wide (the
+    market screen's window end, #19)."""
+    t0 = 1_723_161_600_000
+    eng = MarketEngine([A, B])
+    assert eng.final_ms(1_000) is None
+    eng.on_trade(A, t0 + 100, 1, 100.0, 1.0, False)
+    eng.on_trade(B, t0 + 200, 1, 50.0, 1.0, False)
+    eng.on_trade(A, t0 + 3_100, 2, 101.0, 1.0, False)  # closes A's bucket t0
+    assert len(eng.bars(A, 1_000)) == 1 and len(eng.bars(B, 1_000)) == 0
+    assert eng.final_ms(1_000) == t0  # B's bucket t0 is still open
+    eng.on_clock(t0 + 2_000)  # B's bucket t0 closes; A's open bar t0 + 3 s stays
+    assert len(eng.bars(B, 1_000)) == 1
+    assert eng.final_ms(1_000) == t0 + 2_000  # B: the clock's frontier; A: t0 + 3 s
+    assert eng.final_ms(60_000) == t0  # the open minute of both
+    assert eng.final_ms(120_000) == t0  # a multiple: floored at the finest builder

@@ -9,9 +9,11 @@ saying how to install it, because a browser test that skips proves nothing.
 Fixtures
 --------
 ``live_app``   base URL of the running app (``http://127.0.0.1:PORT``)
+``wide_app``   base URL of the app replaying 300 perps (``--replay-universe 300``)
 ``app_health`` callable returning ``/api/health`` JSON
 ``browser``    a Playwright Chromium browser (session)
 ``page``       a fresh page per test; console errors and page errors fail the test
+``wide_page``  the same against ``wide_app``
 ``shot(page, name)``  writes ``diagrams/screenshots/NAME.png`` (used by the README)
 """
 
@@ -69,6 +71,34 @@ def live_app(tmp_path_factory) -> Iterator[str]:
     with running_app(
         ["--replay", "--market", "spot", "--replay-speed", REPLAY_SPEED, "--db", str(tmp / "browser.db")],
         tmp, ready=stored_500, timeout=60, what="app.py ready",
+    ) as base:
+        yield base
+
+
+WIDE_UNIVERSE = 300
+WIDE_READY_TRADED = 250
+
+
+def _traded_instruments(health: dict | None) -> int:
+    """How many instruments (``market:SYMBOL`` keys of ``/api/health`` ``symbols``) have a
+    last trade; bare-name aliases of the same entry are not counted twice."""
+    if not health:
+        return 0
+    return sum(1 for key, s in health.get("symbols", {}).items()
+               if ":" in key and s.get("last_trade_id") is not None)
+
+
+@pytest.fixture(scope="session")
+def wide_app(tmp_path_factory) -> Iterator[str]:
+    """``python app.py --replay --replay-universe 300 --market futures`` (the wide replay of
+    300 perps derived from the real tapes, 10x pace) on a free port; yields its base URL
+    once at least 250 instruments have traded."""
+    tmp = tmp_path_factory.mktemp("browser-wide")
+    with running_app(
+        ["--replay", "--replay-universe", str(WIDE_UNIVERSE), "--market", "futures",
+         "--replay-speed", REPLAY_SPEED, "--db", str(tmp / "wide.db")],
+        tmp, ready=lambda base: _traded_instruments(_health(base)) >= WIDE_READY_TRADED,
+        timeout=120, what=f"wide app ({WIDE_UNIVERSE} instruments) ready",
     ) as base:
         yield base
 
@@ -133,8 +163,18 @@ def browser():
 @pytest.fixture
 def page(browser, live_app: str):
     """A fresh page at 1280x900; any console error or uncaught page error fails the test."""
+    yield from _checked_page(browser, live_app)
+
+
+@pytest.fixture
+def wide_page(browser, wide_app: str):
+    """As ``page``, against ``wide_app`` (300 instruments)."""
+    yield from _checked_page(browser, wide_app)
+
+
+def _checked_page(browser, base_url: str):
     context = browser.new_context(
-        viewport={"width": 1280, "height": 900}, accept_downloads=True, base_url=live_app
+        viewport={"width": 1280, "height": 900}, accept_downloads=True, base_url=base_url
     )
     pg = context.new_page()
     errors: list[str] = []

@@ -1,5 +1,5 @@
 """Issue #17 in the browser: ``python app.py --replay`` on the committed raw futures
-captures (trades AND ``@bookTicker``): each symbol card's quote line, the markets page's
+captures (trades AND ``@bookTicker``): the markets grid's quoted spread column, its
 spread filter (persisted in the URL), the pair page on mids and the backtest paying the
 spread, all opened from their URLs."""
 
@@ -48,34 +48,28 @@ def tab(browser, book_app):
     assert not errors, "browser errors:\n" + "\n".join(errors)
 
 
-def _stat(sym: str, name: str) -> str:
-    return f'[id=\'{{"index":"{sym}","stat":"{name}","type":"markets-stat"}}\']'
+def test_grid_shows_the_quoted_spread_and_the_spread_filter_is_a_link(tab):
+    from tests.browser.test_markets import GRID, grid_rows, wait_for
 
-
-def _card(sym: str) -> str:
-    return f'[id=\'{{"index":"{sym}","type":"markets-card"}}\']'
-
-
-def test_cards_show_the_quote_and_the_spread_filter_is_a_link(tab):
     tab.goto("/")
-    spread = tab.locator(_stat("BTCUSDT", "sprd"))
-    expect(spread).to_have_text(re.compile(r"^[0-9.,]+ bps$"))
-    expect(tab.locator(_stat("BTCUSDT", "bid"))).to_have_text(re.compile(r"^[0-9][0-9,]*\.\d\d$"))
-    expect(tab.locator(_stat("ETHUSDT", "imb"))).to_have_text(re.compile(r"^[01]\.\d\d$"))
-    bid = float(tab.locator(_stat("BTCUSDT", "bid")).inner_text().replace(",", ""))
-    ask = float(tab.locator(_stat("BTCUSDT", "ask")).inner_text().replace(",", ""))
-    assert 0 < bid <= ask < 1.01 * bid
+    cell = tab.locator(f"#{GRID} .ag-row[row-id='BTCUSDT'] [col-id='spread_bps']")
+    expect(cell).to_have_text(re.compile(r"^\d+\.\d\d$"))
+    spreads = wait_for(lambda: (r := {x["name"]: x["spread_bps"] for x in grid_rows(tab)})
+                       and all(v is not None for v in r.values()) and r, what="spreads")
+    assert set(spreads) == {"BTCUSDT", "ETHUSDT"} and all(v > 0 for v in spreads.values())
     # BTCUSDT quotes ~0.016 bps, ETHUSDT ~0.037 bps: 0.025 hides ETHUSDT only
     tab.fill("#markets-max-spread", "0.025")
     tab.press("#markets-max-spread", "Tab")
     tab.wait_for_function("() => location.search.includes('max_spread_bps=0.025')")
-    expect(tab.locator(_card("ETHUSDT"))).to_be_hidden()
-    expect(tab.locator(_card("BTCUSDT"))).to_be_visible()
-    expect(tab.locator("#markets-filter-note")).to_contain_text("ETHUSDT")
+    wait_for(lambda: [r["name"] for r in grid_rows(tab)] == ["BTCUSDT"],
+             what="ETH hidden by the filter")
+    expect(tab.locator("#markets-grid-note")).to_contain_text("1 of 2 instruments")
     # the link opens with the filter on
     tab.goto("/?max_spread_bps=0.025")
     expect(tab.locator("#markets-max-spread")).to_have_value("0.025")
-    expect(tab.locator(_card("ETHUSDT"))).to_be_hidden()
+    tab.wait_for_selector(f"#{GRID} .ag-row[row-id='BTCUSDT']")
+    wait_for(lambda: [r["name"] for r in grid_rows(tab)] == ["BTCUSDT"],
+             what="ETH hidden by the link's filter")
 
 
 def test_pair_page_on_mids_from_its_url(tab):

@@ -24,71 +24,114 @@ def wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
     raise AssertionError(f"timed out waiting for {what}; last value {last!r}")
 
 
-def test_markets_lists_symbols_with_changing_prices(page, shot, app_health):
-    symbols = sorted(s for s in app_health()["symbols"] if ":" not in s)  # card names
+GRID = "markets-grid"
+
+
+def grid_rows(page) -> list[dict]:
+    """The grid's rows after its filters and sort, in display order (the grid API)."""
+    return page.evaluate(
+        f"""() => {{ const a = dash_ag_grid.getApi('{GRID}'); const out = [];
+        a.forEachNodeAfterFilterAndSort(n => out.push(n.data)); return out; }}"""
+    )
+
+
+def select_rows(page, names: list[str]) -> None:
+    """Tick the rows' checkboxes (as a user does). A refresh may redraw a row between
+    finding its checkbox and the click (rows re-sort as volumes move), so each click is
+    retried until the grid says the row is selected."""
+    for name in names:
+        box = page.locator(f"#{GRID} .ag-row[row-id='{name}'] input[type=checkbox]").first
+        for _ in range(10):
+            try:
+                box.click(timeout=2_000)
+            except Exception:  # noqa: BLE001 (detached by a redraw: find it again)
+                pass
+            if page.evaluate(f"() => dash_ag_grid.getApi('{GRID}').getRowNode('{name}')"
+                             ".isSelected()"):
+                break
+            time.sleep(0.2)
+        else:
+            raise AssertionError(f"row {name} could not be selected")
+
+
+def test_markets_grid_lists_symbols_with_changing_prices(page, shot, app_health):
+    symbols = sorted(s for s in app_health()["symbols"] if ":" not in s)  # row ids
     assert len(symbols) >= 2
     page.goto("/")
     for s in symbols:
-        page.wait_for_selector(pid("markets-card", s))
-    first = {
-        s: wait_for(
-            lambda s=s: page.inner_text(pid("markets-price", s)).strip().replace("–", ""),
-            what=f"{s} price",
-        )
-        for s in symbols
-    }
+        page.wait_for_selector(f"#{GRID} .ag-row[row-id='{s}']")
+    priced = wait_for(
+        lambda: (rows := grid_rows(page)) and all(r["last"] for r in rows) and rows,
+        what="prices")
+    first = {r["name"]: r["last"] for r in priced}
+    assert sorted(first) == symbols
     seen = {s: {first[s]} for s in symbols}
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline and any(len(v) < 2 for v in seen.values()):
-        for s in symbols:
-            seen[s].add(page.inner_text(pid("markets-price", s)).strip())
+        for r in grid_rows(page):
+            seen[r["name"]].add(r["last"])
         time.sleep(0.25)
     assert all(len(v) >= 2 for v in seen.values()), seen
-    card = page.inner_text(pid("markets-card", symbols[0]))
-    for label in ("chg", "vol", "VWAP", "trades/s"):
-        assert label in card
+    # the cell shows the price the row holds, formatted; every number column has a value
+    row = grid_rows(page)[0]
+    cell = page.inner_text(f"#{GRID} .ag-row[row-id='{row['name']}'] [col-id='trades_per_min']")
+    assert cell.replace(",", "").strip().isdigit()
+    for field in ("change_pct", "volume", "trades_per_min", "volume_per_min"):
+        assert row[field] is not None, field
+    # sparklines: an SVG line per visible row, once a refresh carried its closes
+    wait_for(lambda: page.locator(f"#{GRID} svg.spark-svg").count() == len(symbols),
+             what="sparklines")
+    n_points = page.evaluate(
+        f"() => Number(document.querySelector('#{GRID} svg.spark-svg').dataset.n)")
+    assert n_points > 5
     feed = page.inner_text("#markets-feed-card")
     # at --replay-speed 10 trade times run 10x ahead of the clock: no lag figure, the
     # badge says it is a replay instead
     for label in ("CONNECTED", "msg/s", "replay ×10", "reconnects", "gaps"):
         assert label in feed
-    # the heatmap shows every symbol, the sparkline has points
+    # the heatmap (top 10 by volume) shows every symbol
     wait_for(
         lambda: (
             page.evaluate(
                 "() => { const g = document.querySelector('#markets-heatmap .js-plotly-plot');"
-                " return g && g.data && g.data[0].x.length; }"
+                " return g && g.data && g.data[0].x && g.data[0].x.length; }"
             )
             == len(symbols)
         ),
         what="heatmap",
     )
-    n_spark = page.evaluate(
-        "(sel) => document.querySelector(sel + ' .js-plotly-plot').data[0].x.length",
-        pid("markets-spark", symbols[0]),
-    )
-    assert n_spark > 5
     shot(page, "markets")
 
 
 def test_liquidity_filter_hides_and_shows_symbols(page, app_health):
-    symbols = sorted(s for s in app_health()["symbols"] if ":" not in s)  # card names
+    symbols = sorted(s for s in app_health()["symbols"] if ":" not in s)
     page.goto("/")
-    page.wait_for_selector(pid("markets-card", symbols[0]))
+    page.wait_for_selector(f"#{GRID} .ag-row[row-id='{symbols[0]}']")
     page.fill("#markets-min-trades", "100000000")
     page.press("#markets-min-trades", "Enter")
-    wait_for(
-        lambda: all(not page.is_visible(pid("markets-card", s)) for s in symbols), what="all hidden"
-    )
-    assert "hidden: " + ", ".join(symbols) in page.inner_text("#markets-filter-note")
+    wait_for(lambda: grid_rows(page) == [], what="all hidden")
+    wait_for(lambda: f"0 of {len(symbols)} instruments" in page.inner_text("#markets-grid-note"),
+             what="note")
     page.fill("#markets-min-trades", "")
     page.press("#markets-min-trades", "Enter")
     page.fill("#markets-min-volume", "1")
     page.press("#markets-min-volume", "Enter")
-    wait_for(
-        lambda: all(page.is_visible(pid("markets-card", s)) for s in symbols), what="shown again"
-    )
-    assert "all symbols shown" in page.inner_text("#markets-filter-note")
+    wait_for(lambda: len(grid_rows(page)) == len(symbols), what="shown again")
+    wait_for(lambda: f"all {len(symbols)} instruments" in page.inner_text("#markets-grid-note"),
+             what="note")
+
+
+def test_two_selected_rows_open_their_pair(page, app_health):
+    symbols = sorted(s for s in app_health()["symbols"] if ":" not in s)[:2]
+    page.goto("/")
+    page.wait_for_selector(f"#{GRID} .ag-row[row-id='{symbols[1]}']")
+    assert page.is_disabled("#markets-open-pair")
+    select_rows(page, symbols)
+    wait_for(lambda: not page.is_disabled("#markets-open-pair"), what="Open pair enabled")
+    page.click("#markets-open-pair")
+    page.wait_for_url("**/pair?**")
+    url = page.url
+    assert f"a={symbols[0]}&b={symbols[1]}" in url, url  # A, B by name
 
 
 def test_heatmap_timeframe_switch(page):
@@ -125,7 +168,7 @@ def test_offline_feed_card_fits_the_page(browser, offline_app):
         pg.wait_for_selector("#markets-feed-detail table")
         wait_for(lambda: "disconnected" in pg.inner_text("#markets-feed-detail"),
                  what="disconnected feed card")
-        assert "/stream?streams=" in pg.inner_text("#markets-feed-detail")
+        assert "/stream" in pg.inner_text("#markets-feed-detail")  # the feed's URL
         widths = pg.evaluate(
             "() => [document.documentElement.scrollWidth, document.body.scrollWidth,"
             " window.innerWidth]"

@@ -1,13 +1,13 @@
 """Issue #16 on the markets page: ``python app.py --replay`` (both bundled markets) shows
-one feed row per market (its own URL, status, msgs/s, gaps, reconnects), and the
-cards of both markets' instruments, named as ``/api/health`` names them."""
+one feed row per market (its own URL, status, msgs/s, gaps, reconnects), and a grid
+row for each market's instruments, named as ``/api/health`` names them."""
 
 from __future__ import annotations
 
 from playwright.sync_api import expect
 
 from tests.browser.test_basis import tab, two_market_app  # noqa: F401 (fixtures)
-from tests.browser.test_markets import pid
+from tests.browser.test_markets import GRID, grid_rows, pid
 
 
 def test_markets_page_shows_each_markets_feed_and_instruments(tab, two_market_app,  # noqa: F811
@@ -22,6 +22,11 @@ def test_markets_page_shows_each_markets_feed_and_instruments(tab, two_market_ap
         row = detail.locator(pid("feed-market", market))
         expect(row).to_contain_text("connected", timeout=30_000)
         expect(row).to_contain_text(h["feed"]["markets"][market]["url"])
-    for name in ("spot:BTCUSDT", "perp:BTCUSDT", "spot:ETHUSDT", "perp:ETHUSDT"):
-        tab.wait_for_selector(pid("markets-card", name))
+    names = ("spot:BTCUSDT", "perp:BTCUSDT", "spot:ETHUSDT", "perp:ETHUSDT")
+    for name in names:  # one grid row per instrument, labelled with its market
+        tab.wait_for_selector(f"#{GRID} .ag-row[row-id='{name}']")
+    labels = {r["name"]: r["label"] for r in grid_rows(tab)}
+    assert labels == {n: f"{n.split(':')[1]} · {n.split(':')[0]}" for n in names}
+    cell = tab.inner_text(f"#{GRID} .ag-row[row-id='perp:BTCUSDT'] [col-id='label']")
+    assert cell.strip() == "BTCUSDT · perp"
     shot(tab, "markets-two-markets")

@@ -252,6 +252,12 @@ class FakeServices:
     def bars_of(self, names: Iterable[str], tf_ms: int) -> dict[str, Bars]:
         return {s: self.engine.bars(s, tf_ms) for s in names}
 
+    def recent_bars_of(self, names: Iterable[str], tf_ms: int, n: int) -> dict[str, Bars]:
+        return {s: self.engine.bars_tail(s, tf_ms, n) for s in names}
+
+    def final_ms(self, tf_ms: int) -> int | None:
+        return self.engine.final_ms(tf_ms)
+
     def open_bar(self, name: str, tf_ms: int):
         return self.engine.open_bar(name, tf_ms)
 

@@ -171,6 +171,11 @@ def test_every_member_of_live_market_data_answers_over_a_real_runtime(live_runti
         "timeframes": lambda: m.timeframes() == (1_000, 60_000, 300_000),
         "bars": lambda: len(m.bars(a, 1_000)) >= 100,
         "bars_of": lambda: set(m.bars_of((a, b), 60_000)) == {a, b},
+        "recent_bars_of": lambda: all(
+            np.array_equal(t.ts, m.bars(s, 1_000).ts[-5:]) and len(t) == 5
+            for s, t in m.recent_bars_of((a, b), 1_000, 5).items()),
+        # the clock at t0 + 122 s closed every 1 s bucket of the 120 s of trades
+        "final_ms": lambda: t0 + 120_000 <= m.final_ms(1_000) <= t0 + 122_000,
         "open_bar": lambda: m.open_bar(a, 300_000) is None or m.open_bar(a, 300_000).ts >= t0,
         "breaks": lambda: len(m.breaks(a)) == 0,
         "tracked_pair": lambda: m.tracked_pair(*args) is None,  # never builds

@@ -56,3 +56,31 @@ def test_feed_card_shows_each_markets_feed_row_and_one_market_none():
     card = feed_card({**FEED, "url": "u", "markets": {"spot": spot, "perp": perp}})
     assert "feed-market" in str(card) and spot["url"] in _text(card)
     assert "feed-market" not in str(feed_card({**FEED, "url": "u"}))  # one market: as before
+
+
+def _conn(i: int, **kw) -> dict:
+    return {"id": i, "market": "perp", "streams": 1024, "subscribed": 1024,
+            "connected": True, "msgs_per_s": 10.0, "reconnects": 0, "gaps": 0,
+            "error": None, **kw}
+
+
+def test_feed_card_lists_connections_troubled_first_and_stays_compact():
+    """A market over many connections: one row per connection, the one that is down
+    first (red), at most CONNECTION_ROWS_SHOWN rows, then how many more."""
+    from dashapp.status import CONNECTION_ROWS_SHOWN, connection_table, feed_card
+
+    conns = [_conn(i) for i in range(20)]
+    conns[7] = _conn(7, connected=False, subscribed=0, reconnects=3,
+                     error="silent for 31s (watchdog)")
+    table = connection_table(conns)
+    rows = table.children[1:]
+    assert len(rows) == CONNECTION_ROWS_SHOWN + 1
+    first = [_text(td) for td in rows[0].children]
+    assert first == ["perp#7", "0/1,024", "disconnected", "10.0", "3", "0",
+                     "silent for 31s (watchdog)"]
+    assert rows[0].className == "text-danger" and rows[1].className == ""
+    assert _text(rows[-1]) == f"… {20 - CONNECTION_ROWS_SHOWN} more (8 connected, all streams)"
+    # the card shows the table only when a market has several connections
+    one = {**FEED, "connections": conns[:1]}
+    assert "perp#0" not in _text(feed_card(one).children[1])
+    assert "perp#7" in _text(feed_card({**FEED, "connections": conns}).children[1])

@@ -155,3 +155,42 @@ def test_replay_without_symbols_checks_urls_against_both_bundled_markets(capsys)
         parse_config(["--replay", "--feed-url", "ws://h:1"])
     assert "2 markets" in capsys.readouterr().err
     assert parse_config(["--replay", "--market", "spot", "--feed-url", "ws://h:1"]).replay == ()
+
+
+# -- symbol universes (ingest/universe.py): selectors in --symbols, refresh, wide replay
+
+def test_symbols_take_selectors_on_the_market_or_their_own():
+    from ingest.universe import Selector
+
+    cfg = parse_config(["--symbols", "perp:top:50,spot:BTCUSDT,all", "--market", "spot"])
+    spec = cfg.universe_spec
+    assert spec.dynamic and spec.instruments == ("spot:BTCUSDT",)
+    assert spec.selectors == (Selector("perp", "top", 50), Selector("spot", "all", None))
+    assert cfg.universe.names == ("BTCUSDT",)  # the explicit instruments only
+    assert cfg.universe_refresh_s == 86_400.0
+    only = parse_config(["--symbols", "top:5", "--universe-refresh", "60"])
+    assert only.universe_spec.selectors == (Selector("perp", "top", 5),)
+    assert only.symbols == () and only.universe_refresh_s == 60.0
+    assert not parse_config([]).universe_spec.dynamic
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--symbols", "top:0"], "--symbols: 'top:0': N must be at least 1"),
+    (["--symbols", "BTCUSDT,perp:top"], "--symbols: 'perp:top': expected top:N"),
+    (["--symbols", "bogus:all"], "--symbols: 'bogus:all': unknown market 'bogus'"),
+    (["--symbols", "top:5", "--universe-refresh", "5"],
+     "--universe-refresh must be between 10"),
+    (["--replay-universe", "300"], "--replay-universe needs --replay"),
+    (["--replay", "x.gz", "--replay-universe", "300"], "give --replay no FILE"),
+    (["--replay", "--replay-universe", "1"], "--replay-universe must be 0 (off) or 2.."),
+])
+def test_bad_selectors_and_universe_flags_exit_2_naming_them(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_:
+        parse_config(argv)
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_replay_universe_is_a_config_value():
+    cfg = parse_config(["--replay", "--replay-universe", "300", "--market", "futures"])
+    assert cfg.replay == () and cfg.replay_universe == 300

@@ -175,8 +175,11 @@ def test_window_out_of_order_falls_back_to_exact_mask():
 
 
 # ---------------------------------------------------------------------- vs a model
-def check_against_model(capacity: int, ops: list[tuple]) -> None:
-    ring, model = TickRing(capacity), Model(capacity)
+def check_against_model(capacity: int, ops: list[tuple], initial: int | None = None) -> None:
+    """``initial``: the ring's first allocation (None: full capacity at once, no growth);
+    a growing ring must answer exactly like the model at every step too."""
+    ring = TickRing(capacity, initial=capacity if initial is None else initial)
+    model = Model(capacity)
     k = 0
     for op in ops:
         kind = op[0]
@@ -203,6 +206,10 @@ def check_against_model(capacity: int, ops: list[tuple]) -> None:
             assert as_ticks(ring.window(start_ms)) == model.window(start_ms)
             assert ring.window(start_ms).end_seq == len(model.all)
         assert (ring.seq, len(ring)) == (len(model.all), min(len(model.all), capacity))
+        # grows only before it wraps: room for every tick so far, at most capacity
+        assert min(len(model.all), capacity) <= ring.allocated <= capacity
+        if len(model.all) > capacity:
+            assert ring.allocated == capacity
         last = ring.last()
         if model.all:
             assert last is not None and last.seq == len(model.all) - 1
@@ -244,19 +251,38 @@ def seeded_ops(
     return ops
 
 
-@pytest.mark.parametrize("capacity", [1, 2, 3, 7, 16])
+@pytest.mark.parametrize("capacity", [1, 2, 3, 7, 16, 100])
 @pytest.mark.parametrize("disorder", [0.0, 0.05])
-def test_matches_list_model_seeded(capacity, disorder):
+@pytest.mark.parametrize("initial", [None, 1, 3])
+def test_matches_list_model_seeded(capacity, disorder, initial):
     rng = random.Random(capacity * 1000 + int(disorder * 100))
-    check_against_model(capacity, seeded_ops(rng, 1500, capacity, disorder))
+    check_against_model(capacity, seeded_ops(rng, 1500, capacity, disorder), initial)
 
 
-@settings(max_examples=150, deadline=None)
-@given(capacity=st.integers(1, 9), seed=st.integers(0, 2**32 - 1),
-       n=st.integers(1, 120), disorder=st.sampled_from([0.0, 0.1, 1.0]))
-def test_matches_list_model_hypothesis(capacity, seed, n, disorder):
+@settings(max_examples=250, deadline=None)
+@given(capacity=st.integers(1, 40), seed=st.integers(0, 2**32 - 1),
+       n=st.integers(1, 120), disorder=st.sampled_from([0.0, 0.1, 1.0]),
+       initial=st.one_of(st.none(), st.integers(1, 12)))
+def test_matches_list_model_hypothesis(capacity, seed, n, disorder, initial):
     rng = random.Random(seed)
-    check_against_model(capacity, seeded_ops(rng, n, capacity, disorder))
+    check_against_model(capacity, seeded_ops(rng, n, capacity, disorder), initial)
+
+
+def test_growth_doubles_up_to_capacity_then_wraps():
+    ring = TickRing(20, initial=3)
+    sizes = [ring.allocated]
+    for k in range(50):
+        ring.append(*tick(k))
+        if ring.allocated != sizes[-1]:
+            sizes.append(ring.allocated)
+            assert ring.seq == sizes[-2]  # grew right after filling, before any wrap
+    assert sizes == [3, 6, 12, 20]
+    assert as_ticks(ring.since(0)) == [tick(k) for k in range(30, 50)]
+    assert ring.nbytes == 20 * 33
+    big = TickRing(2**21)
+    assert big.allocated == 1024 and big.capacity == 2**21  # an idle ring: 34 kB
+    big.extend(*columns([tick(k) for k in range(10_000)]))
+    assert big.allocated == 16_384 and as_ticks(big.since(9_998)) == [tick(9_998), tick(9_999)]
 
 
 # ---------------------------------------------------------------------- threads
@@ -274,9 +300,12 @@ def check_batch(batch: TickBatch, cursor: int | None) -> None:
         assert batch.start_seq == cursor + batch.dropped
 
 
-def test_concurrent_writer_and_readers_never_see_torn_ticks():
+@pytest.mark.parametrize("initial", [512, 1])
+def test_concurrent_writer_and_readers_never_see_torn_ticks(initial):
+    """``initial=1``: the readers race the writer through every growth (1, 2, 4, ...,
+    512) as well as the wraps."""
     capacity, total = 512, 150_000
-    ring = TickRing(capacity)
+    ring = TickRing(capacity, initial=initial)
     errors: list[BaseException] = []
     done = threading.Event()
     stats = {"batches": 0, "ticks": 0, "dropped": 0}
@@ -329,3 +358,64 @@ def test_concurrent_writer_and_readers_never_see_torn_ticks():
         raise errors[0]
     assert stats["batches"] > 0 and stats["ticks"] > 0
     check_batch(ring.since(0), None)
+
+
+def test_concurrent_readers_during_growth_see_every_tick_exactly():
+    """Rings growing from 1 slot to 2**13 (13 growths each, 40 rings) while three
+    readers copy with since() / window() / last(): no torn or missing tick, ever; a
+    reader whose cursor kept up sees every tick once (nothing is dropped before the
+    first wrap)."""
+    rings: list[TickRing] = []
+    errors: list[BaseException] = []
+    done = threading.Event()
+    seen = {"ticks": 0}
+
+    def reader(seed: int) -> None:
+        rng = random.Random(seed)
+        try:
+            while not done.is_set():
+                if not rings:
+                    continue
+                ring = rings[-1]
+                cursor = 0
+                while ring.seq < ring.capacity and not done.is_set():
+                    batch = ring.since(cursor)
+                    check_batch(batch, cursor)
+                    assert batch.dropped == 0 and batch.start_seq == cursor
+                    cursor = batch.end_seq
+                    seen["ticks"] += len(batch)
+                    last = ring.last()
+                    if last is not None:
+                        assert last.trade_id == 1000 + last.seq
+                    check_batch(ring.window(rng.randrange(0, 10 * (cursor + 1))), None)
+        except BaseException as exc:
+            errors.append(exc)
+            done.set()
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
+    try:
+        for t in threads:
+            t.start()
+        rng = random.Random(7)
+        for _ in range(40):
+            ring = TickRing(2**13, initial=1)
+            rings.append(ring)
+            k = 0
+            while k < 2**13 and not done.is_set():
+                if rng.random() < 0.01:
+                    n = min(rng.randrange(1, 300), 2**13 - k)
+                    ring.extend(*columns([tick(j) for j in range(k, k + n)]))
+                    k += n
+                else:
+                    ring.append(*tick(k))
+                    k += 1
+        done.set()
+        for t in threads:
+            t.join(30)
+    finally:
+        sys.setswitchinterval(old)
+    if errors:
+        raise errors[0]
+    assert seen["ticks"] > 0

@@ -1,48 +1,41 @@
-"""One refresh of the markets page, from the market facade (read-only, no Dash callback code).
+"""What the markets page's callbacks send, from the market facade (no Dash callback code).
 
-Per symbol: last price (flash class when it moved), change %, quote volume and VWAP over
-the bars held (at most a day), trades/s, trades/min and USDT/min (the liquidity filter
-measures), a sparkline of the last ``SPARK_BARS`` closes at the chosen timeframe
-(``extendData`` on bar close), and a correlation heatmap of log returns over the last
-``HEATMAP_BARS`` bars all shown symbols share (values patched on bar close, whole figure
-when the timeframe or the shown set changes). The browser's ``STATE`` store remembers
-what was drawn, so an unchanged widget costs nothing.
-
-Top of book (#17): the latest quote of each symbol (bid, ask, quoted spread in bps,
-imbalance: :func:`dashapp.components.symbol_card.quote_values`), and a spread filter:
-``max_spread_bps`` hides a symbol whose latest quoted spread is wider (a symbol without
-a quote yet is not judged, so it stays shown).
+* :func:`board_refresh`: the 500 ms grid refresh, the changed cells since the version
+  the tab holds (:mod:`dashapp.board`) and the sparklines of its visible rows.
+* :func:`prefilter_model`: the liquidity and spread pre-filters as the grid's column
+  filters (trades/min >= x, USDT/min >= y, spread bps <= z; a row without a quote yet
+  is not judged by the spread filter, so it stays shown).
+* :func:`heatmap_refresh`: the return-correlation heatmap over the top N instruments by
+  volume, or the rows selected in the grid (a watchlist). The correlation is computed
+  only when the set, the timeframe or the last closed bar changed, once for all tabs
+  (:class:`CorrelationCache`); otherwise the tab gets nothing (or a values-only Patch).
+* :func:`pair_link`: two selected rows -> ``/pair?a=&b=``.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+from collections import OrderedDict
+from urllib.parse import urlencode
 
 import numpy as np
 
+from analytics.board import top_by_volume
 from analytics.timeframes import LIVE_TIMEFRAMES, format_timeframe
 from dashapp import figures, stores, updates
-from dashapp.components.symbol_card import quote_spread_bps
+from dashapp.board import board_cache, spark_message
 
-SPARK_BARS = 120
 HEATMAP_BARS = 600
 #: Below this many shared returns a correlation is noise (the standard error of rho
 #: is about (1 - rho^2) / sqrt(n - 3): at n = 3 any value is possible), so the matrix is
 #: drawn greyed with its n and a caveat instead of in colour.
 HEATMAP_MIN_RETURNS = 30
 HEATMAP_GREY = "#5b6270"
-
-
-@dataclass
-class MarketsUpdate:
-    stats: dict = field(default_factory=dict)  # symbol -> SymbolStats
-    price_class: dict = field(default_factory=dict)  # symbol -> css class
-    hidden: list = field(default_factory=list)
-    sparks: dict = field(default_factory=dict)  # symbol -> ("figure", fig) | ("extend", tuple)
-    heatmap: object | None = None  # go.Figure or Patch
-    heatmap_note: str | None = None
-    state: dict = field(default_factory=dict)
-    quotes: dict = field(default_factory=dict)  # symbol -> latest quote (or None)
+#: heatmap sets: top N by volume, or the rows selected in the grid
+HEAT_SETS = {"top:10": "top 10 by volume", "top:20": "top 20 by volume",
+             "top:30": "top 30 by volume", "selected": "selected rows"}
+DEFAULT_HEAT_SET = "top:10"
+MAX_SELECTED_HEAT = 40
 
 
 def max_spread_arg(raw) -> float | None:
@@ -55,88 +48,60 @@ def max_spread_arg(raw) -> float | None:
     return value if value is not None and 0 <= value < float("inf") else None
 
 
-def too_wide(quote, max_spread_bps) -> bool:
-    """Does a symbol fail the spread filter (its quoted spread above the threshold)?
-    No threshold, or no quote yet: it passes."""
-    if max_spread_bps is None or quote is None:
-        return False
-    spread = quote_spread_bps(quote)
-    return spread is not None and spread > float(max_spread_bps)
+def _threshold(raw) -> float | None:
+    value = max_spread_arg(raw)
+    return value if value else None  # 0 or blank: no filter (as before)
 
 
-def refresh(market, tf: str, min_trades, min_volume, state: dict | None,
-            max_spread_bps=None) -> MarketsUpdate:
-    state = stores.mapping(state).copy()  # a browser store: forged parts are dropped
-    tf_ms = LIVE_TIMEFRAMES.get(tf, 1_000)
-    now = market.exchange_now_ms()
-    up = MarketsUpdate()
-    prices = stores.str_keyed(state.get("prices"), lambda v: stores.number(v) is not None)
-    flips = stores.str_keyed(state.get("flip"), lambda v: type(v) is int)
-    classes = stores.str_keyed(state.get("cls"), lambda v: isinstance(v, str))
-    spark_ts = (
-        stores.str_keyed(state.get("spark_ts"), lambda v: type(v) is int)
-        if state.get("tf") == tf
-        else {}
-    )
-    closes = {}
-    for sym in market.names():
-        last = market.last_tick(sym)
-        price = None if last is None else last.price
-        bars_1s = market.bars(sym, 1_000)
-        bars_1m = market.bars(sym, 60_000)
-        st = updates.symbol_stats(bars_1m, bars_1s, price, market.trade_rate(sym), now)
-        up.stats[sym] = st
-        prev = prices.get(sym)
-        if price is not None and prev is not None and price != prev:
-            flips[sym] = 1 - flips.get(sym, 0)
-            classes[sym] = f"sym-price flash-{'up' if price > prev else 'down'}-{flips[sym]}"
-        classes.setdefault(sym, "sym-price")
-        up.price_class[sym] = classes[sym]
-        if price is not None:
-            prices[sym] = price
-        quote = up.quotes[sym] = market.quote(sym)
-        if not updates.liquid(st, min_trades, min_volume) or too_wide(quote, max_spread_bps):
-            up.hidden.append(sym)
-            continue
-        bars = bars_1s if tf_ms == 1_000 else market.bars(sym, tf_ms)
-        tail = bars.tail(2 * HEATMAP_BARS)
-        closes[sym] = (np.asarray(tail.ts), np.asarray(tail.close))
-        up.sparks[sym] = _spark(sym, bars, spark_ts)
-    up.heatmap, up.heatmap_note, heat = _heatmap(closes, tf, state)
-    up.state = {
-        "prices": prices,
-        "flip": flips,
-        "cls": classes,
-        "spark_ts": spark_ts,
-        "tf": tf,
-        **heat,
-    }
-    return up
+# --------------------------------------------------------------------- grid refresh
+def board_refresh(market, client, tf: str) -> dict:
+    """One refresh of the grid for a tab whose store says ``client`` = ``{"v": version
+    held, "tf": sparkline timeframe held, "vis": {name: last spark bar ts held}}``:
+    the board message (:meth:`dashapp.board.BoardCache.message`) plus ``"spark"``
+    (:func:`dashapp.board.spark_message`) and ``"tf"``."""
+    client = stores.mapping(client)
+    tf = tf if tf in LIVE_TIMEFRAMES else "1s"
+    msg = dict(board_cache(market).message(client.get("v")))
+    visible = client.get("vis") if isinstance(client.get("vis"), dict) else {}
+    if client.get("tf") != tf:  # the tab holds another timeframe's lines: redraw them
+        visible = dict.fromkeys(visible)
+    msg["spark"] = spark_message(market, visible, LIVE_TIMEFRAMES[tf])
+    msg["tf"] = tf
+    return msg
 
 
-def _spark(sym: str, bars, drawn: dict):
-    """Whole sparkline on first draw / timeframe change, else extend by new closes."""
-    if not len(bars):
+def prefilter_model(model, min_trades, min_volume, max_spread) -> dict:
+    """The grid's filter model with the page's three pre-filters set (or cleared) and
+    every other column filter kept."""
+    model = {k: v for k, v in stores.mapping(model).items()
+             if k not in ("trades_per_min", "volume_per_min", "spread_bps")}
+    for field, raw, op in (("trades_per_min", min_trades, "greaterThanOrEqual"),
+                           ("volume_per_min", min_volume, "greaterThanOrEqual"),
+                           ("spread_bps", max_spread, "lessThanOrEqual")):
+        value = _threshold(raw)
+        if value is not None:
+            model[field] = {"filterType": "number", "type": op, "filter": value}
+    return model
+
+
+def pair_link(selected) -> str | None:
+    """``/pair?a=..&b=..`` for exactly two selected rows, else None. A and B in name
+    order: the grid's selection order follows its sort, which moves with every refresh,
+    so the link must not (``perp:X`` comes before ``spot:X``: the basis convention)."""
+    names = sorted(selected_names(selected))
+    if len(names) != 2:
         return None
-    last = int(bars.ts[-1])
-    have = drawn.get(sym)
-    if have == last:
-        return None
-    drawn[sym] = last
-    if have is None:
-        tail = bars.tail(SPARK_BARS)
-        up = len(tail) < 2 or tail.close[-1] >= tail.close[0]
-        return ("figure", figures.sparkline(tail.ts, tail.close, up=up, uirevision=sym))
-    i = int(np.searchsorted(bars.ts, have, side="right"))
-    new_ts, new_close = bars.ts[i:][-SPARK_BARS:], bars.close[i:][-SPARK_BARS:]
-    return (
-        "extend",
-        updates.extend(
-            [{"x": updates.clean(new_ts), "y": updates.clean(new_close)}], [0], SPARK_BARS
-        ),
-    )
+    return "/pair?" + urlencode({"a": names[0], "b": names[1]})
 
 
+def selected_names(selected) -> list[str]:
+    """Names of the grid's selected rows (a browser value: anything else dropped)."""
+    if not isinstance(selected, list):
+        return []
+    return [r["name"] for r in selected if isinstance(r, dict) and isinstance(r.get("name"), str)]
+
+
+# ------------------------------------------------------------------------- heatmap
 HEAT_KEYS = ("heat_syms", "heat_ts", "heat_tf", "heat_ok")
 
 
@@ -157,18 +122,73 @@ def heatmap_figure(syms: list[str], matrix, n: int) -> dict:
     return fig
 
 
+class CorrelationCache:
+    """Correlation matrices by (names, timeframe, last closed bar): computed once, served
+    to every tab; the last few kept."""
+
+    def __init__(self, keep: int = 16) -> None:
+        self._lock = threading.Lock()
+        self._items: OrderedDict = OrderedDict()
+        self._keep = keep
+        self.computed = 0
+
+    def get(self, key, compute):
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key]
+        value = compute()
+        with self._lock:
+            self.computed += 1
+            self._items[key] = value
+            while len(self._items) > self._keep:
+                self._items.popitem(last=False)
+        return value
+
+
+CORRELATIONS = CorrelationCache()
+
+
+def heat_names(market, heat_set: str, selected) -> tuple[list[str], str | None]:
+    """The instruments of the heatmap and, when it cannot be drawn, why not."""
+    if heat_set == "selected":
+        names = [n for n in selected_names(selected) if n in set(market.names())]
+        if len(names) < 2:
+            return [], "select at least two rows in the grid for a watchlist heatmap"
+        return names[:MAX_SELECTED_HEAT], None
+    n = int(heat_set.split(":")[1]) if heat_set in HEAT_SETS else 10
+    return top_by_volume(board_cache(market).current().rows, n), None
+
+
+def heatmap_refresh(market, heat_set: str, selected, tf: str, state):
+    """(figure | Patch | None, note | None, state) for the heatmap (module notes)."""
+    state = stores.mapping(state)
+    tf = tf if tf in LIVE_TIMEFRAMES else "1s"
+    names, why = heat_names(market, heat_set, selected)
+    if why is not None:
+        return figures.empty_figure(height=420, uirevision="heat", text=why), why, {}
+    bars = market.recent_bars_of(names, LIVE_TIMEFRAMES[tf], 2 * HEATMAP_BARS)
+    closes = {}
+    for s in names:
+        tail = bars[s]
+        closes[s] = (np.asarray(tail.ts), np.asarray(tail.close))
+    return _heatmap(closes, tf, state)
+
+
 def _heatmap(closes: dict, tf: str, state: dict):
     last = max((int(c[0][-1]) for c in closes.values() if len(c[0])), default=None)
     same_set = state.get("heat_syms") == sorted(closes) and state.get("heat_tf") == tf
     if same_set and state.get("heat_ts") == last:
         return None, None, {k: state.get(k) for k in HEAT_KEYS}
-    syms, matrix, used = updates.returns_correlation(closes, HEATMAP_BARS)
+    syms, matrix, used = CORRELATIONS.get(
+        (tuple(sorted(closes)), tf, last),
+        lambda: updates.returns_correlation(closes, HEATMAP_BARS))
     ok = used >= HEATMAP_MIN_RETURNS
     heat = {"heat_syms": syms, "heat_ts": last, "heat_tf": tf, "heat_ok": ok}
     tf_text = format_timeframe(LIVE_TIMEFRAMES[tf])
     note = (
         f"Return correlation · ρ of log returns · n = {used:,} returns (last "
-        f"{used + 1 if used else 0:,} {tf_text} bars shared by all shown symbols)"
+        f"{used + 1 if used else 0:,} {tf_text} bars shared by all {len(syms)} shown)"
     )
     if not ok:
         note += (

@@ -1,29 +1,51 @@
-"""Markets `/`: a card per symbol, the feed status, a return-correlation heatmap and a
-liquidity filter. One 500 ms interval drives it; see :mod:`dashapp.pages.markets.marketsview` for
-what each refresh sends (short strings for the numbers, extendData for sparklines, a
-Patch for the heatmap values): a few kB at most.
+"""Markets `/`: a grid of every instrument (dash-ag-grid), the feed status, a
+return-correlation heatmap over the top N by volume or a watchlist, pre-filters.
+
+The grid (row id = run name): instrument, market, last, change %, volume, trades/min,
+USDT/min, quoted spread (bps, blank without the book) and a sparkline drawn only for
+the rows on screen; sortable, filterable (quick filter box, a filter per column, and
+the liquidity / spread pre-filters, which are column filters). Select two rows (their
+checkboxes) and "Open pair" goes to ``/pair?a=&b=``; with "selected rows" as the
+heatmap set, the selected rows are the heatmap's watchlist.
+
+Every 500 ms the server answers only the cells that changed since the version the tab
+holds (:mod:`dashapp.board`, :func:`marketsview.board_refresh`); the browser applies
+them as a grid transaction (``assets/markets_board.js``). The heatmap has its own
+2 s interval and recomputes only on a bar close (:func:`marketsview.heatmap_refresh`).
 """
 
 from __future__ import annotations
 
 import dash
+import dash_ag_grid as dag
 import dash_bootstrap_components as dbc
-from dash import ALL, Input, Output, State, callback, ctx, dcc, html, no_update
+from dash import (
+    ALL,
+    ClientsideFunction,
+    Input,
+    Output,
+    State,
+    callback,
+    clientside_callback,
+    ctx,
+    dcc,
+    html,
+    no_update,
+)
 
 from analytics.timeframes import LIVE_TIMEFRAMES
-from dashapp import stores, updates
-from dashapp.components.symbol_card import (
-    change_text,
-    feed_strip_layout,
-    feed_values,
-    quote_values,
-    stat_values,
-    symbol_card,
-)
+from dashapp import stores
+from dashapp.components.backtest_view import GRID_THEME
+from dashapp.components.symbol_card import feed_strip_layout, feed_values
 from dashapp.components.url_query import sync_query
 from dashapp.ids import Markets
 from dashapp.pages.markets import marketsview
-from dashapp.pages.markets.marketsview import max_spread_arg
+from dashapp.pages.markets.marketsview import (
+    DEFAULT_HEAT_SET,
+    HEAT_SETS,
+    max_spread_arg,
+    prefilter_model,
+)
 from dashapp.services import get_services
 from dashapp.status import feed_card
 
@@ -35,100 +57,227 @@ FEED_DETAIL_KEYS = ("connected", "url", "bad_frames", "reconnects", "gaps", "err
 FEED_DETAIL_EVERY = 4
 
 
+def _fmt(spec: str) -> dict:
+    return {"function": f"params.value == null ? '' : d3.format('{spec}')(params.value)"}
+
+
+PRICE_FMT = {"function": "params.value == null ? '–' : (Math.abs(params.value) >= 1 ? "
+             "d3.format(',.2f')(params.value) : d3.format('.6~g')(params.value))"}
+NUMBER_FILTER = "agNumberColumnFilter"
+GRID_ROW_PX = 28
+GRID_HEAD_PX = 96
+GRID_MAX_PX = 560
+
+
+def column_defs() -> list[dict]:
+    """The grid's columns (fields = :func:`analytics.board.row_cells` keys + spark)."""
+    num = {"type": "rightAligned", "filter": NUMBER_FILTER}
+    return [
+        {"field": "label", "headerName": "instrument", "pinned": "left", "width": 175,
+         "filter": "agTextColumnFilter", "sortable": True},
+        {"field": "market", "headerName": "mkt", "width": 80, "filter": "agTextColumnFilter"},
+        {"field": "last", "headerName": "last", "width": 115, "valueFormatter": PRICE_FMT,
+         "enableCellChangeFlash": True, **num},
+        {"field": "change_pct", "headerName": "chg %", "width": 95,
+         "valueFormatter": _fmt("+.2f"),
+         "cellClassRules": {"text-success": "params.value > 0",
+                            "text-danger": "params.value < 0"}, **num},
+        {"field": "volume", "headerName": "volume", "width": 110, "sort": "desc",
+         "valueFormatter": _fmt(".3~s"), "headerTooltip": "quote volume (USDT) over the "
+         "window held (at most a day)", **num},
+        {"field": "trades_per_min", "headerName": "trades/min", "width": 115,
+         "valueFormatter": _fmt(",d"), **num},
+        {"field": "volume_per_min", "headerName": "USDT/min", "width": 110,
+         "valueFormatter": _fmt(".3~s"), **num},
+        {"field": "spread_bps", "headerName": "spread bps", "width": 115,
+         "valueFormatter": _fmt(".2f"), "filterParams": {"includeBlanksInLessThan": True},
+         **num},
+        {"field": "spark", "headerName": "last 60 bars", "width": 150, "sortable": False,
+         "filter": False, "cellRenderer": "Sparkline"},
+    ]
+
+
+def board_grid(rows: int, filter_model: dict | None = None) -> dag.AgGrid:
+    """The grid, ``rows`` high up to GRID_MAX_PX (then it scrolls: only the rows on
+    screen are rendered), opening with ``filter_model`` (the URL's spread filter)."""
+    return dag.AgGrid(
+        id=Markets.GRID,
+        filterModel=filter_model or {},
+        columnDefs=column_defs(),
+        rowData=[],
+        getRowId="params.data.name",
+        columnSize="responsiveSizeToFit",
+        defaultColDef={"sortable": True, "resizable": True, "floatingFilter": True,
+                       "suppressHeaderMenuButton": True},
+        dashGridOptions={
+            "theme": GRID_THEME,
+            "rowSelection": {"mode": "multiRow", "checkboxes": True, "headerCheckbox": False,
+                             "enableClickSelection": False},
+            "animateRows": False,
+            "rowHeight": GRID_ROW_PX,
+            "selectionColumnDef": {"pinned": "left", "width": 44},
+            "rowBuffer": 5,
+            "tooltipShowDelay": 300,
+            "suppressCellFocus": True,
+        },
+        style={"height": f"{min(GRID_MAX_PX, GRID_HEAD_PX + GRID_ROW_PX * max(rows, 3))}px"},
+        className="markets-grid",
+    )
+
+
 def _number(id_: str, placeholder: str, value=None) -> dbc.Input:
-    return dbc.Input(
-        id=id_,
-        type="number",
-        min=0,
-        placeholder=placeholder,
-        size="sm",
-        debounce=True,
-        style={"width": 120},
-        value=value,
+    return dbc.Input(id=id_, type="number", min=0, placeholder=placeholder, size="sm",
+                     debounce=True, style={"width": 110}, value=value)
+
+
+def _timeframe_radio() -> html.Div:
+    return html.Div(
+        [
+            html.Span("timeframe", className="ctl-label d-inline me-2"),
+            dbc.RadioItems(
+                id=Markets.TIMEFRAME, value="1s", inline=True,
+                options=[{"label": t, "value": t} for t in LIVE_TIMEFRAMES],
+                className="btn-group btn-group-sm", inputClassName="btn-check",
+                labelClassName="btn btn-outline-info btn-sm",
+                labelCheckedClassName="active",
+            ),
+        ],
+        className="d-flex align-items-center",
     )
 
 
 def layout(max_spread_bps: str | None = None, **_query) -> html.Div:
     """``/?max_spread_bps=N`` opens with the spread filter at N bps."""
-    symbols = sorted(get_services().names())
+    filters = dbc.Row(
+        [
+            dbc.Col(dbc.Input(id=Markets.QUICK_FILTER, placeholder="filter instruments…",
+                              size="sm", debounce=False, style={"width": 180}), width="auto"),
+            dbc.Col(html.Span("hide under", className="ctl-label d-inline"), width="auto"),
+            dbc.Col(_number(Markets.MIN_TRADES, "trades/min"), width="auto"),
+            dbc.Col(_number(Markets.MIN_VOLUME, "USDT/min"), width="auto"),
+            dbc.Col(html.Span("or spread over", className="ctl-label d-inline"), width="auto"),
+            dbc.Col(_number(Markets.MAX_SPREAD, "bps", max_spread_arg(max_spread_bps)),
+                    width="auto"),
+            dbc.Col(dcc.Store(id=Markets.URL_SINK), width="auto"),
+            dbc.Col(html.Small(id=Markets.GRID_NOTE, className="text-muted"), width="auto"),
+            dbc.Col(
+                [
+                    dbc.Button("Open pair", id=Markets.OPEN_PAIR, color="info", size="sm",
+                               disabled=True, href=None, className="me-2"),
+                    html.Small("select two rows (checkboxes) to open their pair",
+                               id=Markets.PAIR_NOTE, className="text-muted"),
+                ],
+                width="auto", className="ms-auto d-flex align-items-center",
+            ),
+        ],
+        className="g-2 mb-2 align-items-center filter-row",
+    )
+    heat = dbc.Card(
+        [
+            dbc.CardHeader(
+                [
+                    dbc.Select(id=Markets.HEAT_SET, value=DEFAULT_HEAT_SET, size="sm",
+                               options=[{"label": v, "value": k} for k, v in HEAT_SETS.items()],
+                               style={"width": 180}, className="d-inline-block me-2"),
+                    html.Small(id=Markets.HEATMAP_NOTE, className="text-muted"),
+                ],
+            ),
+            dbc.CardBody(dcc.Graph(id=Markets.HEATMAP, config={"displaylogo": False}),
+                         className="p-1"),
+        ],
+        className="chart-card",
+    )
     return html.Div(
         [
             dcc.Interval(id=Markets.TICK_INTERVAL, interval=500),
+            dcc.Interval(id=Markets.HEAT_INTERVAL, interval=2000),
             dcc.Store(id=Markets.STATE),
+            dcc.Store(id=Markets.BOARD),
+            dcc.Store(id=Markets.CLIENT),
+            dcc.Store(id=Markets.HEAT_STATE),
+            dcc.Store(id=Markets.QUICK_SINK),
             dbc.Row(
-                [
-                    dbc.Col(feed_strip_layout(), md=True),
-                    dbc.Col(
-                        html.Div(
-                            [
-                                html.Span("timeframe", className="ctl-label d-inline me-2"),
-                                dbc.RadioItems(
-                                    id=Markets.TIMEFRAME,
-                                    value="1s",
-                                    inline=True,
-                                    options=[
-                                        {"label": t, "value": t} for t in LIVE_TIMEFRAMES
-                                    ],
-                                    className="btn-group btn-group-sm",
-                                    inputClassName="btn-check",
-                                    labelClassName="btn btn-outline-info btn-sm",
-                                    labelCheckedClassName="active",
-                                ),
-                            ],
-                            className="d-flex align-items-center",
-                        ),
-                        width="auto",
-                    ),
-                ],
+                [dbc.Col(feed_strip_layout(), md=True), dbc.Col(_timeframe_radio(), width="auto")],
                 className="g-2 mb-2 align-items-center",
             ),
-            dbc.Row(
-                [
-                    dbc.Col(
-                        html.Span(
-                            "Liquidity filter: hide symbols under", className="ctl-label d-inline"
-                        ),
-                        width="auto",
-                    ),
-                    dbc.Col(_number(Markets.MIN_TRADES, "trades/min"), width="auto"),
-                    dbc.Col(_number(Markets.MIN_VOLUME, "USDT/min"), width="auto"),
-                    dbc.Col(html.Span("or quoted spread over", className="ctl-label d-inline"),
-                            width="auto"),
-                    dbc.Col(_number(Markets.MAX_SPREAD, "bps",
-                                    max_spread_arg(max_spread_bps)), width="auto"),
-                    dbc.Col(dcc.Store(id=Markets.URL_SINK), width="auto"),
-                    dbc.Col(
-                        html.Small(id=Markets.FILTER_NOTE, className="text-muted"), width="auto"
-                    ),
-                ],
-                className="g-2 mb-2 align-items-center filter-row",
-            ),
-            dbc.Row(
-                [symbol_card(s) for s in symbols], id=Markets.SYMBOL_TABLE, className="g-2 mb-2"
-            ),
-            dbc.Row(
-                [
-                    dbc.Col(
-                        dbc.Card(
-                            [
-                                dbc.CardHeader(
-                                    html.Small(id=Markets.HEATMAP_NOTE, className="text-muted")
-                                ),
-                                dbc.CardBody(
-                                    dcc.Graph(id=Markets.HEATMAP, config={"displaylogo": False}),
-                                    className="p-1",
-                                ),
-                            ],
-                            className="chart-card",
-                        ),
-                        lg=7,
-                    ),
-                    dbc.Col(html.Div(id=Markets.FEED_DETAIL), lg=5),
-                ],
-                className="g-2",
-            ),
+            filters,
+            board_grid(len(get_services().names()),
+                       prefilter_model({}, None, None, max_spread_bps)),
+            dbc.Row([dbc.Col(heat, lg=7), dbc.Col(html.Div(id=Markets.FEED_DETAIL), lg=5)],
+                    className="g-2 mt-2"),
         ]
     )
+
+
+# The browser merges the message into the rows it holds and updates the grid by a
+# transaction (a whole rowData only on a full message); it then says which version and
+# which visible sparklines it holds.
+clientside_callback(
+    ClientsideFunction(namespace="markets", function_name="apply"),
+    Output(Markets.GRID, "rowData"),
+    Output(Markets.GRID, "rowTransaction"),
+    Output(Markets.CLIENT, "data"),
+    Output(Markets.GRID_NOTE, "children"),
+    Input(Markets.BOARD, "data"),
+    State(Markets.GRID, "id"),
+)
+
+clientside_callback(
+    ClientsideFunction(namespace="markets", function_name="quickFilter"),
+    Output(Markets.QUICK_SINK, "data"),
+    Input(Markets.QUICK_FILTER, "value"),
+    State(Markets.GRID, "id"),
+    prevent_initial_call=True,
+)
+
+
+@callback(
+    Output(Markets.GRID, "filterModel"),
+    Input(Markets.MIN_TRADES, "value"),
+    Input(Markets.MIN_VOLUME, "value"),
+    Input(Markets.MAX_SPREAD, "value"),
+    State(Markets.GRID, "filterModel"),
+    prevent_initial_call=True,  # the layout opens with them (the URL's spread filter)
+)
+def apply_prefilters(min_trades, min_volume, max_spread, model):
+    """The pre-filters are column filters (the column's own filter shows them)."""
+    return prefilter_model(model, min_trades, min_volume, max_spread)
+
+
+@callback(
+    Output(Markets.OPEN_PAIR, "href"),
+    Output(Markets.OPEN_PAIR, "disabled"),
+    Output(Markets.PAIR_NOTE, "children"),
+    Input(Markets.GRID, "selectedRows"),
+)
+def pair_from_selection(selected):
+    names = sorted(marketsview.selected_names(selected))
+    link = marketsview.pair_link(selected)
+    if link:
+        return link, False, f"{names[0]} / {names[1]}"
+    if not names:
+        return None, True, "select two rows (checkboxes) to open their pair"
+    return None, True, f"{len(names)} selected: select exactly two to open a pair"
+
+
+@callback(
+    Output(Markets.HEATMAP, "figure"),
+    Output(Markets.HEATMAP_NOTE, "children"),
+    Output(Markets.HEAT_STATE, "data"),
+    Input(Markets.HEAT_INTERVAL, "n_intervals"),
+    Input(Markets.TIMEFRAME, "value"),
+    Input(Markets.HEAT_SET, "value"),
+    Input(Markets.GRID, "selectedRows"),
+    State(Markets.HEAT_STATE, "data"),
+)
+def refresh_heatmap(_n, tf, heat_set, selected, state):
+    """Every 2 s (and on a change of set or timeframe): the heatmap, recomputed only
+    when a bar closed or the set changed."""
+    if heat_set != "selected" and ctx.triggered_id == Markets.GRID:
+        return no_update, no_update, no_update
+    fig, note, heat = marketsview.heatmap_refresh(get_services(), heat_set, selected, tf,
+                                                  state)
+    return (no_update if fig is None else fig, no_update if note is None else note, heat)
 
 
 def _ids(kind: str) -> list[dict]:
@@ -142,75 +291,28 @@ def _ids(kind: str) -> list[dict]:
 
 
 @callback(
-    output=dict(
-        badge_text=Output(Markets.feed(ALL), "children"),
-        badge_color=Output(Markets.feed(ALL), "color"),
-        feed_detail=Output(Markets.FEED_DETAIL, "children"),
-        price=Output(Markets.price(ALL), "children"),
-        price_class=Output(Markets.price(ALL), "className"),
-        change=Output(Markets.change(ALL), "children"),
-        change_class=Output(Markets.change(ALL), "className"),
-        stat=Output(Markets.stat(ALL, ALL), "children"),
-        card_style=Output(Markets.card(ALL), "style"),
-        spark_figure=Output(Markets.spark(ALL), "figure"),
-        spark_extend=Output(Markets.spark(ALL), "extendData"),
-        heatmap=Output(Markets.HEATMAP, "figure"),
-        heatmap_note=Output(Markets.HEATMAP_NOTE, "children"),
-        filter_note=Output(Markets.FILTER_NOTE, "children"),
-        state=Output(Markets.STATE, "data"),
-    ),
-    inputs=dict(
-        _n=Input(Markets.TICK_INTERVAL, "n_intervals"),
-        tf=Input(Markets.TIMEFRAME, "value"),
-        min_trades=Input(Markets.MIN_TRADES, "value"),
-        min_volume=Input(Markets.MIN_VOLUME, "value"),
-        max_spread=Input(Markets.MAX_SPREAD, "value"),
-        state=State(Markets.STATE, "data"),
-    ),
+    Output(Markets.feed(ALL), "children"),
+    Output(Markets.feed(ALL), "color"),
+    Output(Markets.FEED_DETAIL, "children"),
+    Output(Markets.BOARD, "data"),
+    Output(Markets.STATE, "data"),
+    Input(Markets.TICK_INTERVAL, "n_intervals"),
+    Input(Markets.TIMEFRAME, "value"),
+    State(Markets.CLIENT, "data"),
+    State(Markets.STATE, "data"),
 )
-def refresh_markets(_n, tf, min_trades, min_volume, max_spread, state):
-    """Tick-level widgets of the markets page, every 500 ms (and on a filter change)."""
+def refresh_markets(n, tf, client, state):
+    """Every 500 ms: the grid's cells changed since the tab's version and its visible
+    sparklines; the feed strip, its detail card on a change or every 4th refresh."""
     market = get_services()
-    up = marketsview.refresh(market, tf, min_trades, min_volume, state,
-                             max_spread_arg(max_spread))
+    board = marketsview.board_refresh(market, client, tf)
     feed = market.feed_health()
-    badge_text, badge_color = feed_values(feed)
+    text, color = feed_values(feed)
     badges = [i["index"] for i in _ids(Markets.feed("")["type"])]
-    syms = [i["index"] for i in _ids(Markets.price("")["type"])]
-    stats = {s: {**stat_values(st), **quote_values(up.quotes.get(s))}
-             for s, st in up.stats.items()}
-    changes = {s: change_text(up.stats.get(s)) for s in syms}
-    detail_key = [feed.get(k) for k in FEED_DETAIL_KEYS]
-    state = stores.mapping(state)  # a browser store: a forged one is no state
-    same_detail = state.get("feed_key") == detail_key and (_n or 0) % FEED_DETAIL_EVERY
-    same_hidden = state.get("hidden") == up.hidden
-
-    def sparks(kind: str) -> list:
-        return [
-            no_update if up.sparks.get(s) is None or up.sparks[s][0] != kind else up.sparks[s][1]
-            for s in syms
-        ]
-
-    stat_ids = _ids(Markets.stat("", "")["type"])
-    return dict(
-        badge_text=[badge_text[b] for b in badges],
-        badge_color=[badge_color[b] for b in badges],
-        feed_detail=no_update if same_detail else feed_card(feed),
-        price=[updates.format_price(up.stats[s].last) if s in up.stats else "–" for s in syms],
-        price_class=[up.price_class.get(s, "sym-price") for s in syms],
-        change=[changes[s][0] for s in syms],
-        change_class=[changes[s][1] for s in syms],
-        stat=[stats.get(i["index"], {}).get(i["stat"], "–") for i in stat_ids],
-        card_style=[no_update] * len(syms)
-        if same_hidden
-        else [{"display": "none"} if s in up.hidden else {} for s in syms],
-        spark_figure=sparks("figure"),
-        spark_extend=sparks("extend"),
-        heatmap=no_update if up.heatmap is None else up.heatmap,
-        heatmap_note=no_update if up.heatmap_note is None else up.heatmap_note,
-        filter_note=f"hidden: {', '.join(up.hidden)}" if up.hidden else "all symbols shown",
-        state={**up.state, "feed_key": detail_key, "hidden": up.hidden},
-    )
+    key = [feed.get(k) for k in FEED_DETAIL_KEYS]
+    same = stores.mapping(state).get("feed_key") == key and (n or 0) % FEED_DETAIL_EVERY
+    return ([text[b] for b in badges], [color[b] for b in badges],
+            no_update if same else feed_card(feed), board, {"feed_key": key})
 
 
 # The spread filter is a link: ``/?max_spread_bps=5`` opens with it (the address bar

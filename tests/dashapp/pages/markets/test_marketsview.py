@@ -1,101 +1,22 @@
-"""Markets refresh: cards, flash, sparklines extend on bar close, heatmap patch, filter."""
+"""Markets page callbacks' payloads: the grid refresh, pre-filters as column filters,
+two rows -> a pair link, the heatmap over top N / a watchlist (computed once per bar)."""
 
 from __future__ import annotations
 
+import gzip
 import json
 
-import plotly
 from dash import Patch
 
+from dashapp.board import board_cache
 from dashapp.pages.markets import marketsview
 from tests.dashapp.dash_fakes import FakeServices
 
 SYMS = ("BTCUSDT", "ETHUSDT", "SOLUSDT")
 
 
-def test_first_refresh_then_small_updates():
-    svc = FakeServices(900, SYMS)
-    up = marketsview.refresh(svc, "1s", None, None, None)
-    assert set(up.stats) == set(SYMS) and up.hidden == []
-    assert all(up.sparks[s][0] == "figure" for s in SYMS)
-    assert len(up.sparks["BTCUSDT"][1]["data"][0]["x"]) == marketsview.SPARK_BARS
-    assert up.heatmap["data"][0]["x"] == sorted(SYMS)
-    state = json.loads(json.dumps(up.state))  # the browser store round trip
-
-    again = marketsview.refresh(svc, "1s", None, None, state)
-    assert all(v is None for v in again.sparks.values()) and again.heatmap is None
-
-    svc.advance(1, drift=1e-3)
-    moved = marketsview.refresh(svc, "1s", None, None, json.loads(json.dumps(again.state)))
-    kind, payload = moved.sparks["BTCUSDT"]
-    assert kind == "extend" and payload[1] == [0] and payload[2] == marketsview.SPARK_BARS
-    assert len(payload[0]["x"][0]) == 1
-    assert isinstance(moved.heatmap, Patch)
-    assert moved.price_class["BTCUSDT"].startswith("sym-price flash-up-")
-    size = len(
-        json.dumps([moved.sparks, moved.heatmap, moved.state], cls=plotly.utils.PlotlyJSONEncoder)
-    )
-    assert size < 5_000
-
-
-def test_flash_toggles_and_points_down():
-    svc = FakeServices(300)
-    s0 = marketsview.refresh(svc, "1s", None, None, None).state
-    svc.advance(1, drift=-1e-3)
-    up1 = marketsview.refresh(svc, "1s", None, None, s0)
-    svc.advance(1, drift=-1e-3)
-    up2 = marketsview.refresh(svc, "1s", None, None, up1.state)
-    c1, c2 = up1.price_class["ETHUSDT"], up2.price_class["ETHUSDT"]
-    assert "flash-down" in c1 and "flash-down" in c2 and c1 != c2  # re-triggers the animation
-
-
-def test_timeframe_change_redraws_and_filter_hides():
-    svc = FakeServices(900, SYMS)
-    s0 = marketsview.refresh(svc, "1s", None, None, None).state
-    up = marketsview.refresh(svc, "1m", None, None, s0)
-    assert all(up.sparks[s][0] == "figure" for s in SYMS)
-    assert "1m bars" in up.heatmap_note and up.heatmap is not None
-    tpm = up.stats["BTCUSDT"].trades_per_min
-    hidden = marketsview.refresh(svc, "1m", tpm * 100, None, up.state)
-    assert hidden.hidden == sorted(SYMS) and hidden.sparks == {}
-    assert hidden.heatmap is not None  # the shown set changed: whole figure
-
-
-def test_heatmap_from_few_bars_is_greyed_with_its_n():
-    """Issue 14.10: 900 s of 1 s bars are 15 1 m and 3 5 m bars: a 5 m matrix from 2
-    returns (and a 1 m one from 14) must say n and be greyed, not show a bold rho."""
-    svc = FakeServices(900, SYMS)
-    up = marketsview.refresh(svc, "5m", None, None, None)
-    trace = up.heatmap["data"][0]
-    assert "n = 2 returns" in up.heatmap_note and "too few" in up.heatmap_note
-    assert {c for _, c in trace["colorscale"]} == {marketsview.HEATMAP_GREY}
-    assert trace["showscale"] is False and "n = 2 returns" in trace["hovertemplate"]
-    one_m = marketsview.refresh(svc, "1m", None, None, up.state)
-    assert "n = 14 returns" in one_m.heatmap_note and "too few" in one_m.heatmap_note
-    # 1 s: hundreds of returns, in colour, n in the note and the hover
-    full = marketsview.refresh(svc, "1s", None, None, one_m.state)
-    tr = full.heatmap["data"][0]
-    assert "too few" not in full.heatmap_note and "n = 600 returns" in full.heatmap_note
-    assert tr["colorscale"] != [[0.0, marketsview.HEATMAP_GREY], [1.0, marketsview.HEATMAP_GREY]]
-    assert "n = 600 returns" in tr["hovertemplate"]
-
-
-def test_heatmap_crossing_the_minimum_sends_a_whole_figure_not_a_patch():
-    svc = FakeServices(60 * marketsview.HEATMAP_MIN_RETURNS, SYMS)  # 30 1 m bars: n = 29
-    up = marketsview.refresh(svc, "1m", None, None, None)
-    assert up.state["heat_ok"] is False and "n = 29 returns" in up.heatmap_note
-    svc.advance(61)  # one more 1 m bar closes: n reaches the minimum
-    up2 = marketsview.refresh(svc, "1m", None, None, json.loads(json.dumps(up.state)))
-    assert up2.state["heat_ok"] is True
-    assert not isinstance(up2.heatmap, Patch)
-    assert up2.heatmap["data"][0].get("showscale") is not False
-
-
-# -- top of book (#17): quote line of each card, spread filter -----------------------
 def _last_quotes() -> dict:
     """The last @bookTicker frame of each committed spot raw capture (real quotes)."""
-    import gzip
-
     from tests.analytics.conftest import SAMPLE_DIR
 
     out = {}
@@ -108,32 +29,99 @@ def _last_quotes() -> dict:
     return out
 
 
-def test_cards_show_the_latest_quote_and_the_spread_filter_hides_wide_ones():
-    from dashapp.components.symbol_card import quote_values
-
-    svc = FakeServices(300, SYMS)
+def test_first_refresh_is_the_whole_board_then_sparklines_of_visible_rows():
+    svc = FakeServices(900, SYMS)
     quotes = _last_quotes()
     for sym, q in quotes.items():
         svc.set_quote(sym, q["b"], q["a"], q["B"], q["A"])
-    up = marketsview.refresh(svc, "1s", None, None, None)
-    assert up.hidden == [] and up.quotes["SOLUSDT"] is None
-    for sym, q in quotes.items():
-        mid = (q["b"] + q["a"]) / 2
-        spread = 1e4 * (q["a"] - q["b"]) / mid  # independent: the definition
-        shown = quote_values(up.quotes[sym])
-        assert shown["sprd"] == f"{spread:,.2f} bps"
-        assert shown["imb"] == f"{q['B'] / (q['B'] + q['A']):.2f}"
-        assert shown["bid"] == f"{q['b']:,.2f}" and shown["ask"] == f"{q['a']:,.2f}"
-    assert quote_values(None) == {"bid": "–", "ask": "–", "sprd": "–", "imb": "–"}
-    spreads = {s: 1e4 * (q["a"] - q["b"]) / ((q["a"] + q["b"]) / 2) for s, q in quotes.items()}
-    cut = (spreads["BTCUSDT"] + spreads["ETHUSDT"]) / 2 if spreads["BTCUSDT"] != spreads[
-        "ETHUSDT"] else spreads["BTCUSDT"]
-    wide = [s for s, v in spreads.items() if v > cut]
-    up = marketsview.refresh(svc, "1s", None, None, None, max_spread_bps=cut)
-    assert up.hidden == wide  # no quote (SOLUSDT) is not judged: it stays shown
-    svc.set_quote("SOLUSDT", 150.0, 151.5)  # 100 bps
-    up = marketsview.refresh(svc, "1s", None, None, None, max_spread_bps=50)
-    assert up.hidden == ["SOLUSDT"]
+    msg = marketsview.board_refresh(svc, None, "1s")
+    assert msg["full"] and msg["tf"] == "1s" and msg["spark"] == {}
+    rows = {r["name"]: r for r in msg["rows"]}
+    for sym, q in quotes.items():  # the quoted spread, by its definition
+        spread = 1e4 * (q["a"] - q["b"]) / ((q["a"] + q["b"]) / 2)
+        assert rows[sym]["spread_bps"] == round(spread, 2)
+    assert rows["SOLUSDT"]["spread_bps"] is None  # no quote: blank, not judged
+    client = {"v": msg["v"], "tf": "1s", "vis": {"ETHUSDT": None}}
+    again = marketsview.board_refresh(svc, client, "1s")
+    assert again["set"] == {} and list(again["spark"]) == ["ETHUSDT"]
+    # another timeframe: the visible lines are redrawn whole
+    other = marketsview.board_refresh(svc, {**client, "vis": {"ETHUSDT": again["spark"][
+        "ETHUSDT"][0]}}, "1m")
+    assert other["tf"] == "1m" and other["spark"]["ETHUSDT"][1] == 1
+    assert marketsview.board_refresh(svc, "forged", "nope")["tf"] == "1s"
+
+
+def test_prefilters_are_column_filters_and_keep_the_users_own():
+    own = {"label": {"filterType": "text", "type": "contains", "filter": "BTC"}}
+    model = marketsview.prefilter_model(own, "100", 5000, "2.5")
+    assert model["label"] == own["label"]
+    assert model["trades_per_min"] == {"filterType": "number", "type": "greaterThanOrEqual",
+                                       "filter": 100.0}
+    assert model["volume_per_min"]["filter"] == 5000.0
+    assert model["spread_bps"] == {"filterType": "number", "type": "lessThanOrEqual",
+                                   "filter": 2.5}
+    cleared = marketsview.prefilter_model(model, None, "", "abc")
+    assert cleared == own
+    assert marketsview.prefilter_model("forged", None, None, None) == {}
+
+
+def test_two_selected_rows_open_their_pair():
+    rows = [{"name": "spot:BTCUSDT"}, {"name": "perp:BTCUSDT"}]
+    # A and B by name, whatever order the grid lists them in (it re-sorts as it updates)
+    assert marketsview.pair_link(rows) == "/pair?a=perp%3ABTCUSDT&b=spot%3ABTCUSDT"
+    assert marketsview.pair_link(rows[::-1]) == marketsview.pair_link(rows)
+    assert marketsview.pair_link(rows[:1]) is None
+    assert marketsview.pair_link([*rows, {"name": "X"}]) is None
+    assert marketsview.pair_link("forged") is None
+
+
+def test_heatmap_over_the_top_n_by_volume_computed_once_per_bar():
+    svc = FakeServices(900, SYMS)
+    names = [r["name"] for r in sorted(board_cache(svc).current().rows.values(),
+                                       key=lambda r: -r["volume"])]
+    fig, note, state = marketsview.heatmap_refresh(svc, "top:10", None, "1s", None)
+    assert fig["data"][0]["x"] == sorted(names) and "n = 600 returns" in note
+    computed = marketsview.CORRELATIONS.computed
+    # another tab, same set and bar: the cached matrix, a whole figure for that tab
+    fig2, _, _ = marketsview.heatmap_refresh(svc, "top:10", None, "1s", None)
+    assert marketsview.CORRELATIONS.computed == computed and fig2 == fig
+    same = marketsview.heatmap_refresh(svc, "top:10", None, "1s", state)
+    assert same[0] is None and same[1] is None  # nothing closed: nothing sent
+    svc.advance(1, drift=1e-3)
+    patch, _, _ = marketsview.heatmap_refresh(svc, "top:10", None, "1s",
+                                              json.loads(json.dumps(state)))
+    assert isinstance(patch, Patch) and marketsview.CORRELATIONS.computed == computed + 1
+
+
+def test_heatmap_of_selected_rows_and_too_few_selected():
+    svc = FakeServices(900, SYMS)
+    sel = [{"name": "SOLUSDT"}, {"name": "BTCUSDT"}]
+    fig, note, _ = marketsview.heatmap_refresh(svc, "selected", sel, "1s", None)
+    assert fig["data"][0]["x"] == ["BTCUSDT", "SOLUSDT"]
+    fig, note, state = marketsview.heatmap_refresh(svc, "selected", sel[:1], "1s", None)
+    assert "at least two" in note and state == {}
+
+
+def test_heatmap_from_few_bars_is_greyed_with_its_n():
+    """Issue 14.10: 900 s of 1 s bars are 3 5 m bars: a matrix from 2 returns must say n
+    and be greyed, not show a bold rho."""
+    svc = FakeServices(900, SYMS)
+    fig, note, _ = marketsview.heatmap_refresh(svc, "top:10", None, "5m", None)
+    trace = fig["data"][0]
+    assert "n = 2 returns" in note and "too few" in note
+    assert {c for _, c in trace["colorscale"]} == {marketsview.HEATMAP_GREY}
+    assert trace["showscale"] is False and "n = 2 returns" in trace["hovertemplate"]
+
+
+def test_heatmap_crossing_the_minimum_sends_a_whole_figure_not_a_patch():
+    svc = FakeServices(60 * marketsview.HEATMAP_MIN_RETURNS, SYMS)  # 30 1 m bars: n = 29
+    _, note, state = marketsview.heatmap_refresh(svc, "top:10", None, "1m", None)
+    assert state["heat_ok"] is False and "n = 29 returns" in note
+    svc.advance(61)  # one more 1 m bar closes: n reaches the minimum
+    fig, _, state2 = marketsview.heatmap_refresh(svc, "top:10", None, "1m",
+                                                 json.loads(json.dumps(state)))
+    assert state2["heat_ok"] is True and not isinstance(fig, Patch)
+    assert fig["data"][0].get("showscale") is not False
 
 
 def test_spread_threshold_from_the_url():
