@@ -124,6 +124,15 @@
     return text || "";
   }
 
+  // the pre-filters' thresholds (PREFILTER store) -> the grid's external filter
+  // (assets/dashAgGridFunctions.js); a grid not made yet reads them when it is
+  function prefilter(limits, gridId) {
+    window.__marketsPrefilter = limits || {};
+    var grid = api(gridId);
+    if (grid) grid.onFilterChanged();
+    return limits || {};
+  }
+
   window.dash_clientside = window.dash_clientside || {};
-  window.dash_clientside.markets = { apply: apply, quickFilter: quickFilter };
+  window.dash_clientside.markets = { apply: apply, quickFilter: quickFilter, prefilter: prefilter };
 })();

@@ -87,13 +87,17 @@ def tape_expectation(tape) -> dict[str, np.ndarray]:
 
 
 def tape_mix(tape) -> dict:
-    """The activity mix a tape plays (tape time): total and per-rank trades/s."""
+    """The activity mix a tape plays (tape time = trade time ``T``, first to last trade):
+    total and per-rank trades/s (rank by trades, ties by name), the top 10's share."""
     counts: dict[str, int] = {}
+    lo, hi = None, None
     for ev in tape.events:
         if ev.kind in ("trade", "aggTrade"):
             key = f"{ev.market}:{ev.symbol}"
             counts[key] = counts.get(key, 0) + 1
-    span_s = max((tape.events[-1].recv_ns - tape.events[0].recv_ns) / 1e9, 1e-9)
+            lo = ev.time_ms if lo is None or ev.time_ms < lo else lo
+            hi = ev.time_ms if hi is None or ev.time_ms > hi else hi
+    span_s = max(((hi or 0) - (lo or 0)) / 1e3, 1e-3)  # trade time T: first to last
     ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
     books = sum(1 for ev in tape.events if ev.kind == "bookTicker")
     return {
@@ -620,7 +624,6 @@ def main(argv: list[str] | None = None) -> int:
         argv, flags = argv[:k], argv[k + 1:]
     a = p.parse_args(argv)
     if a.replay_child:
-        a.universe = a.universe
         return replay_child_main(a)
     if a.ingest_child:
         return ingest_child_main(a, flags)

@@ -37,8 +37,8 @@ last hour of trades, not the day's: the restore reads only the last 15 minutes (
 and the open 5 m bucket (re-run), through primary-key range seeks whose cost does not
 depend on what lies before them. One restore step does grow with the trades stored and
 is measured here on an hour only: the per-instrument ``COUNT(*)`` behind the health's
-ticks-held figure (~0.18 us a stored trade: 10 ms for an hour of BTCUSDT, ~1 s for a
-day of all 10; docs/performance.md).
+ticks-held figure (~0.18 us a stored trade: ~1 s for a day of all 10), which runs in a
+thread beside the rest of the restore (docs/performance.md).
 
 ``quick=True``: 3 instruments, 2 hours of bars, 20 minutes of trades, RSS at 5 and 60
 instruments; well under a minute.

@@ -47,7 +47,7 @@ KEEP_VERSIONS = 40
 #: (trades/min); rows exist only for seconds with trades, so 180 rows cover >= 180 s
 RECENT_1S_BARS = 180
 #: whole sparklines per refresh (:func:`spark_message`)
-MAX_WHOLE_SPARKS = 8
+MAX_WHOLE_SPARKS = 6
 
 
 @dataclass(frozen=True, slots=True)

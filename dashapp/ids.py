@@ -31,6 +31,8 @@ class Markets:
     CLIENT = "markets-client"  # dcc.Store: version + visible sparklines the tab holds
     QUICK_FILTER = "markets-quick-filter"
     QUICK_SINK = "markets-quick-sink"  # dcc.Store: the quick filter text applied
+    PREFILTER = "markets-prefilter"  # dcc.Store: the pre-filters' thresholds
+    PREFILTER_SINK = "markets-prefilter-sink"
     GRID_NOTE = "markets-grid-note"
     OPEN_PAIR = "markets-open-pair"
     PAIR_NOTE = "markets-pair-note"

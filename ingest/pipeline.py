@@ -676,7 +676,9 @@ class Ingestor:
         n_bars = n_replayed = n_ring = n_book = 0
         last_ids = self.store.last_trade_ids()
         stored_breaks = self.store.read_breaks()
-        for symbol in sorted(set(self.symbols) | set(last_ids)):
+        symbols = sorted(set(self.symbols) | set(last_ids))
+        counts = _Counts(self.store, symbols)  # beside the rest, on the other core
+        for symbol in symbols:
             if symbol not in self.rings:
                 self.rings[symbol] = TickRing(self._ring_capacity)
                 self.symbols.append(symbol)
@@ -685,7 +687,6 @@ class Ingestor:
             for sym, ts_ms, reason, _created in stored_breaks:
                 if sym == symbol:
                     self.mark_break(sym, ts_ms, reason, store=False)
-            self._counts[symbol] = self.store.count_trades(symbol)
             cols = self.store.read_recent_trades(symbol, 1)
             if len(cols.time_ms) == 0:
                 n_book += self._restore_book(symbol, None)  # quotes but no trade yet
@@ -743,6 +744,7 @@ class Ingestor:
                 self._last_trade_ms, self._last_trade_mono = last_ms, time.monotonic()
             if self._data_ms is None or last_ms > self._data_ms:
                 self._data_ms = last_ms
+        self._counts.update(counts.result())
         later = set(self.engine.deferred_symbols())  # days of bars and/or book
         deferred = [s for s in self.symbols if s in later]
         report = RestoreReport(
@@ -792,6 +794,34 @@ class Ingestor:
             history_seconds=report.seconds + time.perf_counter() - started)
         log.info("restore: the days of %d symbols loaded in %.2fs", len(symbols),
                  time.perf_counter() - started)
+
+
+class _Counts(threading.Thread):
+    """Each symbol's stored trades (``COUNT(*)``, linear in the trades stored: ~1 s for
+    a day of 10 liquid instruments) counted in a thread of its own while the restore
+    goes on: SQLite counts inside one C call that releases the GIL, so on a second
+    core it costs the restore nothing. :meth:`result` waits for it (before the restore
+    returns, so before any live trade: the same figure as counted inline)."""
+
+    def __init__(self, store, symbols: list[str]) -> None:
+        super().__init__(name="restore-counts", daemon=True)
+        self._store, self._symbols = store, symbols
+        self._counts: dict[str, int] = {}
+        self._error: BaseException | None = None
+        self.start()
+
+    def run(self) -> None:
+        try:
+            for symbol in self._symbols:
+                self._counts[symbol] = self._store.count_trades(symbol)
+        except BaseException as exc:  # re-raised in the restoring thread
+            self._error = exc
+
+    def result(self) -> dict[str, int]:
+        self.join()
+        if self._error is not None:
+            raise self._error
+        return self._counts
 
 
 def _as_bars(stored) -> Bars:

@@ -66,8 +66,8 @@ def test_grid_of_300_sorts_filters_and_opens_a_pair(wide_page, wide_app, shot):
     page.fill("#markets-quick-filter", "")
     wait_for(lambda: len(grid_rows(page)) == WIDE, what="unfiltered")
 
-    # the pre-filter "hide under N trades/min" is a column filter: every row left holds
-    # at least N trades/min (N = the median, so both sides are non-empty)
+    # the pre-filter "hide under N trades/min": every row left holds at least N
+    # trades/min (N = the median, so both sides are non-empty)
     tpm = sorted(r["trades_per_min"] for r in grid_rows(page))
     cut = tpm[len(tpm) // 2]
     page.fill("#markets-min-trades", str(cut))

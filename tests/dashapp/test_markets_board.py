@@ -155,3 +155,9 @@ def test_sparklines_only_for_visible_rows_and_only_what_is_new():
     assert list(more) == ["BTCUSDT"] and more["BTCUSDT"][1] == 0
     assert len(more["BTCUSDT"]) - 2 == 2
     assert spark_message(svc, "forged", 1_000) == {}
+    # whole lines are capped per refresh (top rows first); appends are not
+    capped = spark_message(svc, dict.fromkeys(SYMS), 1_000, max_full=2)
+    assert list(capped) == list(SYMS[:2])
+    rest = spark_message(svc, {**{n: capped[n][0] for n in capped}, "SOLUSDT": None},
+                         1_000, max_full=2)
+    assert list(rest) == ["SOLUSDT"] and rest["SOLUSDT"][1] == 1

@@ -2,9 +2,9 @@
 
 * :func:`board_refresh`: the 500 ms grid refresh, the changed cells since the version
   the tab holds (:mod:`dashapp.board`) and the sparklines of its visible rows.
-* :func:`prefilter_model`: the liquidity and spread pre-filters as the grid's column
-  filters (trades/min >= x, USDT/min >= y, spread bps <= z; a row without a quote yet
-  is not judged by the spread filter, so it stays shown).
+* :func:`prefilters`: the liquidity and spread pre-filters' thresholds, which the grid
+  applies as its external filter (trades/min >= x, USDT/min >= y, spread bps <= z; a
+  row without a quote yet is not judged by the spread filter, so it stays shown).
 * :func:`heatmap_refresh`: the return-correlation heatmap over the top N instruments by
   volume, or the rows selected in the grid (a watchlist). The correlation is computed
   only when the set, the timeframe or the last closed bar changed, once for all tabs
@@ -70,18 +70,24 @@ def board_refresh(market, client, tf: str) -> dict:
     return msg
 
 
-def prefilter_model(model, min_trades, min_volume, max_spread) -> dict:
-    """The grid's filter model with the page's three pre-filters set (or cleared) and
-    every other column filter kept."""
-    model = {k: v for k, v in stores.mapping(model).items()
-             if k not in ("trades_per_min", "volume_per_min", "spread_bps")}
-    for field, raw, op in (("trades_per_min", min_trades, "greaterThanOrEqual"),
-                           ("volume_per_min", min_volume, "greaterThanOrEqual"),
-                           ("spread_bps", max_spread, "lessThanOrEqual")):
-        value = _threshold(raw)
-        if value is not None:
-            model[field] = {"filterType": "number", "type": op, "filter": value}
-    return model
+def prefilters(min_trades, min_volume, max_spread) -> dict:
+    """The pre-filters' thresholds ``{"min_trades", "min_volume", "max_spread"}`` (None:
+    off; blank, 0 or not a number is off) for the grid's external filter
+    (``assets/dashAgGridFunctions.js``): a row passes when trades/min >= min_trades,
+    USDT/min >= min_volume and spread bps <= max_spread (a row without a quote is not
+    judged by the spread)."""
+    return {"min_trades": _threshold(min_trades), "min_volume": _threshold(min_volume),
+            "max_spread": _threshold(max_spread)}
+
+
+def passes_prefilters(row: dict, f: dict) -> bool:
+    """The rule ``marketsPrefilterPass`` applies in the browser (the tests' reference)."""
+    if f.get("min_trades") is not None and (row.get("trades_per_min") or 0) < f["min_trades"]:
+        return False
+    if f.get("min_volume") is not None and (row.get("volume_per_min") or 0) < f["min_volume"]:
+        return False
+    spread = row.get("spread_bps")
+    return f.get("max_spread") is None or spread is None or spread <= f["max_spread"]
 
 
 def pair_link(selected) -> str | None:

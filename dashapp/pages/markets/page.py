@@ -44,7 +44,7 @@ from dashapp.pages.markets.marketsview import (
     DEFAULT_HEAT_SET,
     HEAT_SETS,
     max_spread_arg,
-    prefilter_model,
+    prefilters,
 )
 from dashapp.services import get_services
 from dashapp.status import feed_card
@@ -97,12 +97,11 @@ def column_defs() -> list[dict]:
     ]
 
 
-def board_grid(rows: int, filter_model: dict | None = None) -> dag.AgGrid:
+def board_grid(rows: int) -> dag.AgGrid:
     """The grid, ``rows`` high up to GRID_MAX_PX (then it scrolls: only the rows on
-    screen are rendered), opening with ``filter_model`` (the URL's spread filter)."""
+    screen are rendered)."""
     return dag.AgGrid(
         id=Markets.GRID,
-        filterModel=filter_model or {},
         columnDefs=column_defs(),
         rowData=[],
         getRowId="params.data.name",
@@ -119,6 +118,9 @@ def board_grid(rows: int, filter_model: dict | None = None) -> dag.AgGrid:
             "rowBuffer": 5,
             "tooltipShowDelay": 300,
             "suppressCellFocus": True,
+            # the page's pre-filters (assets/dashAgGridFunctions.js, PREFILTER store)
+            "isExternalFilterPresent": {"function": "marketsPrefilterOn()"},
+            "doesExternalFilterPass": {"function": "marketsPrefilterPass(params)"},
         },
         style={"height": f"{min(GRID_MAX_PX, GRID_HEAD_PX + GRID_ROW_PX * max(rows, 3))}px"},
         className="markets-grid",
@@ -196,13 +198,14 @@ def layout(max_spread_bps: str | None = None, **_query) -> html.Div:
             dcc.Store(id=Markets.CLIENT),
             dcc.Store(id=Markets.HEAT_STATE),
             dcc.Store(id=Markets.QUICK_SINK),
+            dcc.Store(id=Markets.PREFILTER_SINK),
+            dcc.Store(id=Markets.PREFILTER, data=prefilters(None, None, max_spread_bps)),
             dbc.Row(
                 [dbc.Col(feed_strip_layout(), md=True), dbc.Col(_timeframe_radio(), width="auto")],
                 className="g-2 mb-2 align-items-center",
             ),
             filters,
-            board_grid(len(get_services().names()),
-                       prefilter_model({}, None, None, max_spread_bps)),
+            board_grid(len(get_services().names())),
             dbc.Row([dbc.Col(heat, lg=7), dbc.Col(html.Div(id=Markets.FEED_DETAIL), lg=5)],
                     className="g-2 mt-2"),
         ]
@@ -232,16 +235,26 @@ clientside_callback(
 
 
 @callback(
-    Output(Markets.GRID, "filterModel"),
+    Output(Markets.PREFILTER, "data"),
     Input(Markets.MIN_TRADES, "value"),
     Input(Markets.MIN_VOLUME, "value"),
     Input(Markets.MAX_SPREAD, "value"),
-    State(Markets.GRID, "filterModel"),
     prevent_initial_call=True,  # the layout opens with them (the URL's spread filter)
 )
-def apply_prefilters(min_trades, min_volume, max_spread, model):
-    """The pre-filters are column filters (the column's own filter shows them)."""
-    return prefilter_model(model, min_trades, min_volume, max_spread)
+def apply_prefilters(min_trades, min_volume, max_spread):
+    """The pre-filters' thresholds (blank, 0 or not a number: off), which the grid's
+    external filter applies (``marketsPrefilterPass``)."""
+    return prefilters(min_trades, min_volume, max_spread)
+
+
+# the grid re-filters when the thresholds change (and opens with them: the store's
+# first value is in the layout)
+clientside_callback(
+    ClientsideFunction(namespace="markets", function_name="prefilter"),
+    Output(Markets.PREFILTER_SINK, "data"),
+    Input(Markets.PREFILTER, "data"),
+    State(Markets.GRID, "id"),
+)
 
 
 @callback(
@@ -310,9 +323,14 @@ def refresh_markets(n, tf, client, state):
     text, color = feed_values(feed)
     badges = [i["index"] for i in _ids(Markets.feed("")["type"])]
     key = [feed.get(k) for k in FEED_DETAIL_KEYS]
-    same = stores.mapping(state).get("feed_key") == key and (n or 0) % FEED_DETAIL_EVERY
-    return ([text[b] for b in badges], [color[b] for b in badges],
-            no_update if same else feed_card(feed), board, {"feed_key": key})
+    state = stores.mapping(state)
+    same = state.get("feed_key") == key and (n or 0) % FEED_DETAIL_EVERY
+    texts, colors = [text[b] for b in badges], [color[b] for b in badges]
+    shown = state.get("badges") == [texts, colors]  # unchanged badges: not resent
+    keep = [no_update] * len(badges)
+    return (keep if shown else texts, keep if shown else colors,
+            no_update if same else feed_card(feed), board,
+            {"feed_key": key, "badges": [texts, colors]})
 
 
 # The spread filter is a link: ``/?max_spread_bps=5`` opens with it (the address bar

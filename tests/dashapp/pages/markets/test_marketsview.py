@@ -51,18 +51,27 @@ def test_first_refresh_is_the_whole_board_then_sparklines_of_visible_rows():
     assert marketsview.board_refresh(svc, "forged", "nope")["tf"] == "1s"
 
 
-def test_prefilters_are_column_filters_and_keep_the_users_own():
-    own = {"label": {"filterType": "text", "type": "contains", "filter": "BTC"}}
-    model = marketsview.prefilter_model(own, "100", 5000, "2.5")
-    assert model["label"] == own["label"]
-    assert model["trades_per_min"] == {"filterType": "number", "type": "greaterThanOrEqual",
-                                       "filter": 100.0}
-    assert model["volume_per_min"]["filter"] == 5000.0
-    assert model["spread_bps"] == {"filterType": "number", "type": "lessThanOrEqual",
-                                   "filter": 2.5}
-    cleared = marketsview.prefilter_model(model, None, "", "abc")
-    assert cleared == own
-    assert marketsview.prefilter_model("forged", None, None, None) == {}
+def test_prefilters_thresholds_and_the_rule_the_grid_applies():
+    f = marketsview.prefilters("100", 5000, "2.5")
+    assert f == {"min_trades": 100.0, "min_volume": 5000.0, "max_spread": 2.5}
+    assert marketsview.prefilters(None, "", "abc") == dict.fromkeys(f)  # all off
+    assert marketsview.prefilters("0", "-3", "inf") == dict.fromkeys(f)
+    svc = FakeServices(900, SYMS)
+    quotes = _last_quotes()
+    for sym, q in quotes.items():
+        svc.set_quote(sym, q["b"], q["a"], q["B"], q["A"])
+    rows = marketsview.board_refresh(svc, None, "1s")["rows"]
+    spreads = {r["name"]: r["spread_bps"] for r in rows if r["spread_bps"] is not None}
+    cut = sum(spreads.values()) / len(spreads)  # between BTCUSDT's and ETHUSDT's
+    kept = [r["name"] for r in rows
+            if marketsview.passes_prefilters(r, marketsview.prefilters(None, None, cut))]
+    # the wider quote is hidden; SOLUSDT has no quote: not judged, shown
+    assert kept == [n for n in SYMS if n not in spreads or spreads[n] <= cut]
+    assert "SOLUSDT" in kept and len(kept) == 2
+    tpm = sorted(r["trades_per_min"] for r in rows)
+    busy = marketsview.prefilters(tpm[1], None, None)
+    assert [r["trades_per_min"] >= tpm[1] for r in rows] == [
+        marketsview.passes_prefilters(r, busy) for r in rows]
 
 
 def test_two_selected_rows_open_their_pair():
