@@ -134,6 +134,20 @@ def test_two_selected_rows_open_their_pair(page, app_health):
     assert f"a={symbols[0]}&b={symbols[1]}" in url, url  # A, B by name
 
 
+def test_heatmap_of_the_selected_rows(page, app_health):
+    symbols = sorted(s for s in app_health()["symbols"] if ":" not in s)[:2]
+    page.goto("/")
+    page.wait_for_selector(f"#{GRID} .ag-row[row-id='{symbols[1]}']")
+    page.select_option("#markets-heat-set", "selected")
+    wait_for(lambda: "select at least two rows" in page.inner_text("#markets-heatmap-note"),
+             what="watchlist hint")
+    select_rows(page, symbols)
+    wait_for(lambda: page.evaluate(
+        "() => { const g = document.querySelector('#markets-heatmap .js-plotly-plot');"
+        " return g && g.data && g.data[0] && g.data[0].x; }") == symbols, what="watchlist")
+    assert f"all {len(symbols)} shown" in page.inner_text("#markets-heatmap-note")
+
+
 def test_heatmap_timeframe_switch(page):
     page.goto("/")
     page.wait_for_selector("#markets-heatmap .js-plotly-plot")

@@ -45,7 +45,7 @@ def _apply(rows: dict, names: list, msg: dict) -> dict:
 def test_full_then_changed_cells_only_and_the_client_rebuilds_the_board():
     svc = FakeServices(900, SYMS)
     clock = Clock()
-    cache = BoardCache(svc, clock=clock)
+    cache = BoardCache(svc, clock=clock, first_version=1)
     first = json.loads(json.dumps(cache.message(None)))  # the browser round trip
     assert first["full"] and first["names"] == list(SYMS) and first["v"] == 1
     assert [r["name"] for r in first["rows"]] == list(SYMS)
@@ -84,10 +84,17 @@ def test_rows_read_from_bar_tails_equal_rows_from_every_bar():
         assert row["volume"] > 0 and row["trades_per_min"] > 0
 
 
+def test_a_new_process_does_not_know_an_old_processes_versions():
+    svc = FakeServices(300, SYMS)
+    old, new = BoardCache(svc), BoardCache(svc)
+    assert old.current().version != new.current().version
+    assert new.message(old.current().version)["full"]
+
+
 def test_unchanged_market_keeps_its_version():
     svc = FakeServices(300, SYMS)
     clock = Clock()
-    cache = BoardCache(svc, clock=clock)
+    cache = BoardCache(svc, clock=clock, first_version=1)
     v = cache.current().version
     clock.t += 1
     board = cache.build_now()
@@ -97,7 +104,7 @@ def test_unchanged_market_keeps_its_version():
 def test_a_refresh_does_not_wait_for_a_slow_build():
     svc = FakeServices(300, SYMS)
     clock = Clock()
-    cache = BoardCache(svc, clock=clock)
+    cache = BoardCache(svc, clock=clock, first_version=1)
     cache.current()
     gate = threading.Event()
     names = svc.names
@@ -121,7 +128,7 @@ def test_new_instruments_join_as_added_rows_and_old_versions_fall_back_to_full()
     real = svc.names
     svc.names = lambda: tuple(n for n in real() if n in listed)
     clock = Clock()
-    cache = BoardCache(svc, clock=clock, keep=3)
+    cache = BoardCache(svc, clock=clock, keep=3, first_version=1)
     assert cache.current().names == ("BTCUSDT", "ETHUSDT")
     listed.add("SOLUSDT")
     clock.t += 1
