@@ -386,34 +386,6 @@ def candles_figure(
     return mark_empty({"data": data, "layout": layout})
 
 
-def sparkline(ts: np.ndarray, close: np.ndarray, *, up: bool, uirevision: str) -> dict:
-    """Tiny line of recent closes: no axes, hover with time and price."""
-    return {
-        "data": [
-            {
-                "type": "scatter",
-                "mode": "lines",
-                "x": _x(ts),
-                "y": _y(close, 8),
-                "line": {"color": UP if up else DOWN, "width": 1.4},
-                "hovertemplate": "%{y:.6g}<extra></extra>",
-            }
-        ],
-        "layout": {
-            "height": 48,
-            "margin": {"l": 0, "r": 0, "t": 0, "b": 0},
-            "paper_bgcolor": "rgba(0,0,0,0)",
-            "plot_bgcolor": "rgba(0,0,0,0)",
-            "showlegend": False,
-            "uirevision": uirevision,
-            "hovermode": "x",
-            "font": {"color": TEXT, "family": FONT, "size": 10},
-            "xaxis": {"visible": False, "type": "date", "hoverformat": "%H:%M:%S UTC"},
-            "yaxis": {"visible": False},
-        },
-    }
-
-
 def heatmap_text(m: np.ndarray) -> list[list[str]]:
     return [["–" if not np.isfinite(v) else f"{v:.2f}" for v in row] for row in m]
 

@@ -11,12 +11,9 @@ oldest points in the browser (a number, or per attribute a list per trace). List
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 from dash import Patch
-
-TRADE_WINDOW_MS = 60_000  # trades/min and volume/min are measured over the last minute
 
 
 def clean(values) -> list:
@@ -53,68 +50,6 @@ def heatmap_patch(matrix: np.ndarray) -> Patch:
     return p
 
 
-# ----------------------------------------------------------------- markets numbers
-@dataclass(frozen=True, slots=True)
-class SymbolStats:
-    """What one markets card shows. Change, volume and VWAP cover ``span_ms`` (the
-    bars held, at most a day); trades/min and volume/min the last minute."""
-
-    last: float | None
-    change_pct: float | None
-    volume: float  # quote volume (USDT) over span
-    vwap: float | None
-    trades_per_s: float
-    trades_per_min: float
-    volume_per_min: float  # quote volume (USDT) over the last minute
-    span_ms: int
-
-
-def symbol_stats(
-    bars_1m, bars_1s, last: float | None, trades_per_s: float, now_ms: int | None
-) -> SymbolStats:
-    """Card numbers from closed 1 m bars (the day) and 1 s bars (the last minute)."""
-    qv = float(np.sum(bars_1m.quote_volume)) + float(
-        np.sum(_recent(bars_1s, bars_1m, "quote_volume"))
-    )
-    vol = float(np.sum(bars_1m.volume)) + float(np.sum(_recent(bars_1s, bars_1m, "volume")))
-    first = None
-    if len(bars_1m):
-        first = float(bars_1m.open[0])
-        start = int(bars_1m.ts[0])
-    elif len(bars_1s):
-        first = float(bars_1s.open[0])
-        start = int(bars_1s.ts[0])
-    else:
-        start = now_ms or 0
-    change = None
-    if first and last is not None:
-        change = (last / first - 1.0) * 100.0
-    tpm, vpm = 0.0, 0.0
-    if len(bars_1s) and now_ms is not None:
-        i = int(np.searchsorted(bars_1s.ts, now_ms - TRADE_WINDOW_MS, side="left"))
-        tpm = float(np.sum(bars_1s.trades[i:]))
-        vpm = float(np.sum(bars_1s.quote_volume[i:]))
-    return SymbolStats(
-        last=last,
-        change_pct=change,
-        volume=qv,
-        vwap=qv / vol if vol > 0 else None,
-        trades_per_s=float(trades_per_s),
-        trades_per_min=tpm,
-        volume_per_min=vpm,
-        span_ms=max(0, (now_ms or start) - start),
-    )
-
-
-def _recent(bars_1s, bars_1m, field: str) -> np.ndarray:
-    """1 s bars after the last closed minute (so the day total includes them once)."""
-    if not len(bars_1s):
-        return np.empty(0)
-    cut = int(bars_1m.ts[-1]) + 60_000 if len(bars_1m) else -(2**62)
-    i = int(np.searchsorted(bars_1s.ts, cut, side="left"))
-    return np.asarray(getattr(bars_1s, field))[i:]
-
-
 def returns_correlation(
     closes: dict[str, tuple[np.ndarray, np.ndarray]], max_bars: int
 ) -> tuple[list[str], np.ndarray, int]:
@@ -147,17 +82,6 @@ def returns_correlation(
     return syms, np.clip(m, -1.0, 1.0), r.shape[1]
 
 
-def liquid(
-    stats: SymbolStats, min_trades_per_min: float | None, min_volume_per_min: float | None
-) -> bool:
-    """Does a symbol pass the liquidity filter (None / empty thresholds pass)?"""
-    if min_trades_per_min and stats.trades_per_min < min_trades_per_min:
-        return False
-    if min_volume_per_min and stats.volume_per_min < min_volume_per_min:
-        return False
-    return True
-
-
 def format_price(price: float | None) -> str:
     """Two decimals for prices >= 1 (USDT quotes), significant digits below."""
     if price is None or not math.isfinite(price):
@@ -172,12 +96,3 @@ def format_money(v: float | None) -> str:
         if abs(v) >= size:
             return f"{v / size:,.2f}{unit}"
     return f"{v:,.0f}"
-
-
-def format_span(ms: int) -> str:
-    s = ms // 1000
-    if s >= 86_400 - 60:
-        return "24h"
-    if s >= 3600:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 60}m{s % 60:02d}s"

@@ -670,6 +670,7 @@ HEAVY_ROUTES = {
                   "regression": "huber"},
     "/api/screener": {"timeframe": "1s", "window": "30"},
     "/api/leadlag": {"a": "spot:BTCUSDT", "b": "perp:ETHUSDT", "timeframe": "1s"},
+    "/api/market-screen": {"n": "4", "timeframe": "1s", "lookback": "120", "min_corr": "0"},
 }
 
 

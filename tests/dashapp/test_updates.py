@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-from analytics.bars import Bars, resample_bars
 from dashapp import updates
 from tests.dashapp.dash_fakes import synthetic_bars
 
@@ -39,28 +38,6 @@ def test_heatmap_patch_operations():
     assert by_loc[("data", 0, "text")]["params"]["value"] == [["1.00", "0.25"], ["0.25", "–"]]
 
 
-def test_symbol_stats_by_hand():
-    b1s = synthetic_bars(180)["BTCUSDT"]  # 3 minutes
-    cols = b1s.columns()
-    first_two = Bars.from_columns({k: v[:120] for k, v in cols.items()}, tf_ms=1000)
-    b1m = resample_bars(first_two, tf_ms=60_000)  # the third minute is still open
-    last = float(b1s.close[-1]) * 1.001
-    now = int(b1s.ts[-1]) + 1000
-    st = updates.symbol_stats(b1m, b1s, last, 12.0, now)
-    qv = float(b1s.quote_volume.sum())
-    assert st.volume == pytest.approx(qv)
-    assert st.vwap == pytest.approx(qv / float(b1s.volume.sum()))
-    assert st.change_pct == pytest.approx((last / float(b1s.open[0]) - 1) * 100)
-    in_last_minute = b1s.ts >= now - 60_000
-    assert st.trades_per_min == b1s.trades[in_last_minute].sum()
-    assert st.volume_per_min == pytest.approx(b1s.quote_volume[in_last_minute].sum())
-    assert st.span_ms == now - int(b1s.ts[0])
-    assert updates.liquid(st, None, None)
-    assert not updates.liquid(st, st.trades_per_min + 1, None)
-    assert not updates.liquid(st, None, st.volume_per_min * 2)
-    assert updates.liquid(st, st.trades_per_min, st.volume_per_min)
-
-
 def test_returns_correlation_matches_numpy():
     bars = synthetic_bars(400, ("BTCUSDT", "ETHUSDT", "SOLUSDT"))
     closes = {s: (b.ts, b.close) for s, b in bars.items()}
@@ -79,6 +56,4 @@ def test_formatting():
     assert updates.format_price(0.00012345) == "0.00012345"
     assert updates.format_price(None) == "–"
     assert updates.format_money(2_270_000) == "2.27M"
-    assert updates.format_span(189_000) == "3m09s"
-    assert updates.format_span(86_400_000) == "24h"
     assert math.isnan(float("nan"))
