@@ -325,6 +325,24 @@ class _BookState:
         buf.append(bar.as_row())
 
 
+def _resume_open_bucket(rs, fine: BookBars, floor: int, tf: int) -> None:
+    """Put the seconds of the still-open ``tf`` bucket (from ``floor - floor % tf``)
+    back into its resampler, after the second before it (the quote it opens with)."""
+    open_from = int(np.searchsorted(fine.ts, floor - floor % tf, side="left"))
+    if open_from > 0:
+        rs.restore(_fine_bar(fine, open_from - 1), floor)
+    for i in range(open_from, len(fine)):
+        rs.on_bar(_fine_bar(fine, i))
+    rs.on_floor(floor)
+
+
+def _resume_quote(st, last, floor: int) -> None:
+    """The quote in force at ``floor`` (the last stored row) into the 1 s builder."""
+    st.builder.restore(float(last["bid"]), float(last["ask"]), float(last["bid_qty"]),
+                       float(last["ask_qty"]), floor)  # fmt: skip
+    st.floor_seen = floor
+
+
 def _fine_bar(book: BookBars, i: int) -> BookBar:
     return BookBar(int(book.ts[i]), float(book.bid[i]), float(book.ask[i]),
                    float(book.bid_qty[i]), float(book.ask_qty[i]),
@@ -794,16 +812,8 @@ class MarketEngine:
                 done = int(np.searchsorted(coarse.ts, floor - tf, side="right"))
                 st.buffers[tf].extend(coarse.take(slice(0, done)).columns())
                 st.first_cover[tf] = coarse.first_cover_ms
-                open_from = int(np.searchsorted(fine.ts, floor - floor % tf, side="left"))
-                if open_from > 0:
-                    rs.restore(_fine_bar(fine, open_from - 1), floor)
-                for i in range(open_from, len(fine)):
-                    rs.on_bar(_fine_bar(fine, i))
-                rs.on_floor(floor)
-            last = f.iloc[-1]
-            st.builder.restore(float(last["bid"]), float(last["ask"]), float(last["bid_qty"]),
-                               float(last["ask_qty"]), floor)  # fmt: skip
-            st.floor_seen = floor
+                _resume_open_bucket(rs, fine, floor, tf)
+            _resume_quote(st, f.iloc[-1], floor)
 
     def restore_book_recent(self, name: str, recent: pd.DataFrame, cut_ms: int,
                             load_older) -> None:
@@ -840,15 +850,8 @@ class MarketEngine:
                 done = int(np.searchsorted(coarse.ts, floor - tf, side="right"))
                 st.buffers[tf].extend(coarse.take(slice(lo, max(lo, done))).columns())
                 st.first_cover[tf] = None  # set from the older rows when they come
-                open_from = int(np.searchsorted(fine.ts, floor - floor % tf, side="left"))
-                rs.restore(_fine_bar(fine, open_from - 1), floor)  # open_from >= k >= 1
-                for i in range(open_from, len(fine)):
-                    rs.on_bar(_fine_bar(fine, i))
-                rs.on_floor(floor)
-            last = f.iloc[-1]
-            st.builder.restore(float(last["bid"]), float(last["ask"]), float(last["bid_qty"]),
-                               float(last["ask_qty"]), floor)  # fmt: skip
-            st.floor_seen = floor
+                _resume_open_bucket(rs, fine, floor, tf)  # its first second >= k >= 1
+            _resume_quote(st, f.iloc[-1], floor)
             self._deferred[("book", name)] = load_older
 
     def book_bars(self, name: str, tf_ms: int) -> BookBars | None:

@@ -17,17 +17,10 @@ from ingest.replay import ReplayServer
 from ingest.replay.wide import wide_tape
 from ingest.runtime import Runtime
 from ingest.store import open_store
+from tests.waiting import wait_for as _wait
 
 pytestmark = pytest.mark.slow  # a runtime and a replay server each
 
-
-def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _top(tape, n: int) -> list[str]:

@@ -16,17 +16,10 @@ from ingest.feeds import client as client_mod
 from ingest.replay import ReplayServer
 from ingest.replay.wide import wide_tape
 from ingest.runtime import Runtime
+from tests.waiting import wait_for as _wait
 
 pytestmark = pytest.mark.slow  # a runtime, a replay server and a whole tape each
 
-
-def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _tape_frame(tape) -> pd.DataFrame:

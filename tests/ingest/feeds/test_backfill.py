@@ -24,6 +24,7 @@ from ingest.pipeline import Ingestor
 from ingest.replay import FaultPlan, ReplayServer
 from ingest.replay.tapes import Tape
 from ingest.store.sqlite_trades import SqliteTradeStore
+from tests.waiting import wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
@@ -34,14 +35,6 @@ def source_ids(tape) -> dict[str, list[int]]:
         out[ev.symbol].append(ev.trade_id)
     return {s: sorted(v) for s, v in out.items()}
 
-
-def wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Rig:

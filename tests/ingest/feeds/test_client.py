@@ -6,8 +6,6 @@ No fake socket anywhere: ``ReplayServer`` serves the recorded tape over loopback
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 
@@ -17,6 +15,7 @@ from ingest.feeds.client import TradeFeed, backoff_delay
 from ingest.pipeline import Ingestor
 from ingest.replay import FaultPlan, ReplayServer
 from ingest.store.sqlite_trades import SqliteTradeStore
+from tests.waiting import wait_for
 
 SYMBOLS = ["BTCUSDT", "ETHUSDT"]
 
@@ -27,14 +26,6 @@ def source_ids(tape) -> dict[str, set[int]]:
         out[ev.symbol].add(ev.trade_id)
     return out
 
-
-def wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Rig:

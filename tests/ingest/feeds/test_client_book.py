@@ -18,6 +18,7 @@ from ingest.replay import ReplayServer
 from ingest.replay.tapes import load_tape
 from tests.analytics.conftest import SAMPLE_DIR
 from tests.ingest.feeds.test_book_fuzz import PERP_FRAME, SPOT_FRAME
+from tests.waiting import wait_for
 
 PERP_ETH = SAMPLE_DIR / "hftbacktest-rawcapture-trade-book_um_ETHUSDT_20240808_2354-2356.gz"
 SPOT_ETH = SAMPLE_DIR / "hftbacktest-rawcapture-trade-book_spot_ETHUSDT_20240808_2354-2356.gz"
@@ -32,14 +33,6 @@ def recorded(path, kind: bytes) -> list[dict]:
                 out.append(orjson.loads(frame)["data"])
     return out
 
-
-def wait_for(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _run(path, protocol, *, clock_ms=None):

@@ -19,17 +19,10 @@ from ingest.feeds.pool import FeedPool
 from ingest.replay import ReplayServer
 from ingest.replay.protocol import MAX_STREAMS, PROFILES
 from ingest.replay.wide import wide_tape
+from tests.waiting import wait_for as _wait
 
 pytestmark = pytest.mark.slow  # real sockets, whole wide tapes (~5-15 s each)
 
-
-def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def _tape_trades(tape) -> pd.DataFrame:

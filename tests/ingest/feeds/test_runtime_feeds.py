@@ -4,13 +4,12 @@ each under ``markets``)."""
 
 from __future__ import annotations
 
-import time
-
 from ingest.config import parse_config
 from ingest.feeds.binance_perp import BINANCE_PERP
 from ingest.feeds.binance_spot import BINANCE_SPOT
 from ingest.feeds.client import FeedStatus
 from ingest.runtime import Runtime, _combined_feed_health
+from tests.waiting import wait_for as _wait
 
 #: The keys of ``/api/health``'s ``feed`` for one replayed feed with back-fill.
 ONE_FEED_KEYS = set(
@@ -19,14 +18,6 @@ ONE_FEED_KEYS = set(
 ) | {"gaps_detected", "gaps_filled", "backfill", "replay_speed", "late_trades", "store",
    "connections"}
 
-
-def _wait(pred, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def test_market_futures_runs_the_perp_protocol_under_market(tmp_path) -> None:
