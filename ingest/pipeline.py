@@ -39,7 +39,11 @@ delivering (tests/ingest/test_two_markets.py). The same holds for the several
 connections of one market (``ingest/feeds/pool.py``): each connection is a *lane*
 (``perp#0``, ``perp#1``: its trades come through :meth:`Ingestor.lane_sink`) with its
 own ``D`` and ``Q`` and probe (:meth:`Ingestor.use_quiet_probes`), and bars close at the
-slowest lane.
+slowest lane. A book-only connection (Binance perp serves ``@bookTicker`` only under
+``/public``, apart from the trades) is a lane as well (:meth:`Ingestor.book_lane_sink`):
+its ``D`` is the latest book update's ``T`` (futures book times are exchange times), so
+neither a trade bar nor a 1 s book bar closes before that connection delivered the
+bucket, as when the book rode the trade connection in one order.
 
 Instruments may join a running ingestor (:meth:`Ingestor.add_instruments`, a new
 listing from ``--universe-refresh``): ring, engine series and name map, without a
@@ -227,6 +231,24 @@ class Ingestor:
         at the slowest lane's data clock (module notes)."""
         return functools.partial(self.on_trade, lane=lane)
 
+    def book_lane_sink(self, lane: str) -> Callable[[BookTicker], None]:
+        """The book callback of a book-only connection (``lane``, e.g. ``perp#2``):
+        :meth:`on_book`, then the update's time advances that lane's data clock (module
+        notes); after, so the clock never runs ahead of what the engine holds."""
+        def take(b: BookTicker) -> None:
+            self.on_book(b)
+            self._advance_lane(lane, b.time_ms)
+        return take
+
+    def _advance_lane(self, lane: str, time_ms: int) -> None:
+        """A lane delivered data stamped ``time_ms``: its ``D`` and its seen count."""
+        with self._lock:
+            if self._multi:
+                dm = self._market_data_ms.get(lane)
+                if dm is None or time_ms > dm:
+                    self._market_data_ms[lane] = time_ms
+                self._market_seen[lane] = self._market_seen.get(lane, 0) + 1
+
     def use_quiet_probes(self, probes: dict[str, Callable[[], bool]]) -> None:
         """Per lane (connection): is data pending on it. Several lanes switch the bar
         clock to the min over lanes (one lane keeps the single-clock rule)."""
@@ -301,7 +323,8 @@ class Ingestor:
         """Called in the feed thread for every best bid/ask update (docs/book.md): kept
         as the name's live quote, fed to the engine's 1 s book bar under the lock
         (serialised with the bar clock, like trades); a book bar it closed is stored.
-        The engine buckets by ``b.time_ms`` (futures ``T``, spot receive time)."""
+        The engine buckets by ``b.time_ms`` (futures ``T``, spot receive time). A
+        book-only connection's updates come through :meth:`book_lane_sink`."""
         name = self.market_name(b.market, b.symbol)
         self._quotes[name] = b
         self.book_updates += 1

@@ -456,7 +456,8 @@ class Runtime:
         base = self.cfg.feed_url_for(market)
         if self.replay is not None:  # the replay is a bare host: add the market's path
             base = self.replay.ws_base + protocol.ws_path_prefix
-        # top of book (docs/book.md): the book streams ride the trades' connection
+        # top of book (docs/book.md): spot's book streams ride the trades' connections,
+        # perp's get book-only connections on /public (FeedPool, book_control_url)
         book = getattr(self.cfg, "book", True) and protocol.book_stream is not None
         backfill = self._start_backfill(protocol)
         pool = FeedPool(
@@ -470,6 +471,7 @@ class Runtime:
             last_ids=self._last_ids_of(market),
             on_book=self.ingestor.on_book if book else None,
             lane_sink=self.ingestor.lane_sink,
+            book_lane_sink=self.ingestor.book_lane_sink,  # perp: book-only /public lanes
             feed_cls=TradeFeed,  # looked up now: a benchmark may swap the class
             watchdog_s=self.cfg.watchdog_s,
             verify_trade=None if backfill is None else backfill.verify,

@@ -75,6 +75,10 @@ class FeedProtocol(ABC):
     ``book_stream``
         the best bid/ask stream's kind (Binance: ``"bookTicker"``), or None: the
         venue streams no top of book (optional; None when not declared).
+    ``book_ws_base``, ``book_path_prefix``
+        where book streams live when the venue serves them apart from the trades
+        (Binance perp: ``/public``, while trades are under ``/market``); None (the
+        default): the book rides the trade connections. See :meth:`book_control_url`.
     """
 
     venue: str
@@ -90,6 +94,8 @@ class FeedProtocol(ABC):
     server_ping_interval_s: float
     rest_max_limit: int
     book_stream: str | None = None
+    book_ws_base: str | None = None
+    book_path_prefix: str | None = None
 
     # ------------------------------------------------------------------ streaming
     @abstractmethod
@@ -123,6 +129,11 @@ class FeedProtocol(ABC):
         """A connection URL carrying no stream yet, for feeds that subscribe by
         control messages (:mod:`ingest.feeds.pool`); a protocol without one says so."""
         raise NotImplementedError(f"{self}: no connection URL to subscribe on")
+
+    def book_control_url(self, base_url: str | None = None) -> str | None:
+        """The connection URL of book-only connections (subscribe mode), or None:
+        the book streams ride the trade connections (default)."""
+        return None
 
     @abstractmethod
     def parse_frame(self, raw: bytes | str) -> Sequence[FrameItem]:

@@ -69,15 +69,17 @@ MAX_INT64 = 2**63 - 1
 
 
 def stream_names(
-    symbols: Iterable[str], stream: str = "aggTrade", *, book: bool = False
+    symbols: Iterable[str], stream: str = "aggTrade", *, book: bool = False,
+    trades: bool = True,
 ) -> list[str]:
     """Binance stream names for ``symbols``, e.g. ``["btcusdt@aggTrade", ...]``.
 
     Stream names use the lower-case symbol; the kind keeps Binance's camel case.
     Duplicates are dropped (order kept) because Binance would subscribe once anyway.
     ``book=True`` adds each symbol's ``<sym>@bookTicker`` after the trade streams
-    (one connection carries both: the trades and the quotes of a symbol share its
-    ordering and its reconnects).
+    (spot: one connection carries both, the trades and the quotes of a symbol share
+    its ordering and its reconnects). ``trades=False`` leaves the trade streams out:
+    a perp book-only connection on ``/public`` (:attr:`BinanceFeed.book_path_prefix`).
     """
     if stream not in STREAM_KINDS:
         raise ValueError(f"invalid stream {stream!r}: expected one of {STREAM_KINDS}")
@@ -86,7 +88,7 @@ def stream_names(
     names: list[str] = []
     seen: set[str] = set()
     symbols = [check_symbol(symbol).lower() for symbol in symbols]
-    kinds = (stream, BOOK_STREAM) if book else (stream,)
+    kinds = ((stream,) if trades else ()) + ((BOOK_STREAM,) if book else ())
     for kind in kinds:
         for symbol in symbols:
             name = f"{symbol}@{kind}"
@@ -526,6 +528,11 @@ class BinanceFeed(FeedProtocol):
     client_ping_timeout_s: float | None = None
     rest_max_limit: int = REST_MAX_LIMIT
     book_stream: str | None = BOOK_STREAM
+    #: The default host + path of book-only connections (perp: Binance's ``/public``),
+    #: None: the book streams ride the trade connections (spot).
+    book_ws_base: str | None = None
+    #: The path the book streams live under on a host (perp ``/public``), or None.
+    book_path_prefix: str | None = None
 
     def stream_url(
         self,
@@ -566,13 +573,44 @@ class BinanceFeed(FeedProtocol):
         """
         return _base(base_url, self.ws_base, ("ws://", "wss://"), "base_url") + "/stream"
 
+    def book_control_url(self, base_url: str | None = None) -> str | None:
+        """The connection URL of book-only connections, or None: the book streams
+        ride the trade connections (:meth:`control_url`).
+
+        Binance's 2026 "Base URL split" (docs/binance-protocol.md, section 1) serves
+        futures ``@bookTicker`` only under ``/public`` and ``@aggTrade`` under
+        ``/market``. A ``base_url`` ending in the trade prefix (``.../market``, also
+        the replay's host + prefix) gets its prefix swapped; any other base (the old
+        root layout, a mirror) serves both on one connection: None.
+
+        >>> from ingest.feeds.binance_perp import BINANCE_PERP
+        >>> BINANCE_PERP.book_control_url()
+        'wss://fstream.binance.com/public/stream'
+        >>> BINANCE_PERP.book_control_url("ws://127.0.0.1:9000/market")
+        'ws://127.0.0.1:9000/public/stream'
+        >>> BINANCE_PERP.book_control_url("ws://127.0.0.1:9000") is None
+        True
+        """
+        if self.book_path_prefix is None:
+            return None
+        if base_url is None:
+            if self.book_ws_base is None:
+                return None
+            return self.book_ws_base.rstrip("/") + "/stream"
+        base = _base(base_url, self.ws_base, ("ws://", "wss://"), "base_url")
+        prefix = self.ws_path_prefix
+        if not prefix or not base.endswith(prefix):
+            return None
+        return base[: -len(prefix)] + self.book_path_prefix + "/stream"
+
     def subscribe_message(
         self, symbols: Iterable[str], stream: str = "aggTrade", request_id: int = 1,
-        *, book: bool = False,
+        *, book: bool = False, trades: bool = True,
     ) -> str:
         """``{"method":"SUBSCRIBE","params":["btcusdt@aggTrade"],"id":1}``; Binance
-        answers ``{"result":null,"id":1}`` (a :class:`ControlReply`)."""
-        names = stream_names(symbols, stream, book=book)
+        answers ``{"result":null,"id":1}`` (a :class:`ControlReply`). ``trades=False``
+        with ``book=True``: the book streams alone (a ``/public`` connection)."""
+        names = stream_names(symbols, stream, book=book, trades=trades)
         return orjson.dumps(
             {"method": "SUBSCRIBE", "params": names, "id": request_id}
         ).decode()

@@ -302,6 +302,9 @@ class TradeFeed(threading.Thread):
         ``control_messages_per_s``, leaving room for pongs).
     conn_id : int, optional
         The connection's number in its market's pool (status, thread names).
+    book_only : bool
+        Subscribe mode with ``on_book``: subscribe only the book streams (a perp
+        ``/public`` connection, ``protocol.book_control_url``; trades come on others).
     """
 
     def __init__(
@@ -325,6 +328,7 @@ class TradeFeed(threading.Thread):
         stream: str = "aggTrade",
         control_rate: float | None = None,
         conn_id: int | None = None,
+        book_only: bool = False,
     ) -> None:
         name = name or f"{protocol.venue}-{protocol.market}-feed"
         super().__init__(name=name, daemon=True)
@@ -369,7 +373,14 @@ class TradeFeed(threading.Thread):
         #: subscribe mode: the symbols this connection carries, in subscription order
         self._symbols: list[str] | None = (
             None if subscribe_symbols is None else list(dict.fromkeys(subscribe_symbols)))
-        self._streams_per_symbol = 2 if on_book is not None else 1
+        #: a book-only connection (perp ``/public``, ingest/feeds/pool.py): subscribes
+        #: its symbols' book streams alone
+        self.book_only = bool(book_only) and on_book is not None
+        self._streams_per_symbol = 2 if on_book is not None and not self.book_only else 1
+        if self.book_only:
+            self._sub_kwargs = {"book": True, "trades": False}
+        else:
+            self._sub_kwargs = {"book": True} if on_book is not None else {}
         rate = control_rate or 0.8 * float(getattr(protocol, "control_messages_per_s", 5.0))
         self.control_rate = float(rate)
         self._sub_lock = threading.Lock()
@@ -465,8 +476,7 @@ class TradeFeed(threading.Thread):
                 self._reply = (req_id, done, answer)
                 try:
                     ws.send(self.protocol.subscribe_message(
-                        batch, self.stream, req_id,
-                        **({"book": True} if self._streams_per_symbol == 2 else {})))
+                        batch, self.stream, req_id, **self._sub_kwargs))
                 except Exception as exc:  # the socket went away: the next connect retries
                     log.info("feed: subscribe on %s failed: %s", self.url, exc)
                     break

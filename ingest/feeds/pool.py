@@ -8,9 +8,15 @@ and what callers used of a single :class:`~ingest.feeds.client.TradeFeed` (``sta
 ``stop``, ``status()``, ``last_ids``, ``has_pending``, ``stats``, ``url``), over
 connections of at most ``streams_per_connection`` streams each:
 
-* an instrument's trade and book streams share a connection (its trades and quotes keep
-  one ordering and one reconnect), so a connection holds
-  ``streams_per_connection // streams_per_symbol`` symbols (1,024 -> 512 with the book);
+* where the venue serves the book with the trades (spot), an instrument's trade and
+  book streams share a connection (its trades and quotes keep one ordering and one
+  reconnect), so a connection holds ``streams_per_connection // streams_per_symbol``
+  symbols (1,024 -> 512 with the book);
+* where it does not (Binance perp since the 2026 "Base URL split": ``@aggTrade`` only
+  under ``/market``, ``@bookTicker`` only under ``/public``,
+  ``protocol.book_control_url``), the trades ride *trade connections* on ``/market``
+  and the book *book-only connections* on ``/public``, each of at most
+  ``streams_per_connection`` streams, subscribed and paced alike;
 * every connection is its own :class:`TradeFeed` thread in *subscribe mode*: it connects
   to ``protocol.control_url`` and subscribes its symbols by ``SUBSCRIBE`` messages of
   <= 200 streams, one answered before the next, at <= 80 % of the market's message rate
@@ -24,11 +30,15 @@ connections of at most ``streams_per_connection`` streams each:
 * trades of connection ``i`` go to ``lane_sink(f"{market}#{i}")`` when given: the
   ingestor's bar clock keeps one data clock per connection (each is in order only on
   its own) and closes bars at the slowest one (``ingest/pipeline.py``);
-  :meth:`FeedPool.quiet_probes` are the matching per-connection socket probes.
+  :meth:`FeedPool.quiet_probes` are the matching per-connection socket probes. A
+  book-only connection is a lane too: its updates go to ``book_lane_sink(lane)`` and
+  advance that lane's clock by their ``T``, so no bar (trade or book) closes before
+  the book connection delivered its bucket.
 
 ``status()`` of a one-connection pool is that connection's status unchanged; of several,
 counters summed and times latest (``connected`` only when all are). ``connections()`` is
-the per-connection view ``/api/health`` shows under ``feed.connections``.
+the per-connection view ``/api/health`` shows under ``feed.connections`` (``kind``
+``"trade"`` or ``"book"``).
 """
 
 from __future__ import annotations
@@ -66,8 +76,9 @@ class FeedPool:
     ``symbols`` (the market's bare symbols, in order), ``base_url`` (the market's
     websocket base: ``--feed-url``, the venue's default, or the replay's), ``stream``,
     ``streams_per_connection`` (<= the protocol's ``max_streams_per_connection``),
-    ``lane_sink`` (connection lane -> trade callback; None: ``on_trade``) and
-    ``feed_cls`` (the connection class, a TradeFeed or subclass).
+    ``lane_sink`` (connection lane -> trade callback; None: ``on_trade``),
+    ``book_lane_sink`` (lane -> book callback of a book-only connection; None:
+    ``on_book``) and ``feed_cls`` (the connection class, a TradeFeed or subclass).
     """
 
     def __init__(
@@ -83,6 +94,7 @@ class FeedPool:
         last_ids: dict[str, int] | None = None,
         on_book: Callable[[BookTicker], None] | None = None,
         lane_sink: Callable[[str], Callable[[Trade], None]] | None = None,
+        book_lane_sink: Callable[[str], Callable[[BookTicker], None]] | None = None,
         feed_cls: type[TradeFeed] = TradeFeed,
         **feed_kwargs,
     ) -> None:
@@ -95,7 +107,10 @@ class FeedPool:
         self.market = protocol.market
         self.stream = stream
         self.book = on_book is not None
-        per_symbol = streams_per_symbol(self.book)
+        #: the book-only connections' URL (perp ``/public``), or None: the book streams
+        #: ride the trade connections
+        self.book_url = protocol.book_control_url(base_url) if self.book else None
+        per_symbol = 1 if self.book_url is not None else streams_per_symbol(self.book)
         if streams_per_connection < per_symbol:
             raise ValueError(
                 f"streams_per_connection {streams_per_connection} cannot hold one "
@@ -107,6 +122,7 @@ class FeedPool:
         self._on_gap = on_gap
         self._on_book = on_book
         self._lane_sink = lane_sink
+        self._book_lane_sink = book_lane_sink
         self._feed_cls = feed_cls
         self._feed_kwargs = feed_kwargs
         self._last_ids = dict(last_ids or {})
@@ -120,38 +136,76 @@ class FeedPool:
         symbols = list(dict.fromkeys(symbols))
         if not symbols:
             raise ValueError(f"{protocol}: a feed pool needs at least one symbol")
-        for i in range(0, len(symbols), self.symbols_per_connection):
-            self._open(symbols[i:i + self.symbols_per_connection])
+        self._place(symbols, book_only=False)
+        if self.book_url is not None:
+            self._place(symbols, book_only=True)
 
     # ------------------------------------------------------------------ connections
     def lane(self, conn_id: int) -> str:
         """The bar clock's key of connection ``conn_id``: ``perp#0``, ``perp#1``."""
         return f"{self.market}#{conn_id}"
 
-    def _open(self, symbols: list[str]) -> TradeFeed:
+    def _open(self, symbols: list[str], book_only: bool = False) -> TradeFeed:
         conn_id = len(self.feeds)
-        sink = self._on_trade if self._lane_sink is None else self._lane_sink(
-            self.lane(conn_id))
+        lane = self.lane(conn_id)
+        sink = self._on_trade if self._lane_sink is None else self._lane_sink(lane)
+        if book_only:  # a /public connection: the book alone, its own clock lane
+            on_book = (self._on_book if self._book_lane_sink is None
+                       else self._book_lane_sink(lane))
+            extra = {"book_only": True}
+            url, on_gap, last_ids = self.book_url, None, {}
+        else:
+            on_book = None if self.book_url is not None else self._on_book
+            extra = {}
+            url, on_gap = self.url, self._on_gap
+            last_ids = {s: self._last_ids[s] for s in symbols if s in self._last_ids}
+        kind = "book" if book_only else "feed"
         feed = self._feed_cls(
-            self.url,
+            url,
             sink,
-            on_gap=self._on_gap,
-            last_ids={s: self._last_ids[s] for s in symbols if s in self._last_ids},
+            on_gap=on_gap,
+            last_ids=last_ids,
             protocol=self.protocol,
-            on_book=self._on_book,
+            on_book=on_book,
             subscribe_symbols=symbols,
             stream=self.stream,
             conn_id=conn_id,
-            name=f"{self.protocol.venue}-{self.market}-feed-{conn_id}",
+            name=f"{self.protocol.venue}-{self.market}-{kind}-{conn_id}",
+            **extra,
             **self._feed_kwargs,
         )
         self.feeds = [*self.feeds, feed]  # replaced whole: readers iterate unlocked
         return feed
 
+    def _place(self, symbols: list[str], book_only: bool) -> list[TradeFeed]:
+        """Put ``symbols`` on the last connection of their kind while it has room, then
+        on new ones; returns the connections opened."""
+        rest = list(symbols)
+        same = self.book_feeds if book_only else self.trade_feeds
+        if same and rest:
+            last = same[-1]
+            room = self.symbols_per_connection - len(last.symbols)
+            if room > 0:
+                last.add_symbols(rest[:room], None if book_only else self._last_ids)
+                rest = rest[room:]
+        return [self._open(rest[i:i + self.symbols_per_connection], book_only)
+                for i in range(0, len(rest), self.symbols_per_connection)]
+
+    @property
+    def trade_feeds(self) -> list[TradeFeed]:
+        """The connections carrying trades (all of them unless the book is split)."""
+        return [f for f in self.feeds if not getattr(f, "book_only", False)]
+
+    @property
+    def book_feeds(self) -> list[TradeFeed]:
+        """The book-only connections (perp ``/public``; none when the book rides the
+        trade connections)."""
+        return [f for f in self.feeds if getattr(f, "book_only", False)]
+
     @property
     def symbols(self) -> list[str]:
         """Every symbol of the market, in subscription order."""
-        return [s for feed in self.feeds for s in feed.symbols]
+        return [s for feed in self.trade_feeds for s in feed.symbols]
 
     def add(self, symbols: Iterable[str], last_ids: dict[str, int] | None = None
             ) -> list[str]:
@@ -164,15 +218,9 @@ class FeedPool:
             if not new:
                 return []
             self._last_ids.update(last_ids or {})
-            rest = new
-            last = self.feeds[-1]
-            room = self.symbols_per_connection - len(last.symbols)
-            if room > 0:
-                last.add_symbols(rest[:room], self._last_ids)
-                rest = rest[room:]
-            opened = []
-            for i in range(0, len(rest), self.symbols_per_connection):
-                opened.append(self._open(rest[i:i + self.symbols_per_connection]))
+            opened = self._place(new, book_only=False)
+            if self.book_url is not None:
+                opened += self._place(new, book_only=True)
             if self._started and not self._stopped:
                 for feed in opened:
                     feed.start()
@@ -187,9 +235,9 @@ class FeedPool:
         (``protocol.stream_url``): for tools that listen beside the app (a benchmark's
         floor client), not what the pool connects to (:attr:`url`, module notes)."""
         base = self.url.removesuffix("/stream")
-        book = {"book": True} if self.book else {}
+        book = {"book": True} if self.book and self.book_url is None else {}
         return [self.protocol.stream_url(f.symbols, self.stream, base, **book)
-                for f in self.feeds]
+                for f in self.trade_feeds]
 
     def quiet_probes(self) -> dict[str, Callable[[], bool]]:
         """Per connection lane: is data waiting on its socket (the bar clock's probe)."""
@@ -293,12 +341,15 @@ class FeedPool:
             s = feed.status()
             out.append({
                 "id": s.conn_id,
+                "kind": "book" if getattr(feed, "book_only", False) else "trade",
+                "url": feed.url,
                 "symbols": len(feed.symbols),
                 "streams": s.streams,
                 "subscribed": s.subscribed,
                 "connected": s.connected,
                 "messages": s.messages,
                 "trades": s.trades,
+                "book_updates": s.book_updates,
                 "msgs_per_s": round(s.msgs_per_s, 1),
                 "reconnects": s.reconnects,
                 "gaps": s.gaps,

@@ -31,6 +31,28 @@ MAX_STREAMS = 1024
 _KINDS = {"trade": "trade", "aggtrade": "aggTrade", "bookticker": "bookTicker"}
 #: Path prefixes of Binance USD-M futures market data (ingest/feeds/binance_perp.py).
 FUTURES_PREFIXES = ("/market", "/public")
+#: Stream kinds Binance's 2026 "Base URL split" serves only under ``/public``
+#: (high-frequency book data); everything else only under ``/market``.
+PUBLIC_KINDS = ("bookTicker", "depth")
+
+
+def prefix_serves(prefix: str, stream: str) -> bool:
+    """Whether a connection under path ``prefix`` gets ``stream``'s events.
+
+    ``/public`` carries the book streams only, ``/market`` everything but them
+    (docs/binance-protocol.md, section 1); the root (``/ws``, ``/stream``: the old 2024
+    layout, and spot) carries every stream. A stream a path does not carry may still
+    be subscribed (acknowledged, listed): its events are simply never delivered, the
+    way a live client on the wrong path sees nothing (docs/replay.md).
+
+    >>> prefix_serves("/market", "btcusdt@bookTicker"), prefix_serves("", "btcusdt@bookTicker")
+    (False, True)
+    """
+    if prefix not in FUTURES_PREFIXES:
+        return True
+    kind = stream.partition("@")[2]
+    public = kind.startswith(PUBLIC_KINDS)
+    return public if prefix == "/public" else not public
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +63,7 @@ class Route:
     streams: tuple[str, ...]
     micro: bool  # timeUnit=MICROSECOND
     market: str = "spot"  # "perp" under /market and /public (USD-M futures paths)
+    prefix: str = ""  # "/market", "/public" or "" (root): what it serves, prefix_serves
 
 
 def parse_path(path: str) -> Route:
@@ -54,10 +77,12 @@ def parse_path(path: str) -> Route:
     parts = urlsplit(path)
     route = parts.path.rstrip("/") or "/"
     market = "spot"
+    path_prefix = ""
     for prefix in FUTURES_PREFIXES:
         if route == prefix or route.startswith(prefix + "/"):
             route = route[len(prefix) :] or "/"
             market = "perp"
+            path_prefix = prefix
             break
     query = parse_qs(parts.query, keep_blank_values=True)
     micro = False
@@ -81,7 +106,7 @@ def parse_path(path: str) -> Route:
         raise ValueError(
             f"{len(streams)} streams: at most {MAX_STREAMS} per connection"
         )
-    return Route(combined, tuple(streams), micro, market)
+    return Route(combined, tuple(streams), micro, market, path_prefix)
 
 
 def canonical_stream(name: str) -> str:
@@ -106,6 +131,7 @@ class Client:
     combined: bool
     micro: bool
     market: str = "spot"  # whose events this connection sees (its path's market)
+    prefix: str = ""  # its path prefix: which streams it is served (prefix_serves)
     subs: dict[str, None] = field(default_factory=dict)  # ordered set
     closing: bool = False
     sent: int = 0

@@ -14,7 +14,10 @@ client that connects late sees the market from "now" on, not from the start.
 Two markets, one server: a tape may hold spot and USD-M futures events; a connection
 on ``/market/…`` or ``/public/…`` sees only the futures events, any other path only the
 spot ones (a one-market tape serves every path). ``@bookTicker`` events play in tape
-order with the trades. :meth:`ReplayServer.tape_clock_ms` is the tape's time of "now"
+order with the trades. Like Binance since its 2026 "Base URL split", ``/public/…``
+delivers only the book streams and ``/market/…`` only the others (a book stream
+subscribed there is acknowledged but never delivered); the root paths serve both
+(:func:`~ingest.replay.protocol.prefix_serves`). :meth:`ReplayServer.tape_clock_ms` is the tape's time of "now"
 in Binance's frame (docs/replay.md).
 
 The protocol's replies live in :mod:`ingest.replay.protocol`, the frames in
@@ -55,6 +58,7 @@ from ingest.replay.protocol import (
     answer_control,
     canonical_stream,
     parse_path,
+    prefix_serves,
 )
 from ingest.replay.tapes import (
     BOOK_KIND,
@@ -514,7 +518,8 @@ class ReplayServer(FaultInjection):
     async def _handle(self, conn: ServerConnection) -> None:
         route = parse_path(conn.request.path if conn.request else "/ws")
         market = self._only_market or route.market
-        client = Client(conn, self._next_cid, route.combined, route.micro, market)
+        client = Client(conn, self._next_cid, route.combined, route.micro, market,
+                        prefix=route.prefix)
         self._next_cid += 1
         self._clients[client.cid] = client
         self.connections_total += 1
@@ -598,7 +603,7 @@ class ReplayServer(FaultInjection):
             serving = False
             for name in client.subs:
                 key = (client.market, name)
-                if key in self._servable:
+                if key in self._servable and prefix_serves(client.prefix, name):
                     fanout.setdefault(key, []).append(client)
                     serving = True
                     served.add(client.market)

@@ -49,21 +49,23 @@ def _runtime(server: ReplayServer, db, symbols, *extra: str) -> Runtime:
 
 
 def test_a_killed_connection_reconnects_and_backfills_alone_bars_exact(tmp_path) -> None:
-    """12 instruments at 8 streams per connection (4 instruments with their book
-    streams each): 3 connections. Connection #1 is cut mid-tape: it reconnects on its
+    """12 instruments at 4 streams per connection: 3 trade connections of 4 on
+    ``/market`` (perp's book streams get 3 book-only ones on ``/public``, quiet: the
+    wide tape has no book). Connection #1 is cut mid-tape: it reconnects on its
     own, its gap comes back from REST, the other two never reconnect and keep
     delivering meanwhile. Every trade of the tape is stored once and the stored 1 s
     bars equal a pandas resample of the tape, per instrument."""
     tape = wide_tape(12, market="perp")
     server = ReplayServer(tape, speed=30, profile="futures", loop=False).start()
     symbols = [s for _m, s in tape.instruments]
-    rt = _runtime(server, tmp_path / "k.db", symbols, "--streams-per-connection", "8")
+    rt = _runtime(server, tmp_path / "k.db", symbols, "--streams-per-connection", "4")
     want = _tape_frame(tape)
     try:
         rt.start()
         pool = rt.feeds["perp"]
-        assert [len(f.symbols) for f in pool.feeds] == [4, 4, 4]
-        assert set(rt.ingestor.quiet_probes) == {"perp#0", "perp#1", "perp#2"}
+        assert [len(f.symbols) for f in pool.feeds] == [4, 4, 4, 4, 4, 4]
+        assert pool.trade_feeds == pool.feeds[:3]
+        assert set(rt.ingestor.quiet_probes) == {f"perp#{i}" for i in range(6)}
         victim, others = pool.feeds[1], [pool.feeds[0], pool.feeds[2]]
         _wait(lambda: victim.stats.trades >= 50, 60, "trades on connection #1")
         client_mod._abort(victim._ws)  # the socket dies under it
@@ -85,9 +87,10 @@ def test_a_killed_connection_reconnects_and_backfills_alone_bars_exact(tmp_path)
     assert all(b > d for b, d in zip(back, down, strict=True))  # flowing meanwhile
     assert h["feed"]["gaps"] == 0 and h["feed"]["gaps_filled"] == victim.status().gaps
     conns = h["feed"]["connections"]
-    assert [(c["id"], c["market"], c["streams"]) for c in conns] == [
-        (0, "perp", 8), (1, "perp", 8), (2, "perp", 8)]
-    assert [c["reconnects"] > 0 for c in conns] == [False, True, False]
+    assert [(c["id"], c["market"], c["kind"], c["streams"]) for c in conns] == [
+        (i, "perp", "trade" if i < 3 else "book", 4) for i in range(6)]
+    assert [c["reconnects"] > 0 for c in conns] == [False, True, False, False, False,
+                                                     False]
     from ingest.store import open_store
 
     stores = open_store(str(tmp_path / "k.db"), readonly=True, market="perp")
@@ -118,11 +121,13 @@ def test_instruments_join_a_running_app_names_stable(tmp_path) -> None:
     tape = wide_tape(10, market="perp")
     server = ReplayServer(tape, speed=5, profile="futures", loop=True).start()
     symbols = [s for _m, s in tape.instruments]
-    rt = _runtime(server, tmp_path / "a.db", symbols[:6], "--streams-per-connection", "8")
+    rt = _runtime(server, tmp_path / "a.db", symbols[:6], "--streams-per-connection", "4")
     try:
         rt.start()
         pool = rt.feeds["perp"]
-        assert [len(f.symbols) for f in pool.feeds] == [4, 2]
+        # trades on /market, the book on /public connections of its own
+        assert [len(f.symbols) for f in pool.trade_feeds] == [4, 2]
+        assert [len(f.symbols) for f in pool.book_feeds] == [4, 2]
         names_before = rt.universe.names
         _wait(lambda: all(rt.ingestor.ticks_held(s) > 0 for s in symbols[:6]), 60,
               "trades of the first six")
@@ -131,8 +136,9 @@ def test_instruments_join_a_running_app_names_stable(tmp_path) -> None:
             == symbols[6:]
         assert rt.add_instruments(joined) == []  # known: nothing happens
         assert rt.universe.names == (*names_before, *symbols[6:])
-        assert [len(f.symbols) for f in pool.feeds] == [4, 4, 2]
-        assert set(rt.ingestor.quiet_probes) == {"perp#0", "perp#1", "perp#2"}
+        assert [len(f.symbols) for f in pool.trade_feeds] == [4, 4, 2]
+        assert [len(f.symbols) for f in pool.book_feeds] == [4, 4, 2]
+        assert set(rt.ingestor.quiet_probes) == {f"perp#{i}" for i in range(6)}
         _wait(lambda: all(rt.ingestor.ticks_held(s) >= 5 for s in symbols[6:]), 60,
               "trades of the new listings")
         h = rt.health()
@@ -146,7 +152,7 @@ def test_instruments_join_a_running_app_names_stable(tmp_path) -> None:
         server.stop()
     assert set(symbols) <= set(names)
     assert h["universe"]["instruments"] == 10 and not h["universe"]["dynamic"]
-    assert len(h["feed"]["connections"]) == 3
+    assert len(h["feed"]["connections"]) == 6
     assert all(h["symbols"][s]["ticks"] >= 5 for s in symbols[6:])
     want = _tape_frame(tape)
     for sym, cols in stored.items():

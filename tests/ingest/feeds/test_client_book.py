@@ -38,8 +38,9 @@ def recorded(path, kind: bytes) -> list[dict]:
 def _run(path, protocol, *, clock_ms=None):
     server = ReplayServer(load_tape([path]), speed=0, rate_limit=None).start()
     trades, books = [], []
-    url = protocol.stream_url(["ETHUSDT"], "trade", server.ws_base + protocol.ws_path_prefix,
-                              book=True)
+    # the root path (the old layout) serves trades and book on one connection; perp
+    # /market would not carry the book (it lives on /public: test_pool_public.py)
+    url = protocol.stream_url(["ETHUSDT"], "trade", server.ws_base, book=True)
     assert url.endswith("ethusdt@trade/ethusdt@bookTicker")
     feed = TradeFeed(url, trades.append, protocol=protocol, on_book=books.append,
                      clock_ms=clock_ms, backoff_base_s=0.2)

@@ -76,13 +76,15 @@ def _max_per_second(times: list[float]) -> int:
 def test_streams_split_over_connections_every_trade_once() -> None:
     """25 instruments with their book streams at 10 streams per connection: 5
     instruments (10 streams) on each of 5 connections; each instrument's trade and
-    book stream on the same one; every trade of the tape delivered exactly once."""
+    book stream on the same one (the root path, which serves both; under ``/market``
+    the book goes to ``/public``: test_pool_public.py); every trade of the tape
+    delivered exactly once."""
     tape = wide_tape(25, market="perp")
     server = ReplayServer(tape, speed=0, profile="futures", loop=False).start()
     symbols = [s for _m, s in tape.instruments]
     sink = Sink()
     pool = FeedPool(BINANCE_PERP, symbols, sink.lane("-"), stream="trade",
-                    base_url=server.ws_base + "/market", streams_per_connection=10,
+                    base_url=server.ws_base, streams_per_connection=10,
                     on_book=lambda b: None, lane_sink=sink.lane)
     server.wait_streams = sum(server.servable("perp", f"{s.lower()}@trade") for s in symbols)
     want = _tape_trades(tape)
@@ -175,8 +177,8 @@ def test_more_than_1024_streams_are_refused_and_the_pool_never_asks() -> None:
     assert "1024" in status.error and status.reconnects == 0
     with pytest.raises(ValueError, match="streams_per_connection"):
         FeedPool(BINANCE_PERP, ["BTCUSDT"], lambda t: None, streams_per_connection=1025)
-    with pytest.raises(ValueError, match="cannot hold one"):
-        FeedPool(BINANCE_PERP, ["BTCUSDT"], lambda t: None, streams_per_connection=1,
+    with pytest.raises(ValueError, match="cannot hold one"):  # spot: book + trades
+        FeedPool(BINANCE_SPOT, ["BTCUSDT"], lambda t: None, streams_per_connection=1,
                  on_book=lambda b: None)
 
 

@@ -128,8 +128,8 @@ def test_book_and_trades_play_byte_for_byte_in_recorded_order() -> None:
     head = Tape(tape.events[:5000], source_files=tape.source_files)
     recorded = [frame for _, frame in lines_of(UM_ETH)[:5000]]
     with ReplayServer(head, speed=0, rate_limit=None, rest=False) as srv:
-        url = (srv.ws_base + BINANCE_PERP.ws_path_prefix
-               + "/stream?streams=ethusdt@trade/ethusdt@bookTicker")
+        # the root path (old layout) serves trades and book on one connection
+        url = srv.ws_base + "/stream?streams=ethusdt@trade/ethusdt@bookTicker"
         ws = websocket.create_connection(url, timeout=TIMEOUT)
         got = _frames(ws, len(recorded))
         ws.close()
@@ -161,6 +161,10 @@ def test_two_markets_with_book_each_client_gets_its_recorded_lines() -> None:
     }
     want_spot = [f for _, f in lines_of(SPOT_BTC)]
     want_perp = [f for _, f in lines_of(UM_BTC)]
+    # perp: trades under /market, the book under /public (Binance's base URL split)
+    is_book = [orjson.loads(f)["stream"].endswith("@bookTicker") for f in want_perp]
+    want_market = [f for f, b in zip(want_perp, is_book) if not b]
+    want_public = [f for f, b in zip(want_perp, is_book) if b]
     with ReplayServer(tape, speed=0, rate_limit=None, rest=False,
                       faults=FaultPlan(silence=(0, 1.0))) as srv:
         path = "/stream?streams=btcusdt@trade/btcusdt@bookTicker"
@@ -170,13 +174,17 @@ def test_two_markets_with_book_each_client_gets_its_recorded_lines() -> None:
         perp = websocket.create_connection(
             srv.ws_base + BINANCE_PERP.ws_path_prefix + path, timeout=TIMEOUT
         )
-        got_perp = _frames(perp, len(want_perp))
+        public = websocket.create_connection(
+            srv.ws_base + BINANCE_PERP.book_path_prefix + path, timeout=TIMEOUT
+        )
+        got_perp = _frames(perp, len(want_market))
+        got_public = _frames(public, len(want_public))
         got_spot = _frames(spot, len(want_spot))
-        spot.close()
-        perp.close()
+        for ws in (spot, perp, public):
+            ws.close()
         markets = srv.status()["markets"]
     assert got_spot == want_spot
-    assert got_perp == want_perp
+    assert got_perp == want_market and got_public == want_public
     assert markets["spot"]["book_events"] == 9776 + 9231
     assert markets["perp"]["book_events"] == 22431 + 19708
 
@@ -239,7 +247,7 @@ def test_tape_clock_is_monotone_and_in_exchange_time() -> None:
     with ReplayServer(head, speed=speed, rate_limit=None, rest=False) as srv:
         started = time.monotonic()
         ws = websocket.create_connection(
-            srv.ws_base + "/market/stream?streams=btcusdt@trade/btcusdt@bookTicker",
+            srv.ws_base + "/stream?streams=btcusdt@trade/btcusdt@bookTicker",
             timeout=TIMEOUT,
         )
         for _ in range(len(head)):
