@@ -139,6 +139,7 @@ def market_table(markets: dict[str, dict]) -> html.Table:
 #: Columns of the per-connection table: header, how a connection's health shows.
 CONNECTION_COLUMNS = (
     ("#", lambda c: f"{c.get('market', '')}#{c.get('id')}"),
+    ("Kind", lambda c: c.get("kind") or "trade"),  # perp's book-only /public ones: "book"
     ("Streams", lambda c: f"{_fmt_int(c.get('subscribed'))}/{_fmt_int(c.get('streams'))}"),
     ("Status", lambda c: "connected" if c.get("connected") else "disconnected"),
     ("Msgs/s", lambda c: f"{c.get('msgs_per_s', 0):,.1f}"),

@@ -76,7 +76,7 @@ def test_feed_card_lists_connections_troubled_first_and_stays_compact():
     rows = table.children[1:]
     assert len(rows) == CONNECTION_ROWS_SHOWN + 1
     first = [_text(td) for td in rows[0].children]
-    assert first == ["perp#7", "0/1,024", "disconnected", "10.0", "3", "0",
+    assert first == ["perp#7", "trade", "0/1,024", "disconnected", "10.0", "3", "0",
                      "silent for 31s (watchdog)"]
     assert rows[0].className == "text-danger" and rows[1].className == ""
     assert _text(rows[-1]) == f"… {20 - CONNECTION_ROWS_SHOWN} more (8 connected, all streams)"
