@@ -124,7 +124,6 @@ def test_ws_path_sends_bare_events(make_server: Factory, small_tape: Tape) -> No
     [
         "/market/stream?streams=btcusdt@trade/ethusdt@trade",
         "/market/ws/btcusdt@trade/ethusdt@trade",
-        "/public/stream?streams=btcusdt@trade/ethusdt@trade",
         "/ws/stream?streams=btcusdt@trade/ethusdt@trade",
     ],
 )
@@ -140,6 +139,16 @@ def test_futures_market_paths(
     assert all(("stream" in orjson.loads(f)) is combined for f in frames)
     assert [(t.symbol, t.trade_id) for t in trades_of(frames)] == ids(tape)
     assert "X" in orjson.loads(frames[0]).get("data", orjson.loads(frames[0]))
+
+
+def test_futures_public_path_carries_no_trades(make_server: Factory, sample_dir: Path) -> None:
+    """Binance routes futures book data to ``/public`` and trades to ``/market``: a trade
+    stream subscribed on ``/public`` is accepted but never delivered."""
+    tape = Tape(load_tape(sample_dir / UM_BTC).events[:200])
+    srv = make_server(tape, speed=0, profile="futures")
+    with connect(srv.ws_base + "/public/stream?streams=btcusdt@trade", open_timeout=TIMEOUT) as ws:
+        with pytest.raises(TimeoutError):
+            ws.recv(timeout=1.5)
 
 
 def test_futures_client_url_from_stream_url(
