@@ -135,7 +135,8 @@ def test_given_up_after_max_age_and_a_permanent_refusal_fails_at_once(db):
 @pytest.mark.slow  # 2 s requests on the slow receiver
 def test_a_slow_channel_does_not_hold_up_a_fast_one(db):
     path, store = db
-    with Receiver(behaviour=lambda i: (200, {}, 2.0)) as slow, Receiver() as fast:
+    # the slow receiver answers after 4 s: the fast one must be done well before
+    with Receiver(behaviour=lambda i: (200, {}, 4.0)) as slow, Receiver() as fast:
         cs = store.insert_channel("webhook", "slow", slow.url, None)
         cf = store.insert_channel("webhook", "fast", fast.url, None)
         rules = [_rule(store, [cs.id, cf.id], f"S{k}USDT") for k in range(12)]
@@ -149,8 +150,10 @@ def test_a_slow_channel_does_not_hold_up_a_fast_one(db):
                 [(d.channel_id, d.status, d.attempts) for d in store.deliveries()][:12])
             fast_done = time.monotonic() - t0
             # the slow receiver holds at most per_channel (4) requests at a time
-            assert len(slow.records) <= 4 and fast_done < 2.0
-            assert w.status()["lanes_in_flight"] <= 4
+            assert len(slow.records) <= 4 and fast_done < 3.5
+            # the slow lanes (<= per_channel) plus at most the fast channel's last one,
+            # still finishing its bookkeeping when the receiver counted its request
+            assert w.status()["lanes_in_flight"] <= 4 + 1
         finally:
             w.stop()
 
