@@ -212,6 +212,18 @@ def too_heavy(exc: heavy.TooHeavy):
                   "limit_s": exc.limits.max_cost_s, "rows": est.rows}, 413)
 
 
+def answer_query_errors(blueprint: flask.Blueprint) -> None:
+    """Register on ``blueprint`` the answers of a heavy analytics route's errors: a job
+    over the size budget 413 (:func:`too_heavy`; found before the BadParam handler, of
+    which it is a subclass), a bad parameter 400 naming it, too little data 409 with
+    ``needed``/``have``."""
+    blueprint.register_error_handler(heavy.TooHeavy, too_heavy)
+    blueprint.register_error_handler(
+        BadParam, lambda exc: json_response({"error": str(exc), "param": exc.param}, 400))
+    blueprint.register_error_handler(InsufficientData, lambda exc: json_response(
+        {"error": str(exc), "needed": exc.needed, "have": exc.have}, 409))
+
+
 def busy(exc: heavy.Busy):
     resp = json_response({"error": str(exc), "retry_after_s": exc.retry_after_s}, 503)
     resp.headers["Retry-After"] = str(exc.retry_after_s)

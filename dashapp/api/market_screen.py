@@ -18,32 +18,16 @@ from __future__ import annotations
 
 import flask
 
-from analytics.errors import InsufficientData
 from dashapp import heavy
 from dashapp import market_screen_queries as msq
 from dashapp.api import params
 from dashapp.api.downloads import frame_bytes
-from dashapp.api.market import json_response
-from dashapp.api.params import BadParam
+from dashapp.api.market import answer_query_errors, json_response
 
 bp = flask.Blueprint("market_screen_api", __name__, url_prefix="/api")
 
 
-@bp.errorhandler(BadParam)
-def _bad_param(exc: BadParam):
-    return json_response({"error": str(exc), "param": exc.param}, 400)
-
-
-@bp.errorhandler(heavy.TooHeavy)  # a BadParam too: 413, not this blueprint's 400
-def _too_heavy(exc: heavy.TooHeavy):
-    from dashapp.api.market import too_heavy as answer
-
-    return answer(exc)
-
-
-@bp.errorhandler(InsufficientData)
-def _insufficient(exc: InsufficientData):
-    return json_response({"error": str(exc), "needed": exc.needed, "have": exc.have}, 409)
+answer_query_errors(bp)
 
 
 @bp.route("/market-screen")

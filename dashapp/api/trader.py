@@ -24,38 +24,21 @@ import logging
 
 import flask
 import numpy as np
-import orjson
 
-from analytics.errors import InsufficientData
 from dashapp import heavy, job_sizes
 from dashapp import trader_queries as tq
 from dashapp.api import params
+from dashapp.api.market import answer_query_errors, json_response
 from dashapp.api.params import BadParam
 
 log = logging.getLogger(__name__)
 bp = flask.Blueprint("trader_api", __name__, url_prefix="/api")
 
 
-def _json(payload, status: int = 200) -> flask.Response:
-    body = orjson.dumps(payload, option=orjson.OPT_SERIALIZE_NUMPY)
-    return flask.Response(body, status=status, mimetype="application/json")
+_json = json_response
 
 
-@bp.errorhandler(BadParam)
-def _bad_param(exc: BadParam):
-    return _json({"error": str(exc), "param": exc.param}, 400)
-
-
-@bp.errorhandler(heavy.TooHeavy)  # a BadParam too: 413, not this blueprint's 400
-def _too_heavy(exc: heavy.TooHeavy):
-    from dashapp.api.market import too_heavy as answer
-
-    return answer(exc)
-
-
-@bp.errorhandler(InsufficientData)
-def _insufficient(exc: InsufficientData):
-    return _json({"error": str(exc), "needed": exc.needed, "have": exc.have}, 409)
+answer_query_errors(bp)
 
 
 def _flag(args, name: str) -> bool:
